@@ -51,6 +51,8 @@ def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()
+            # mkstemp creates 0600 files; give the result ordinary permissions (or keep the old file's).
+            os.fchmod(f.fileno(), path.stat().st_mode & 0o777 if path.exists() else 0o644)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

@@ -1,0 +1,214 @@
+"""Audits that expose a decoder whose NLL is not a code length (SPEC §6); numpy only.
+
+order_audit:          in the decoder's own order, changing tokens decoded later must not change
+                      the score of any token decoded earlier; nor may a token's score read
+                      itself or another token of its own stage.
+normalization_audit:  for a tiny vocabulary and length, the decoder's probabilities
+                      exp(-total NLL) summed over EVERY sequence must be <= 1 (exactly 1 with
+                      n_random = 1 for a valid decoder and a normalized scorer).
+prefix_change:        a helper for the attention-leakage check of a backend: how much do the
+                      logits of positions before / after a split change between two forwards?
+
+Both audits rely on cf.py's fills being the same for every row of a batch and independent of
+the tokens: a perturbed copy of a window is decoded with exactly the fills of the original.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+import cf
+
+
+def _decode_in_chunks(scorer, seqs, scored_targets, decoder, max_rows, **cf_kwargs) -> np.ndarray:
+    """decode_nll over row chunks, the scorer always asked about `scored_targets`.
+
+    Chunking is sound because a window's score ignores the other rows of its batch. Replacing
+    the targets lets a check change the tokens a decoder *reads* while asking the log-prob of
+    the original tokens (decoders build inputs from seqs and pass seqs[:, 1:] as targets).
+    """
+    parts = []
+    for start in range(0, seqs.shape[0], max_rows):
+        fixed_targets = scored_targets[start : start + max_rows]
+
+        def scorer_of_fixed_targets(inputs, is_causal, targets, fixed_targets=fixed_targets):
+            return scorer(inputs, is_causal, fixed_targets)
+
+        chunk = seqs[start : start + max_rows]
+        parts.append(cf.decode_nll(scorer_of_fixed_targets, chunk, decoder, **cf_kwargs))
+    return np.concatenate(parts, axis=0)
+
+
+def _perturbed(seqs: np.ndarray, positions: np.ndarray, vocab_size: int, rng) -> np.ndarray:
+    """Copy of seqs with the targets at x `positions` (column p+1) changed to different tokens."""
+    out = seqs.copy()
+    columns = positions + 1
+    shift = rng.integers(1, vocab_size, size=(seqs.shape[0], columns.size))
+    out[:, columns] = (out[:, columns] + shift) % vocab_size
+    return out
+
+
+def order_audit(
+    scorer,
+    seqs,
+    decoder: str,
+    *,
+    vocab_size: int,
+    n_trials: int = 2,
+    seed: int = 42,
+    stride: int = 2,
+    rounds: int = 2,
+    n_random: int = 3,
+    perturb_seed: int = 0,
+    tolerance: float = 1e-6,
+    max_rows: int = 4096,
+) -> dict:
+    """Check that every score reads only tokens of strictly earlier stages.
+
+    For each trial and each stage k of decoding_order(decoder), two perturbed copies of seqs
+    are decoded (context column 0 is never changed):
+      "later": every target of stages > k is replaced by a different random token; the NLL of
+               every target of stages <= k must not change.
+      "self":  every target of stages >= k is replaced, but the scorer is still asked the
+               log-prob of the ORIGINAL targets; the NLL of stages <= k must not change. This
+               catches a token that reads itself or another token of its own stage, which no
+               change of later tokens alone can reveal.
+    `seed` is the fill seed passed to cf (like n_random, stride, rounds); `perturb_seed` draws
+    the replacement tokens. All copies are decoded in batches of at most max_rows rows.
+    A numpy scorer gives bit-identical numbers, so max_change is exactly 0 for a valid
+    decoder; `tolerance` only allows for float noise of accelerator backends across batches.
+    """
+    seqs = np.ascontiguousarray(np.asarray(seqs), dtype=np.int64)
+    if seqs.ndim != 2:
+        raise ValueError(f"seqs must be (B, T+1), got shape {seqs.shape}")
+    if vocab_size < 2:
+        raise ValueError("the order audit needs vocab_size >= 2 to change a token")
+    B, T = seqs.shape[0], seqs.shape[1] - 1
+    stages = cf.decoding_order(decoder, T, stride, rounds)
+    stage_of = np.empty(T, dtype=np.int64)
+    for k, stage in enumerate(stages):
+        stage_of[stage] = k
+    positions = np.arange(T)
+    rng = np.random.default_rng(perturb_seed)
+    original_targets = seqs[:, 1:]
+
+    copies, scored_targets = [seqs], [original_targets]
+    checks = []  # (trial, stage, kind, checked mask (T,))
+    for trial in range(n_trials):
+        for k in range(len(stages)):
+            later = positions[stage_of > k]
+            if later.size:
+                copy = _perturbed(seqs, later, vocab_size, rng)
+                copies.append(copy)
+                scored_targets.append(copy[:, 1:])
+                checks.append((trial, k, "later", stage_of <= k))
+            copies.append(_perturbed(seqs, positions[stage_of >= k], vocab_size, rng))
+            scored_targets.append(original_targets)
+            checks.append((trial, k, "self", stage_of <= k))
+
+    cf_kwargs = dict(stride=stride, rounds=rounds, n_random=n_random, seed=seed, vocab_size=vocab_size)
+    nll = _decode_in_chunks(
+        scorer, np.concatenate(copies), np.concatenate(scored_targets), decoder, max_rows, **cf_kwargs
+    )
+    base = nll[:B]
+
+    max_change, worst = 0.0, None
+    stage_max = np.zeros(len(stages))
+    kind_max = {"later": 0.0, "self": 0.0}
+    for index, (trial, k, kind, checked) in enumerate(checks):
+        change = np.abs(nll[(index + 1) * B : (index + 2) * B] - base)[:, checked]
+        largest = float(change.max()) if change.size else 0.0
+        stage_max[k] = max(stage_max[k], largest)
+        kind_max[kind] = max(kind_max[kind], largest)
+        if largest > max_change:
+            row, col = np.unravel_index(int(change.argmax()), change.shape)
+            max_change = largest
+            worst = dict(trial=trial, stage=k, kind=kind, row=int(row),
+                         position=int(positions[checked][col]))
+    return dict(
+        decoder=decoder,
+        passed=bool(max_change <= tolerance),
+        max_change=max_change,
+        tolerance=tolerance,
+        worst=worst,
+        stage_max_change=stage_max.tolist(),
+        kind_max_change=kind_max,
+        n_stages=len(stages),
+        n_checks=len(checks),
+        n_rows=int(nll.shape[0]),
+        claimed_valid=cf.VALID[decoder],
+    )
+
+
+def all_sequences(vocab_size: int, T: int) -> np.ndarray:
+    """Every target sequence of length T over the vocabulary, int64 (V**T, T), lexicographic."""
+    index = np.arange(vocab_size**T, dtype=np.int64)
+    powers = vocab_size ** np.arange(T - 1, -1, -1, dtype=np.int64)
+    return (index[:, None] // powers[None, :]) % vocab_size
+
+
+def normalization_audit(
+    scorer,
+    decoder: str,
+    *,
+    vocab_size: int,
+    T: int,
+    context_token: int = 0,
+    n_random: int = 3,
+    seed: int = 42,
+    stride: int = 2,
+    rounds: int = 2,
+    batch_rows: int = 8192,
+    max_sequences: int = 2_000_000,
+) -> dict:
+    """Sum of exp(-total NLL) over all V**T target sequences (column 0 = context_token).
+
+    The math (see cf.py): a valid decoder with n_random = 1 is a product of normalized
+    conditionals in one order, so the sum is exactly 1 (up to float rounding); with
+    n_random > 1 each term is a geometric mean over fills of normalized distributions, so the
+    sum is <= 1 (AM-GM). A sum above 1 means the NLL is not a code length. The fills are the
+    same for every enumerated sequence because cf draws them from `seed` alone.
+    """
+    n_sequences = vocab_size**T
+    if n_sequences > max_sequences:
+        raise ValueError(f"{vocab_size}**{T} = {n_sequences} sequences > max_sequences={max_sequences}")
+    if not 0 <= context_token < vocab_size:
+        raise ValueError(f"context_token must lie in [0, {vocab_size}), got {context_token}")
+    targets = all_sequences(vocab_size, T)
+    seqs = np.concatenate([np.full((n_sequences, 1), context_token, dtype=np.int64), targets], axis=1)
+    cf_kwargs = dict(stride=stride, rounds=rounds, n_random=n_random, seed=seed, vocab_size=vocab_size)
+    batch_sums, largest = [], 0.0
+    for start in range(0, n_sequences, batch_rows):
+        nll = cf.decode_nll(scorer, seqs[start : start + batch_rows], decoder, **cf_kwargs)
+        probs = np.exp(-nll.sum(axis=1))
+        batch_sums.append(float(probs.sum()))
+        largest = max(largest, float(probs.max()))
+    return dict(
+        decoder=decoder,
+        total_prob=math.fsum(batch_sums),
+        n_sequences=n_sequences,
+        max_sequence_prob=largest,
+        vocab_size=vocab_size,
+        T=T,
+        n_random=n_random,
+        claimed_valid=cf.VALID[decoder],
+    )
+
+
+def prefix_change(logits_a, logits_b, split: int, axis: int = -2) -> tuple[float, float]:
+    """(max |a - b| over positions < split, max |a - b| over positions >= split).
+
+    logits_* are (..., T, V) by default (positions on `axis`). For a causal forward of two
+    inputs that agree before `split`, the prefix difference must be 0 (up to float noise)
+    while the suffix difference is typically > 0; a bidirectional forward changes both.
+    An empty side reports 0.0.
+    """
+    a = np.moveaxis(np.asarray(logits_a, dtype=np.float64), axis, 0)
+    b = np.moveaxis(np.asarray(logits_b, dtype=np.float64), axis, 0)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    diff = np.abs(a - b)
+    prefix, suffix = diff[:split], diff[split:]
+    return (float(prefix.max()) if prefix.size else 0.0, float(suffix.max()) if suffix.size else 0.0)

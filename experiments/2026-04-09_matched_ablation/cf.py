@@ -1,0 +1,334 @@
+"""Coarse-to-Fine (CF) decoders, backend-independent (numpy only).
+
+A decoder turns a model into per-token code lengths (NLL in nats) for windows of tokens.
+The model is reached only through a *scorer*:
+
+    scorer(inputs: int64 (B, T), is_causal: bool, targets: int64 (B, T)) -> float (B, T)
+
+returning the log-probability the model gives targets[:, i] at row i, where
+  causal (is_causal=True):   row i is the distribution of the token AFTER inputs[:, i];
+  bidirectional (False):     row i is the distribution of the token AT position i.
+Only the target log-probs cross the boundary, so a backend never ships B*T*V floats.
+
+Windows: seqs is an int array (B, T+1). Column 0 is context only; the T targets are
+x = seqs[:, 1:]. prev = seqs[:, :-1] is the causal input, so causal row j predicts x[j]
+from seqs[:, 0..j] (context plus x[0..j-1]); bidirectional row j scores x[j] in place.
+
+Schedule (SPEC §5), stride s, rounds r: skeleton = target positions 0, s, 2s, ...;
+gaps = the rest, assigned round-robin by gap index (gap_index % r). With s=2, r=2:
+round 0 = {1, 5, 9, ...}, round 1 = {3, 7, 11, ...}.
+
+Decoders (name: definition):
+  ar:                 one causal forward of prev; every target scored by its full true prefix.
+  cf_published:       SPEC §5 as the original computed it. Pass 1: causal forward of the FULL
+                      true prev, score the skeleton. Pass 2: round by round, bidirectional
+                      forward of x with this round and all later rounds replaced by random fill,
+                      score this round in place; NLL averaged over n_random fills. NOT a code
+                      length: a skeleton token is scored given gap tokens that are decoded later.
+  cf_valid:           as cf_published, but pass 1 hides every gap token (not yet decoded when
+                      the skeleton is decoded) by random fill in the causal input, averaged over
+                      n_random fills like pass 2. Order: skeleton left to right, round 0, 1, ...
+  cf_bidir_skeleton:  as cf_valid, but each skeleton token x[j] is scored by its own
+                      bidirectional forward of x in which every position except the earlier
+                      skeleton positions (so x[j] itself, later skeleton positions and all gaps)
+                      is random fill. Costs one forward per skeleton token per fill.
+
+Random fill (shared randomness). fills = draw_fills(seed, T, rounds, n_random, vocab_size) is
+an int64 array (1 + rounds, n_random, T) drawn once per call from
+np.random.default_rng(seed).integers(0, vocab_size, size=(1 + rounds, n_random, T)).
+fills[0, f] is the pass-1 fill (used by cf_valid and cf_bidir_skeleton), fills[1 + k, f] the
+fill of round k (shared by every CF decoder, so their pass-2 parts are identical). A fill is
+indexed by the *target position it hides* (x position), by stage and by fill index; it never
+depends on token values, on the batch size or on the other rows: every row of the batch uses
+the same fills, so a window's score does not depend on which windows share its batch.
+
+Why the valid decoders give code lengths. Fix one fill realization phi (fill f of every stage).
+A valid decoder scores each target x_p with a conditional q_phi(x_p | c, x_{earlier stages}, phi)
+that is normalized over the vocabulary and reads only the context c, tokens of strictly
+earlier stages of its order (decoding_order) and the data-independent fill. Within a stage no
+position reads another of the same stage. So Q_phi(x) = prod_p q_phi(x_p | ...) is a product of
+normalized conditionals in a fixed order; summing over the last stage's tokens first and going
+backwards gives sum_x Q_phi(x) = 1 EXACTLY (n_random = 1; for a scorer whose distributions are
+normalized over the vocab). With F = n_random > 1 fills the reported NLL is the mean over fills
+of -log q, and since the mean commutes with the sum over positions,
+    exp(-total NLL(x)) = (prod_f Q_f(x))^(1/F)   (a geometric mean of normalized distributions)
+                       <= (1/F) sum_f Q_f(x)      (AM-GM; this is Jensen: exp(-mean NLL) <= mean p)
+so sum_x exp(-total NLL(x)) <= 1: the Kraft inequality holds and the mean NLL is a valid
+(slightly pessimistic) code length. Each single fill realization is itself a valid code;
+a coder with the shared seed could also use the mixture -log mean_f Q_f(x), which is shorter.
+cf_published breaks this: its pass-1 factor for skeleton x[j] reads the gap x[j-1], whose own
+pass-2 factor reads x[j]; no decoding order has both, the product is not normalized and its
+sum over all sequences can exceed 1 (SPEC §6).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+Scorer = Callable[[np.ndarray, bool, np.ndarray], np.ndarray]
+
+
+# ----------------------------------------------------------------------------- schedule
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Target positions of each CF part for T targets, stride s and r rounds."""
+
+    T: int
+    stride: int
+    rounds: int
+    skeleton: np.ndarray  # (n_skeleton,) int64, increasing: 0, s, 2s, ...
+    round_positions: tuple[np.ndarray, ...]  # rounds arrays, round k = gaps with index % r == k
+
+    @property
+    def gaps(self) -> np.ndarray:
+        """All gap positions, increasing."""
+        return np.setdiff1d(np.arange(self.T), self.skeleton)
+
+    def hidden_from_round(self, k: int) -> np.ndarray:
+        """Positions of round k and all later rounds (not yet decoded when round k is scored)."""
+        return np.sort(np.concatenate(self.round_positions[k:]))
+
+
+def make_schedule(T: int, stride: int, rounds: int) -> Schedule:
+    positions = np.arange(T, dtype=np.int64)
+    is_skeleton = positions % stride == 0
+    gaps = positions[~is_skeleton]
+    gap_round = np.arange(gaps.size) % rounds
+    return Schedule(
+        T=T,
+        stride=stride,
+        rounds=rounds,
+        skeleton=positions[is_skeleton],
+        round_positions=tuple(gaps[gap_round == k] for k in range(rounds)),
+    )
+
+
+def draw_fills(seed: int, T: int, rounds: int, n_random: int, vocab_size: int) -> np.ndarray:
+    """Random fill tokens, int64 (1 + rounds, n_random, T); see the module docstring.
+
+    Drawn from a stream seeded by `seed` alone: the same for every window, batch and decoder.
+    """
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, vocab_size, size=(1 + rounds, n_random, T), dtype=np.int64)
+
+
+# ----------------------------------------------------------------------------- scorer calls
+
+
+def _target_logp(scorer: Scorer, inputs: np.ndarray, is_causal: bool, targets: np.ndarray) -> np.ndarray:
+    logp = np.asarray(scorer(inputs, is_causal, targets), dtype=np.float64)
+    if logp.shape != targets.shape:
+        raise ValueError(f"scorer returned shape {logp.shape}, expected {targets.shape}")
+    return logp
+
+
+def _with_fill(tokens: np.ndarray, positions: np.ndarray, fill_row: np.ndarray) -> np.ndarray:
+    """Copy of tokens (B, T) with columns `positions` set to fill_row[positions] in every row."""
+    out = tokens.copy()
+    out[:, positions] = fill_row[positions]
+    return out
+
+
+# ----------------------------------------------------------------------------- decoders
+# Each decoder fills nll (B, T) in place from (prev, x) and returns the pass-1 mask (T,).
+
+
+def _ar(scorer, prev, x, schedule, fills, nll) -> np.ndarray:
+    nll[:] = -_target_logp(scorer, prev, True, x)
+    return np.ones(schedule.T, dtype=bool)
+
+
+def _gap_rounds(scorer, x, schedule, fills, nll) -> None:
+    """Pass 2, shared by every CF decoder: round k is scored with rounds >= k hidden."""
+    n_random = fills.shape[1]
+    for k, positions in enumerate(schedule.round_positions):
+        if positions.size == 0:
+            continue
+        hidden = schedule.hidden_from_round(k)
+        total = np.zeros((x.shape[0], positions.size))
+        for f in range(n_random):
+            logp = _target_logp(scorer, _with_fill(x, hidden, fills[1 + k, f]), False, x)
+            total -= logp[:, positions]
+        nll[:, positions] = total / n_random
+
+
+def _skeleton_mask(schedule: Schedule) -> np.ndarray:
+    mask = np.zeros(schedule.T, dtype=bool)
+    mask[schedule.skeleton] = True
+    return mask
+
+
+def _cf_published(scorer, prev, x, schedule, fills, nll) -> np.ndarray:
+    skeleton = schedule.skeleton
+    # The full true prefix: skeleton x[j] reads the gap x[j-1] (decoded later) -> not a code.
+    nll[:, skeleton] = -_target_logp(scorer, prev, True, x)[:, skeleton]
+    _gap_rounds(scorer, x, schedule, fills, nll)
+    return _skeleton_mask(schedule)
+
+
+def _cf_valid(scorer, prev, x, schedule, fills, nll) -> np.ndarray:
+    skeleton = schedule.skeleton
+    gaps = schedule.gaps
+    # Gap target x[g] sits at prev column g+1 (x[T-1] never appears in prev). The fill is
+    # indexed by the hidden target's x position g, so shift it by one column as well.
+    gaps_in_prev = gaps[gaps + 1 < schedule.T]
+    n_random = fills.shape[1]
+    total = np.zeros((x.shape[0], skeleton.size))
+    for f in range(n_random):
+        inputs = prev.copy()
+        inputs[:, gaps_in_prev + 1] = fills[0, f, gaps_in_prev]
+        total -= _target_logp(scorer, inputs, True, x)[:, skeleton]
+    nll[:, skeleton] = total / n_random
+    _gap_rounds(scorer, x, schedule, fills, nll)
+    return _skeleton_mask(schedule)
+
+
+def _cf_bidir_skeleton(scorer, prev, x, schedule, fills, nll) -> np.ndarray:
+    skeleton = schedule.skeleton
+    n_random = fills.shape[1]
+    total = np.zeros((x.shape[0], skeleton.size))
+    for f in range(n_random):
+        for m, j in enumerate(skeleton):
+            # Everything but the m earlier skeleton tokens is fill (x[j] itself included).
+            inputs = np.broadcast_to(fills[0, f], x.shape).copy()
+            inputs[:, skeleton[:m]] = x[:, skeleton[:m]]
+            total[:, m] -= _target_logp(scorer, inputs, False, x)[:, j]
+    nll[:, skeleton] = total / n_random
+    _gap_rounds(scorer, x, schedule, fills, nll)
+    return _skeleton_mask(schedule)
+
+
+def _order_ar(schedule: Schedule) -> list[list[int]]:
+    return [[p] for p in range(schedule.T)]
+
+
+def _order_cf(schedule: Schedule) -> list[list[int]]:
+    """Skeleton left to right (one stage each), then each non-empty round as one stage."""
+    stages = [[int(j)] for j in schedule.skeleton]
+    stages += [[int(p) for p in positions] for positions in schedule.round_positions if positions.size]
+    return stages
+
+
+@dataclass(frozen=True)
+class Decoder:
+    name: str
+    definition: str
+    valid: bool  # True: the NLL is a valid code length (Kraft sum <= 1)
+    run: Callable  # (scorer, prev, x, schedule, fills, nll_out) -> pass-1 mask (T,)
+    order: Callable[[Schedule], list[list[int]]]  # the decoding order it claims
+
+
+DECODERS: dict[str, Decoder] = {
+    d.name: d
+    for d in (
+        Decoder("ar", "causal forward of the full true prefix", True, _ar, _order_ar),
+        Decoder(
+            "cf_published",
+            "SPEC §5: skeleton by causal forward of the full true prefix, gaps by rounds",
+            False,
+            _cf_published,
+            _order_cf,
+        ),
+        Decoder(
+            "cf_valid",
+            "skeleton by causal forward with all gap tokens random-filled, gaps by rounds",
+            True,
+            _cf_valid,
+            _order_cf,
+        ),
+        Decoder(
+            "cf_bidir_skeleton",
+            "skeleton one token at a time by bidirectional forward with only earlier skeleton "
+            "tokens visible (rest random fill), gaps by rounds",
+            True,
+            _cf_bidir_skeleton,
+            _order_cf,
+        ),
+    )
+}
+VALID: dict[str, bool] = {name: d.valid for name, d in DECODERS.items()}
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def _check_args(decoder: str, T: int, stride: int, rounds: int, n_random: int = 1) -> Decoder:
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder {decoder!r}; known: {sorted(DECODERS)}")
+    if int(stride) != stride or stride < 2:
+        raise ValueError(f"stride must be an integer >= 2, got {stride!r}")
+    if int(rounds) != rounds or rounds < 1:
+        raise ValueError(f"rounds must be an integer >= 1, got {rounds!r}")
+    if int(n_random) != n_random or n_random < 1:
+        raise ValueError(f"n_random must be an integer >= 1, got {n_random!r}")
+    if int(T) != T or T < 1:
+        raise ValueError(f"need at least one target (T >= 1), got T={T!r}")
+    return DECODERS[decoder]
+
+
+def decoding_order(decoder: str, T: int, stride: int = 2, rounds: int = 2) -> list[list[int]]:
+    """The stages of target positions in the order `decoder` claims to decode them.
+
+    A token of stage k may be scored only from the context and tokens of stages < k.
+    """
+    spec = _check_args(decoder, T, stride, rounds)
+    return spec.order(make_schedule(T, stride, rounds))
+
+
+def decode_parts(
+    scorer: Scorer,
+    seqs: np.ndarray,
+    decoder: str,
+    *,
+    stride: int = 2,
+    rounds: int = 2,
+    n_random: int = 3,
+    seed: int = 42,
+    vocab_size: int,
+) -> dict[str, np.ndarray]:
+    """Per-target NLL of `decoder` and which pass scored each target.
+
+    Returns {"nll": float64 (B, T), "pass1": bool (T,), "pass2": bool (T,)}; the two masks
+    partition the target positions (for ar, pass 1 is everything). One scorer call per
+    pass / round / fill over the whole batch (cf_bidir_skeleton: per skeleton token too).
+    """
+    seqs = np.asarray(seqs)
+    if seqs.ndim != 2 or not np.issubdtype(seqs.dtype, np.integer):
+        raise ValueError(f"seqs must be a 2-D integer array (B, T+1), got {seqs.dtype} {seqs.shape}")
+    if int(vocab_size) != vocab_size or vocab_size < 1:
+        raise ValueError(f"vocab_size must be a positive integer, got {vocab_size!r}")
+    T = seqs.shape[1] - 1
+    spec = _check_args(decoder, T, stride, rounds, n_random)
+    if seqs.size and (seqs.min() < 0 or seqs.max() >= vocab_size):
+        raise ValueError(f"token ids must lie in [0, {vocab_size}), got [{seqs.min()}, {seqs.max()}]")
+    seqs = np.ascontiguousarray(seqs, dtype=np.int64)
+    prev, x = np.ascontiguousarray(seqs[:, :-1]), np.ascontiguousarray(seqs[:, 1:])
+
+    schedule = make_schedule(T, stride, rounds)
+    fills = draw_fills(seed, T, rounds, n_random, vocab_size)
+    nll = np.full(x.shape, np.nan, dtype=np.float64)
+    pass1 = spec.run(scorer, prev, x, schedule, fills, nll)
+    return {"nll": nll, "pass1": pass1, "pass2": ~pass1}
+
+
+def decode_nll(
+    scorer: Scorer,
+    seqs: np.ndarray,
+    decoder: str,
+    *,
+    stride: int = 2,
+    rounds: int = 2,
+    n_random: int = 3,
+    seed: int = 42,
+    vocab_size: int,
+) -> np.ndarray:
+    """float64 (B, T): the NLL in nats `decoder` assigns to each target seqs[:, 1:]."""
+    return decode_parts(
+        scorer, seqs, decoder, stride=stride, rounds=rounds, n_random=n_random, seed=seed,
+        vocab_size=vocab_size,
+    )["nll"]

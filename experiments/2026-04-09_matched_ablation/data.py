@@ -1,0 +1,79 @@
+"""Data access for this experiment, on top of the shared challenge format (scripts/challenge_format.py).
+
+Re-exports the shard reader (magic/version/size validated, errors name the file), the training
+TokenStream (contiguous, wrapping, DDP slices) and the SPEC §2 byte tables + bits per byte, and
+adds what the scripts here need: the prepared folder's meta.json, the tokenizer that belongs to
+it, and validation tokens checked against the model's vocabulary.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from challenge_format import (  # noqa: F401  (re-exported for the scripts of this experiment)
+    ByteTables,
+    ShardError,
+    TokenStream,
+    bits_per_byte,
+    list_shards,
+    load_byte_tables,
+    load_tokens,
+    read_shard,
+    read_shard_header,
+)
+
+
+def read_meta(data_dir: str | Path) -> dict | None:
+    """The prepared folder's meta.json, or None when the folder has none (e.g. hand-made shards)."""
+    path = Path(data_dir) / "meta.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ShardError(f"{path}: unreadable meta.json ({e})") from None
+
+
+def resolve_tokenizer(data_dir: str | Path, tokenizer_path: str | Path | None) -> Path:
+    """--tokenizer_path if given, else the tokenizer named in the data folder's meta.json."""
+    if tokenizer_path:
+        return Path(tokenizer_path)
+    meta = read_meta(data_dir)
+    if meta is None or "tokenizer" not in meta:
+        raise ShardError(f"{data_dir}: no meta.json naming a tokenizer; pass --tokenizer_path")
+    return Path(data_dir) / meta["tokenizer"]
+
+
+def check_vocab(data_dir: str | Path, tables: ByteTables, tokenizer_path: Path, model_vocab: int) -> None:
+    """Tokenizer, shards' meta.json and model must agree on the vocabulary."""
+    if tables.vocab_size > model_vocab:
+        raise ValueError(
+            f"{tokenizer_path}: tokenizer vocab {tables.vocab_size} is larger than the model vocab {model_vocab}"
+        )
+    meta = read_meta(data_dir)
+    if meta is not None and "vocab_size" in meta and int(meta["vocab_size"]) != tables.vocab_size:
+        raise ValueError(
+            f"{tokenizer_path}: tokenizer vocab {tables.vocab_size} does not match "
+            f"{Path(data_dir) / 'meta.json'} (vocab_size {meta['vocab_size']})"
+        )
+
+
+def check_token_range(tokens: np.ndarray, vocab: int, where: str) -> None:
+    if tokens.size and int(tokens.max()) >= vocab:
+        raise ValueError(f"{where}: token id {int(tokens.max())} is out of range for vocab {vocab}")
+
+
+def check_train_shards(data_dir: str | Path, vocab: int) -> None:
+    """One pass over the training shards (memory-mapped) so an out-of-range id fails up front."""
+    for path in list_shards(data_dir, "train"):
+        check_token_range(np.asarray(read_shard(path)), vocab, str(path))
+
+
+def load_validation(data_dir: str | Path, n_tokens: int, vocab: int) -> np.ndarray:
+    """The first n_tokens+1 validation tokens (all of them if n_tokens <= 0)."""
+    tokens = load_tokens(data_dir, "val", limit=None if n_tokens <= 0 else n_tokens + 1)
+    check_token_range(tokens, vocab, f"{data_dir} (validation shards)")
+    return tokens

@@ -1,0 +1,431 @@
+"""The shared-weight GPT of the matched ablation (SPEC §3), in PyTorch.
+
+One set of parameters serves two modes: the causal next-token pass and the bidirectional
+denoising pass. The ONLY difference between them is the `is_causal` flag handed to attention;
+BigramHash and SmearGate look at the previous position in both modes (in the denoising pass
+that position may hold a corrupted token, which is exactly the input the model is given).
+
+Forward pass, for tokens idx of shape (B, T):
+    x  = tok_emb(idx) + bigram.scale * bigram.proj(bigram.embed(hash(idx)))
+    x  = smear(rms_norm(x));  x0 = x
+    for each block (U-Net: the first L//2 push, the later ones pop and add skip_weights[i] * skip):
+        x = m0 * x + m1 * x0                                    (resid_mix)
+        x = x + attn_scale * attn(s * rms_norm(x))              (s = 1/sqrt(layer + 1))
+        x = x + mlp_scale  * mlp(s * rms_norm(x))
+    logits = softcap(rms_norm(x) @ tok_emb.weight.T)           (float32)
+
+Parameter names and layouts (the contract shared with the checkpoint format and the MLX twin):
+    tok_emb.weight                 (vocab_size, model_dim)         tied input/output embedding
+    bigram.embed.weight            (bigram_buckets, bigram_dim)    zero-init hash table
+    bigram.proj.weight             (model_dim, bigram_dim)
+    bigram.scale                   ()                              init 0.05
+    smear.gate                     (model_dim,)                    init 0 -> sigmoid = 0.5
+    skip_weights                   (num_layers // 2, model_dim)    init 1
+    blocks.{i}.resid_mix           (2, model_dim)                  rows [m0, m1], init [1, 0]
+    blocks.{i}.attn_scale          (model_dim,)                    init 1
+    blocks.{i}.mlp_scale           (model_dim,)                    init 1
+    blocks.{i}.attn.q.weight       (model_dim, model_dim)
+    blocks.{i}.attn.k.weight       (num_kv_heads * head_dim, model_dim)
+    blocks.{i}.attn.v.weight       (num_kv_heads * head_dim, model_dim)
+    blocks.{i}.attn.proj.weight    (model_dim, model_dim)          zero-init
+    blocks.{i}.attn.q_gain         (num_heads,)                    init qk_gain_init
+    blocks.{i}.mlp.up.weight       (mlp_mult * model_dim, model_dim)
+    blocks.{i}.mlp.down.weight     (model_dim, mlp_mult * model_dim)  zero-init
+Every Linear weight is in torch's (out_features, in_features) layout: y = x @ W.T. No biases.
+Components switched off in the config have no parameters at all (their keys are absent).
+There are no buffers in the state dict: RoPE tables are computed on the fly.
+
+Conventions a second backend must reproduce exactly:
+- rms_norm(x) = x * rsqrt(mean(x^2, last axis) + 1e-6), computed in float32, no weight.
+- Heads are laid out contiguously in the projections: q head h is rows [h*hd, (h+1)*hd) of
+  attn.q.weight; query head h reads KV head h // (num_heads // num_kv_heads).
+- RoPE is the "rotate half" form (mx.fast.rope with traditional=False): for a head vector split
+  into halves (x1, x2) and frequency theta_j = base^(-2j/hd) at position p,
+  (x1, x2) -> (x1*cos - x2*sin, x1*sin + x2*cos), angle p*theta_j.
+- q and k are RMS-normed per head, then rotated, then q is multiplied by its per-head gain;
+  attention uses the default 1/sqrt(head_dim) scale.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+RMS_EPS = 1e-6
+# Multipliers of the BigramHash (SPEC §3).
+BIGRAM_MUL_CUR = 36313
+BIGRAM_MUL_PREV = 27191
+
+# enable_gqa appeared in scaled_dot_product_attention in torch 2.5; older versions get an
+# explicit repeat of the KV heads instead (same result).
+_TORCH_MAJOR_MINOR = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
+_SDPA_HAS_GQA = _TORCH_MAJOR_MINOR >= (2, 5)
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 1024
+    num_layers: int = 5
+    model_dim: int = 256
+    num_heads: int = 8
+    num_kv_heads: int = 4
+    mlp_mult: int = 3
+    bigram_dim: int = 128  # 0 disables BigramHash
+    bigram_buckets: int = 2048
+    xsa_last_n: int = 2  # 0 disables XSA
+    smear_gate: bool = True
+    unet_skips: bool = True
+    layer_scale: bool = True  # s = 1/sqrt(layer+1) on the normed block inputs
+    resid_mix: bool = True  # x = m0*x + m1*x0 per block
+    qk_norm: bool = True
+    rope_base: float = 10000.0
+    qk_gain_init: float = 1.5
+    logit_softcap: float = 30.0  # 0 disables
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.vocab_size < 1 or self.num_layers < 1 or self.model_dim < 1 or self.mlp_mult < 1:
+            problems.append("vocab_size, num_layers, model_dim and mlp_mult must be >= 1")
+        if self.num_heads < 1 or self.model_dim % self.num_heads:
+            problems.append(f"model_dim={self.model_dim} not divisible by num_heads={self.num_heads}")
+        elif (self.model_dim // self.num_heads) % 2:
+            problems.append(f"head_dim={self.model_dim // self.num_heads} must be even for RoPE")
+        if self.num_kv_heads < 1 or self.num_heads % self.num_kv_heads:
+            problems.append(f"num_heads={self.num_heads} not divisible by num_kv_heads={self.num_kv_heads}")
+        if not 0 <= self.xsa_last_n <= self.num_layers:
+            problems.append(f"xsa_last_n={self.xsa_last_n} outside [0, num_layers={self.num_layers}]")
+        if self.bigram_dim < 0:
+            problems.append("bigram_dim must be >= 0 (0 disables BigramHash)")
+        if self.bigram_dim > 0 and self.bigram_buckets < 2:
+            problems.append("bigram_buckets must be >= 2 (one bucket is reserved for position 0)")
+        if self.logit_softcap < 0:
+            problems.append("logit_softcap must be >= 0 (0 disables)")
+        if problems:
+            raise ValueError("invalid GPTConfig: " + "; ".join(problems))
+
+    @property
+    def head_dim(self) -> int:
+        return self.model_dim // self.num_heads
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GPTConfig:
+        """Build a config from a dict; missing keys take their defaults, unknown keys are an error
+        (a typo or a config from another model must not be silently dropped)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown GPTConfig keys: {unknown}")
+        return cls(**d)
+
+
+# The configurations of the original ablation (SPEC §3) and a plain baseline for comparison.
+# These are shared instances: derive variants with dataclasses.replace(PRESETS[name], ...).
+PRESETS: dict[str, GPTConfig] = {
+    "5L": GPTConfig(vocab_size=4096, num_layers=5, model_dim=256, bigram_dim=128, xsa_last_n=2),
+    "11L": GPTConfig(vocab_size=4096, num_layers=11, model_dim=512, bigram_dim=128, xsa_last_n=4),
+    # Close to the challenge's naive baseline (9L d=512 sp1024, MLP 2x): every extra of the
+    # ablation switched off. It keeps resid_mix, QK-norm and the q gain, as the baseline had them.
+    "baseline": GPTConfig(
+        vocab_size=1024,
+        num_layers=9,
+        model_dim=512,
+        mlp_mult=2,
+        bigram_dim=0,
+        xsa_last_n=0,
+        smear_gate=False,
+        unet_skips=False,
+        layer_scale=False,
+    ),
+}
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def rms_norm(x: torch.Tensor) -> torch.Tensor:
+    """Weightless RMSNorm over the last axis, computed in float32 (bf16-safe), returned in x's dtype."""
+    xf = x.float()
+    return (xf * torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + RMS_EPS)).to(x.dtype)
+
+
+def rope_cos_sin(seq_len: int, head_dim: int, base: float, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables of shape (seq_len, head_dim // 2), float32.
+
+    Computed per call instead of cached in buffers, so they never enter the state dict, never
+    get cast with the model, and never go stale when the sequence length changes.
+    """
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
+    angles = torch.outer(torch.arange(seq_len, device=device, dtype=torch.float32), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate-half RoPE on x of shape (B, H, T, hd); the rotation is done in float32."""
+    half = x.size(-1) // 2
+    xf = x.float()
+    x1, x2 = xf[..., :half], xf[..., half:]
+    rotated = torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    return rotated.to(x.dtype)
+
+
+def bigram_bucket_ids(idx: torch.Tensor, num_buckets: int) -> torch.Tensor:
+    """Hash bucket of each (previous, current) token pair; position 0 gets the reserved last bucket.
+
+    bucket_i = (36313 * t_i + 27191 * t_{i-1}) mod (num_buckets - 1), bucket_0 = num_buckets - 1.
+    """
+    idx = idx.long()  # int64: the products cannot overflow for any realistic vocabulary
+    buckets = torch.full_like(idx, num_buckets - 1)
+    buckets[..., 1:] = (BIGRAM_MUL_CUR * idx[..., 1:] + BIGRAM_MUL_PREV * idx[..., :-1]) % (num_buckets - 1)
+    return buckets
+
+
+def shift_right(x: torch.Tensor) -> torch.Tensor:
+    """x of shape (B, T, C) shifted one position later along T, zeros at position 0."""
+    return F.pad(x[:, :-1], (0, 0, 1, 0))
+
+
+# ----------------------------------------------------------------------------- modules
+
+
+class BigramHash(nn.Module):
+    """A learned embedding of the hashed (previous, current) token pair, added to tok_emb."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.num_buckets = config.bigram_buckets
+        self.embed = nn.Embedding(config.bigram_buckets, config.bigram_dim)
+        self.proj = nn.Linear(config.bigram_dim, config.model_dim, bias=False)
+        self.scale = nn.Parameter(torch.tensor(0.05))
+        # Zero table: the model starts as if there were no bigram term. The projection keeps its
+        # default (nonzero) init, otherwise neither factor would ever receive a gradient.
+        nn.init.zeros_(self.embed.weight)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.scale * self.proj(self.embed(bigram_bucket_ids(idx, self.num_buckets)))
+
+
+class SmearGate(nn.Module):
+    """Mix each position with the previous one, per channel: x = (1-g)*x + g*x_prev, g = sigmoid(gate)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.gate = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = torch.sigmoid(self.gate).to(x.dtype)
+        return (1 - g) * x + g * shift_right(x)
+
+
+class Attention(nn.Module):
+    """GQA self-attention with QK-norm, RoPE, a per-head query gain and optional XSA."""
+
+    def __init__(self, config: GPTConfig, xsa: bool):
+        super().__init__()
+        self.num_heads = config.num_heads
+        self.num_kv_heads = config.num_kv_heads
+        self.head_dim = config.head_dim
+        self.qk_norm = config.qk_norm
+        self.xsa = xsa
+        d, kv_dim = config.model_dim, config.num_kv_heads * config.head_dim
+        self.q = nn.Linear(d, d, bias=False)
+        self.k = nn.Linear(d, kv_dim, bias=False)
+        self.v = nn.Linear(d, kv_dim, bias=False)
+        self.proj = nn.Linear(d, d, bias=False)
+        self.q_gain = nn.Parameter(torch.full((config.num_heads,), float(config.qk_gain_init)))
+        nn.init.zeros_(self.proj.weight)  # each block starts as the identity on the residual stream
+
+    def head_outputs(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, is_causal: bool) -> torch.Tensor:
+        """Per-head attention outputs (B, num_heads, T, head_dim), after XSA, before the output projection."""
+        B, T, _ = x.shape
+        q = self.q(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
+        k = self.k(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        if self.qk_norm:
+            q, k = rms_norm(q), rms_norm(k)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q = q * self.q_gain.to(q.dtype)[None, :, None, None]
+
+        group = self.num_heads // self.num_kv_heads
+        if group == 1:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
+        elif _SDPA_HAS_GQA:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=is_causal, enable_gqa=True)
+        else:
+            k_rep, v_rep = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+            y = F.scaled_dot_product_attention(q, k_rep, v_rep, is_causal=is_causal)
+
+        if self.xsa:
+            y = self._remove_self_value(y, v)
+        return y
+
+    def _remove_self_value(self, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """XSA: y_i -= (y_i . v̂_i) v̂_i, with v̂_i the unit value vector of token i in the head's KV group.
+
+        Viewing the heads as (kv_head, group) broadcasts each KV head over its query heads without
+        materializing the repeat. Done in float32 so the projection stays orthogonal under bf16.
+        """
+        B, H, T, hd = y.shape
+        y_grouped = y.float().view(B, self.num_kv_heads, H // self.num_kv_heads, T, hd)
+        v_unit = F.normalize(v.float(), dim=-1).unsqueeze(2)  # (B, Hkv, 1, T, hd)
+        y_grouped = y_grouped - (y_grouped * v_unit).sum(dim=-1, keepdim=True) * v_unit
+        return y_grouped.view(B, H, T, hd).to(y.dtype)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, is_causal: bool) -> torch.Tensor:
+        B, T, C = x.shape
+        y = self.head_outputs(x, cos, sin, is_causal)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class MLP(nn.Module):
+    """down(leaky_relu(up(x), 0.5)^2)."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        hidden = config.mlp_mult * config.model_dim
+        self.up = nn.Linear(config.model_dim, hidden, bias=False)
+        self.down = nn.Linear(hidden, config.model_dim, bias=False)
+        nn.init.zeros_(self.down.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.leaky_relu(self.up(x), negative_slope=0.5).square())
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig, layer: int):
+        super().__init__()
+        xsa = layer >= config.num_layers - config.xsa_last_n
+        self.attn = Attention(config, xsa=xsa)
+        self.mlp = MLP(config)
+        self.attn_scale = nn.Parameter(torch.ones(config.model_dim))
+        self.mlp_scale = nn.Parameter(torch.ones(config.model_dim))
+        if config.resid_mix:
+            # Row 0 weighs the running stream, row 1 the embedding output x0: start as pure x.
+            self.resid_mix = nn.Parameter(torch.stack([torch.ones(config.model_dim), torch.zeros(config.model_dim)]))
+        else:
+            self.register_parameter("resid_mix", None)
+        # A constant, not a parameter: damps the input of deeper blocks (SPEC §3 layer scale).
+        self.input_scale = 1.0 / math.sqrt(layer + 1) if config.layer_scale else 1.0
+
+    def forward(self, x, x0, cos, sin, is_causal: bool):
+        if self.resid_mix is not None:
+            x = self.resid_mix[0] * x + self.resid_mix[1] * x0
+        x = x + self.attn_scale * self.attn(self.input_scale * rms_norm(x), cos, sin, is_causal)
+        x = x + self.mlp_scale * self.mlp(self.input_scale * rms_norm(x))
+        return x
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        d = config.model_dim
+        self.tok_emb = nn.Embedding(config.vocab_size, d)
+        nn.init.normal_(self.tok_emb.weight, mean=0.0, std=0.005)
+        self.bigram = BigramHash(config) if config.bigram_dim > 0 else None
+        self.smear = SmearGate(d) if config.smear_gate else None
+        self.num_skips = config.num_layers // 2 if config.unet_skips else 0
+        if self.num_skips > 0:
+            self.skip_weights = nn.Parameter(torch.ones(self.num_skips, d))
+        else:
+            self.register_parameter("skip_weights", None)
+        self.blocks = nn.ModuleList(Block(config, layer) for layer in range(config.num_layers))
+
+    def num_params(self) -> int:
+        """Number of distinct parameters (the tied embedding counted once)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, idx: torch.Tensor, is_causal: bool = True) -> torch.Tensor:
+        """Logits (B, T, vocab_size) in float32, softcapped. is_causal=False is the denoising pass."""
+        cfg = self.config
+        T = idx.size(1)
+        x = self.tok_emb(idx)
+        if self.bigram is not None:
+            x = x + self.bigram(idx)
+        x = rms_norm(x)
+        if self.smear is not None:
+            x = self.smear(x)
+        x0 = x
+        cos, sin = rope_cos_sin(T, cfg.head_dim, cfg.rope_base, device=idx.device)
+
+        skips: list[torch.Tensor] = []
+        num_encoder = self.num_skips  # blocks that push; 0 when U-Net skips are off
+        for i, block in enumerate(self.blocks):
+            if i >= num_encoder and skips:
+                x = x + self.skip_weights[i - num_encoder] * skips.pop()
+            x = block(x, x0, cos, sin, is_causal)
+            if i < num_encoder:
+                skips.append(x)
+
+        x = rms_norm(x)
+        # The tied head in float32 even under autocast: logits feed a float32 softcap + cross-entropy.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            logits = F.linear(x.float(), self.tok_emb.weight.float())
+        if cfg.logit_softcap > 0:
+            logits = cfg.logit_softcap * torch.tanh(logits / cfg.logit_softcap)
+        return logits
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+def param_groups(model: GPT) -> dict[str, list[tuple[str, nn.Parameter]]]:
+    """Split the parameters for the optimizers of SPEC §4.
+
+    "muon":   the 2-D weight matrices of the Linear layers (block q/k/v/proj/up/down, bigram.proj)
+    "embed":  the embedding tables (tok_emb.weight, bigram.embed.weight)
+    "scalar": everything else: gains, scales, gates, resid_mix, skip_weights
+    Grouped by the owning module type, so e.g. resid_mix (2, d) stays out of Muon despite being 2-D.
+    """
+    linear_weights = {id(m.weight) for m in model.modules() if isinstance(m, nn.Linear)}
+    embedding_weights = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    groups: dict[str, list[tuple[str, nn.Parameter]]] = {"muon": [], "embed": [], "scalar": []}
+    for name, p in model.named_parameters():
+        if id(p) in linear_weights:
+            groups["muon"].append((name, p))
+        elif id(p) in embedding_weights:
+            groups["embed"].append((name, p))
+        else:
+            groups["scalar"].append((name, p))
+    return groups
+
+
+def state_dict_numpy(model: nn.Module) -> dict[str, np.ndarray]:
+    """float32 numpy copies of every state-dict entry, keyed by the stable names in the module docstring."""
+    return {name: t.detach().to(device="cpu", dtype=torch.float32).numpy().copy() for name, t in model.state_dict().items()}
+
+
+def load_state_numpy(model: nn.Module, arrays: dict[str, np.ndarray]) -> None:
+    """Copy arrays into the model's parameters, strictly: any missing key, unexpected key or shape
+    mismatch raises ValueError naming all of them, and nothing is modified in that case."""
+    state = model.state_dict()
+    missing = sorted(set(state) - set(arrays))
+    unexpected = sorted(set(arrays) - set(state))
+    mismatched = [
+        f"{name}: model {tuple(state[name].shape)} vs array {tuple(np.shape(arrays[name]))}"
+        for name in sorted(set(state) & set(arrays))
+        if tuple(state[name].shape) != tuple(np.shape(arrays[name]))
+    ]
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing}")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected}")
+        if mismatched:
+            parts.append(f"shape mismatches {mismatched}")
+        raise ValueError("load_state_numpy: " + "; ".join(parts))
+    with torch.no_grad():
+        for name, target in state.items():
+            # torch.tensor copies any numpy layout and keeps 0-d arrays 0-d (bigram.scale).
+            target.copy_(torch.tensor(np.asarray(arrays[name]), dtype=target.dtype, device=target.device))

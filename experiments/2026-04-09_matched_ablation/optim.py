@@ -1,0 +1,103 @@
+"""Optimizers of the original recipe (SPEC §4): Muon for block matrices, Adam for the rest.
+
+Muon: momentum (Nesterov) on the raw gradient, then the update is replaced by an approximately
+orthogonal matrix with the same row/column spaces (5 quintic Newton-Schulz steps), scaled by
+sqrt(max(1, rows/cols)) so that tall matrices get the same per-element step size as square ones,
+with decoupled weight decay.
+"""
+
+from __future__ import annotations
+
+import torch
+
+NS_COEFFS = (3.4445, -4.7750, 2.0315)
+
+
+def newton_schulz_orthogonalize(g: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.Tensor:
+    """Approximate U V^T of g = U S V^T with the quintic iteration X <- aX + (bA + cA^2)X, A = XX^T.
+
+    The coefficients push every singular value into roughly [0.7, 1.2] in 5 steps rather than
+    converging exactly; that is all Muon needs. Works on the smaller Gram matrix side.
+    On CUDA the iteration runs in bfloat16 (as the original did); elsewhere in float32.
+    """
+    if g.ndim != 2:
+        raise ValueError(f"Muon orthogonalizes 2-D matrices, got shape {tuple(g.shape)}")
+    a, b, c = NS_COEFFS
+    x = g.to(torch.bfloat16 if g.is_cuda else torch.float32)
+    transposed = x.size(0) > x.size(1)
+    if transposed:
+        x = x.T
+    x = x / (x.norm() + eps)
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    if transposed:
+        x = x.T
+    return x.to(g.dtype)
+
+
+class Muon(torch.optim.Optimizer):
+    """Muon with Nesterov momentum and decoupled weight decay; `momentum` may be changed per step."""
+
+    def __init__(self, params, lr: float = 0.025, momentum: float = 0.92, nesterov: bool = True,
+                 ns_steps: int = 5, weight_decay: float = 0.04):
+        defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps,
+                        weight_decay=weight_decay)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, mom, wd = group["lr"], group["momentum"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(g)
+                buf = state["momentum_buffer"]
+                buf.mul_(mom).add_(g)
+                update = g.add(buf, alpha=mom) if group["nesterov"] else buf
+                update = newton_schulz_orthogonalize(update, steps=group["ns_steps"])
+                update = update * max(1.0, p.size(0) / p.size(1)) ** 0.5
+                if wd:
+                    p.mul_(1.0 - lr * wd)
+                p.add_(update, alpha=-lr)
+        return loss
+
+
+def muon_momentum(step: int, start: float = 0.92, end: float = 0.99, warmup_steps: int = 1500) -> float:
+    """Momentum warmed linearly from `start` to `end` over the first `warmup_steps` steps."""
+    frac = min(1.0, step / warmup_steps) if warmup_steps > 0 else 1.0
+    return start + (end - start) * frac
+
+
+def build_optimizers(groups: dict, *, muon_lr: float = 0.025, embed_lr: float = 0.035,
+                     scalar_lr: float = 0.025, muon_wd: float = 0.04, adam_wd: float = 0.0,
+                     betas=(0.9, 0.95), fused: bool = False) -> list[torch.optim.Optimizer]:
+    """One Muon over the block matrices, one AdamW with two groups (embeddings, scalars).
+
+    `groups` is model.param_groups(model): {"muon": [(name, p)], "embed": [...], "scalar": [...]}.
+    Each param group records its base lr under "base_lr" so the schedule can scale it.
+    """
+    opts: list[torch.optim.Optimizer] = []
+    muon_params = [p for _, p in groups["muon"]]
+    if muon_params:
+        opts.append(Muon(muon_params, lr=muon_lr, weight_decay=muon_wd))
+    adam_groups = [
+        {"params": [p for _, p in groups["embed"]], "lr": embed_lr},
+        {"params": [p for _, p in groups["scalar"]], "lr": scalar_lr},
+    ]
+    adam_groups = [g for g in adam_groups if g["params"]]
+    if adam_groups:
+        kwargs = {"fused": True} if fused else {}
+        opts.append(torch.optim.AdamW(adam_groups, betas=betas, eps=1e-8, weight_decay=adam_wd, **kwargs))
+    for opt in opts:
+        for group in opt.param_groups:
+            group["base_lr"] = group["lr"]
+    return opts

@@ -1,0 +1,114 @@
+"""PyTorch glue shared by the trainer and the evaluators: device choice, precision, model
+loading from a checkpoint's own config, the Pure-AR validation pass, and the log-prob scorer
+that the backend-independent decoders (cf.py) call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from checkpoint import load_weights
+from model import GPT, GPTConfig, load_state_numpy
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda requested but CUDA is not available")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("--device mps requested but MPS is not available")
+    if name not in ("cuda", "mps", "cpu"):
+        raise ValueError(f"unknown device {name!r} (auto, cuda, mps or cpu)")
+    return torch.device(name)
+
+
+def autocast_for(device: torch.device):
+    """bf16 autocast on CUDA (flash attention path); float32 everywhere else.
+
+    On CUDA the float32 parts (the tied output head, norms) may use TF32 matmuls.
+    """
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def load_model(path, device: torch.device) -> tuple[GPT, GPTConfig]:
+    """Build the model from the config stored in the checkpoint and load its weights."""
+    config_dict, weights = load_weights(path)
+    config = GPTConfig.from_dict(config_dict)
+    model = GPT(config)
+    load_state_numpy(model, weights)
+    return model.to(device).eval(), config
+
+
+@torch.no_grad()
+def ar_nll_sum(model: GPT, tokens: np.ndarray, seq_len: int, batch_size: int,
+               device: torch.device) -> tuple[float, int, np.ndarray]:
+    """Causal NLL over consecutive non-overlapping windows of a token stream.
+
+    Window k predicts tokens[k*T+1 : (k+1)*T+1] from tokens[k*T : (k+1)*T]; a trailing partial
+    window is dropped. Returns (sum of NLL in nats as float64, number of targets, the (N, T+1)
+    windows that were scored) so the caller computes bytes on exactly the same targets.
+    """
+    n_windows = (len(tokens) - 1) // seq_len
+    if n_windows < 1:
+        raise ValueError(f"need at least {seq_len + 1} validation tokens, got {len(tokens)}")
+    idx = np.arange(n_windows)[:, None] * seq_len + np.arange(seq_len + 1)[None, :]
+    windows = np.asarray(tokens)[idx]
+    total = 0.0
+    was_training = model.training
+    model.eval()
+    for start in range(0, n_windows, batch_size):
+        chunk = torch.as_tensor(windows[start : start + batch_size], dtype=torch.long, device=device)
+        with autocast_for(device):
+            logits = model(chunk[:, :-1], is_causal=True)
+        nll = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), chunk[:, 1:].reshape(-1),
+                              reduction="sum")
+        total += float(nll.double().item())
+    model.train(was_training)
+    return total, n_windows * seq_len, windows
+
+
+def ar_val_bpb(model: GPT, tokens: np.ndarray, seq_len: int, batch_size: int, device: torch.device,
+               tables) -> dict:
+    """The trainer's Pure-AR val_bpb on the given validation tokens (SPEC §2, no clamping)."""
+    nll, n_targets, windows = ar_nll_sum(model, tokens, seq_len, batch_size, device)
+    n_bytes = int(tables.stream_bytes(windows).sum())
+    return {
+        "val_loss": nll / n_targets,
+        "val_bpb": nll / (math.log(2.0) * n_bytes),
+        "val_tokens": n_targets,
+        "val_bytes": n_bytes,
+    }
+
+
+class TorchScorer:
+    """scorer(inputs (B,T) int64, is_causal, targets (B,T) int64) -> log-probs (B,T) float64.
+
+    Only the target log-probabilities leave the device.
+    """
+
+    def __init__(self, model: GPT, device: torch.device):
+        self.model = model.eval()
+        self.device = device
+
+    @torch.no_grad()
+    def __call__(self, inputs: np.ndarray, is_causal: bool, targets: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(inputs), dtype=torch.long, device=self.device)
+        y = torch.as_tensor(np.asarray(targets), dtype=torch.long, device=self.device)
+        with autocast_for(self.device):
+            logits = self.model(x, is_causal=is_causal)
+        logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
+        return logp.double().cpu().numpy()

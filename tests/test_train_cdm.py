@@ -1,0 +1,208 @@
+"""The joint trainer: objective wiring, seeding, saves, resume and a real short run."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import train_cdm
+from checkpoint import load_npz, load_torch_checkpoint
+from model import GPT, GPTConfig, load_state_numpy
+from optim import newton_schulz_orthogonalize
+from torch_backend import load_model
+
+TINY = ["--num_layers", "2", "--model_dim", "32", "--num_heads", "4", "--num_kv_heads", "2",
+        "--bigram_dim", "16", "--xsa_last_n", "1", "--seq_len", "32", "--batch_tokens", "256",
+        "--train_budget_secs", "0", "--val_tokens", "2048", "--val_batch_size", "16",
+        "--device", "cpu", "--log_every", "5"]
+
+
+def run_trainer(data_dir, ckpt_dir, *extra) -> dict:
+    rc = train_cdm.main([*TINY, "--data_dir", str(data_dir), "--checkpoint_dir", str(ckpt_dir), *extra])
+    assert rc == 0
+    return json.loads((ckpt_dir / "results.json").read_text())
+
+
+class CountingModel(torch.nn.Module):
+    """Wraps a GPT and records the is_causal flag of every forward."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.calls = model, []
+
+    def forward(self, idx, is_causal=True):
+        self.calls.append(is_causal)
+        return self.model(idx, is_causal=is_causal)
+
+
+@pytest.mark.parametrize("weight, expected", [(0.0, [True]), (0.3, [True, False]), (1.0, [True, False])])
+def test_cdm_weight_zero_skips_the_denoising_pass(weight, expected):
+    torch.manual_seed(0)
+    model = CountingModel(GPT(GPTConfig(vocab_size=64, num_layers=2, model_dim=32, bigram_dim=16)))
+    x = torch.randint(0, 64, (2, 16))
+    y = torch.randint(0, 64, (2, 16))
+    gen = torch.Generator().manual_seed(1)
+    ar, cdm = train_cdm.train_step(model, x, y, cdm_weight=weight, vocab_size=64, gen=gen,
+                                   autocast=torch.autocast("cpu", enabled=False))
+    assert model.calls == expected
+    assert (cdm is None) == (weight == 0)
+    assert math.isfinite(float(ar))
+
+
+def test_gradient_is_ar_plus_weighted_cdm():
+    """One call with weight w gives exactly grad(AR) + w * grad(CDM) computed separately."""
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=64, num_layers=2, model_dim=32, bigram_dim=16)
+    model = GPT(cfg)
+    for p in model.parameters():  # leave zero-init matrices non-zero so every path has gradient
+        p.data.add_(0.02 * torch.randn_like(p))
+    x, y = torch.randint(0, 64, (2, 16)), torch.randint(0, 64, (2, 16))
+    off = torch.autocast("cpu", enabled=False)
+
+    def grads(weight):
+        model.zero_grad()
+        train_cdm.train_step(model, x, y, cdm_weight=weight, vocab_size=64,
+                             gen=torch.Generator().manual_seed(5), autocast=off)
+        return [p.grad.clone() for p in model.parameters()]
+
+    g_ar, g_one, g_half = grads(0.0), grads(1.0), grads(0.5)
+    for a, one, half in zip(g_ar, g_one, g_half):
+        cdm = one - a
+        torch.testing.assert_close(half, a + 0.5 * cdm, rtol=1e-4, atol=1e-7)
+    assert any(float((one - a).abs().max()) > 0 for a, one in zip(g_ar, g_one))
+
+
+def test_corruption_rate_and_determinism():
+    x = torch.randint(0, 100, (64, 128))
+    rates = []
+    for seed in range(20):
+        noisy, mask = train_cdm.cdm_corrupt(x, 100, torch.Generator().manual_seed(seed))
+        noisy2, mask2 = train_cdm.cdm_corrupt(x, 100, torch.Generator().manual_seed(seed))
+        assert torch.equal(noisy, noisy2) and torch.equal(mask, mask2)
+        assert torch.equal(noisy[~mask], x[~mask])
+        rates.append(mask.float().mean().item())
+    assert 0.13 < min(rates) and max(rates) < 0.52
+    assert max(rates) - min(rates) > 0.05  # one rate per step, drawn afresh
+
+
+def test_newton_schulz_is_near_orthogonal():
+    torch.manual_seed(0)
+    for shape in [(64, 32), (32, 64), (48, 48)]:
+        g = torch.randn(*shape)
+        x = newton_schulz_orthogonalize(g)
+        s = torch.linalg.svdvals(x)
+        assert s.min() > 0.6 and s.max() < 1.25, (shape, s.min(), s.max())
+        u, _, vh = torch.linalg.svd(g, full_matrices=False)
+        exact = u @ vh
+        cos = (x * exact).sum() / (x.norm() * exact.norm())
+        assert cos > 0.95
+
+
+def test_lr_schedule_warms_down_to_zero():
+    assert train_cdm.lr_multiplier(0.0, 0.2) == 1.0
+    assert train_cdm.lr_multiplier(0.8, 0.2) == pytest.approx(1.0)
+    assert train_cdm.lr_multiplier(0.9, 0.2) == pytest.approx(0.5)
+    assert train_cdm.lr_multiplier(1.0, 0.2) == 0.0
+
+
+def test_short_run_lowers_loss_and_writes_everything(shakespeare_data, tmp_path):
+    ckpt = tmp_path / "run"
+    res = run_trainer(shakespeare_data, ckpt, "--steps", "60", "--val_every", "30", "--save_every", "30",
+                      "--cdm_weight", "0.3")
+    for key in ("final_val_bpb", "steps", "tokens_seen", "train_seconds", "config", "git_commit", "versions"):
+        assert key in res
+    assert res["steps"] == 60 and res["tokens_seen"] == 60 * 256
+    assert res["final_val_bpb"] == res["val_history"][-1]["val_bpb"]  # last evaluation, not best
+    records = [json.loads(line) for line in (ckpt / "train_log.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["event"] == "train"]
+    assert train[0]["step"] == "1/60" and "cdm_loss" in train[0]
+    assert train[-1]["ar_loss"] < train[0]["ar_loss"] - 1.0
+    assert res["val_history"][-1]["val_bpb"] < res["val_history"][0]["val_bpb"]
+    text = (ckpt / "train.log").read_text()
+    assert text.startswith("config:") and "tok_s:" in text and "val_bpb:" in text and "eta_s:" in text
+    assert (ckpt / "step_30.pt").is_file() and (ckpt / "step_final.pt").is_file()
+    assert res["artifact_bytes"] == (ckpt / "final_model.int6.lzma").stat().st_size
+
+    # The portable .npz carries its config and reloads into an identical model.
+    config, weights = load_npz(ckpt / "final_model.npz")
+    assert config == res["config"]["model"]
+    from_npz, _ = load_model(ckpt / "final_model.npz", torch.device("cpu"))
+    from_pt, _ = load_model(ckpt / "step_final.pt", torch.device("cpu"))
+    idx = torch.randint(0, config["vocab_size"], (2, 32))
+    for causal in (True, False):
+        assert torch.equal(from_npz(idx, is_causal=causal), from_pt(idx, is_causal=causal))
+    fresh = GPT(GPTConfig.from_dict(config))
+    load_state_numpy(fresh, weights)
+    assert torch.equal(fresh(idx), from_npz(idx))
+
+
+def test_same_seed_same_weights_and_resume_is_exact(shakespeare_data, tmp_path):
+    common = ["--steps", "12", "--save_every", "6", "--val_every", "0", "--cdm_weight", "0.5"]
+    a = run_trainer(shakespeare_data, tmp_path / "a", *common)
+    b = run_trainer(shakespeare_data, tmp_path / "b", *common)
+    wa = load_torch_checkpoint(tmp_path / "a" / "step_final.pt")["model"]
+    wb = load_torch_checkpoint(tmp_path / "b" / "step_final.pt")["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert a["final_val_bpb"] == b["final_val_bpb"]
+
+    # Resume from step 6 of run a, in a new folder: bitwise the same final weights.
+    c_dir = tmp_path / "c"
+    c_dir.mkdir()
+    (c_dir / "step_6.pt").write_bytes((tmp_path / "a" / "step_6.pt").read_bytes())
+    run_trainer(shakespeare_data, c_dir, *common, "--resume", "auto")
+    wc = load_torch_checkpoint(c_dir / "step_final.pt")["model"]
+    assert all(torch.equal(wa[k], wc[k]) for k in wa)
+
+    other = run_trainer(shakespeare_data, tmp_path / "d", *common[:-2], "--cdm_weight", "0.5", "--seed", "7")
+    wd = load_torch_checkpoint(tmp_path / "d" / "step_final.pt")["model"]
+    assert not all(torch.equal(wa[k], wd[k]) for k in wa)
+    assert other["steps"] == 12
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--seq_len", "30"], "multiple of --seq_len"),
+    (["--steps", "0"], "budget"),
+    (["--cdm_weight", "-1", "--steps", "2"], "cdm_weight"),
+    (["--vocab_size", "16", "--steps", "2"], "larger than the model vocab"),
+])
+def test_bad_flags_give_one_error_line(shakespeare_data, tmp_path, capsys, extra, message):
+    ckpt = tmp_path / "bad"
+    rc = train_cdm.main([*TINY, "--data_dir", str(shakespeare_data), "--checkpoint_dir", str(ckpt), *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and err[0].startswith("error:") and message in err[0]
+    assert not (ckpt / "results.json").exists()
+
+
+def test_missing_data_folder(tmp_path, capsys):
+    rc = train_cdm.main([*TINY, "--steps", "2", "--data_dir", str(tmp_path / "nope"),
+                         "--tokenizer_path", str(tmp_path / "x.model"), "--checkpoint_dir", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "error:" in err
+
+
+def test_checkpoint_config_mismatch_is_refused(shakespeare_data, tmp_path, capsys):
+    run_trainer(shakespeare_data, tmp_path / "a", "--steps", "4", "--save_every", "2", "--val_every", "0")
+    rc = train_cdm.main([*TINY, "--model_dim", "64", "--steps", "4", "--data_dir", str(shakespeare_data),
+                         "--checkpoint_dir", str(tmp_path / "a"), "--resume", "auto"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "does not match the flags" in err
+
+
+def test_val_bpb_uses_spec_bytes(shakespeare_data, tmp_path):
+    """val_bpb == val_loss * tokens / (ln2 * bytes), with bytes recounted from the byte tables."""
+    res = run_trainer(shakespeare_data, tmp_path / "v", "--steps", "2", "--val_every", "0")
+    from challenge_format import load_byte_tables, load_tokens
+
+    meta = json.loads((shakespeare_data / "meta.json").read_text())
+    tables = load_byte_tables(shakespeare_data / meta["tokenizer"])
+    toks = load_tokens(shakespeare_data, "val", limit=2049)
+    n = (len(toks) - 1) // 32 * 32
+    expected_bytes = int(tables.stream_bytes(toks[: n + 1]).sum())
+    assert res["val_bytes"] == expected_bytes and res["val_tokens"] == n
+    assert res["final_val_bpb"] == pytest.approx(res["final_val_loss"] * n / (math.log(2) * expected_bytes),
+                                                 rel=1e-12)
+    assert np.isfinite(res["final_val_bpb"])

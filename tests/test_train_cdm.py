@@ -53,6 +53,25 @@ def test_cdm_weight_zero_skips_the_denoising_pass(weight, expected):
     assert math.isfinite(float(ar))
 
 
+def test_retrodiction_adds_one_causal_pass_on_the_reversed_window():
+    torch.manual_seed(0)
+    inner = GPT(GPTConfig(vocab_size=64, num_layers=2, model_dim=32, bigram_dim=16))
+    seen = []
+
+    class Recorder(CountingModel):
+        def forward(self, idx, is_causal=True):
+            seen.append(idx.clone())
+            return super().forward(idx, is_causal)
+
+    model = Recorder(inner)
+    chunk = torch.randint(0, 64, (2, 17))
+    x, y = chunk[:, :-1], chunk[:, 1:]
+    train_cdm.train_step(model, x, y, cdm_weight=0.0, vocab_size=64, gen=torch.Generator().manual_seed(1),
+                         autocast=torch.autocast("cpu", enabled=False), retro_alpha=0.5)
+    assert model.calls == [True, True]
+    assert torch.equal(seen[1], chunk.flip(1)[:, :-1])
+
+
 def test_gradient_is_ar_plus_weighted_cdm():
     """One call with weight w gives exactly grad(AR) + w * grad(CDM) computed separately."""
     torch.manual_seed(0)

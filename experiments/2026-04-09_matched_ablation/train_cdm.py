@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         m.add_argument(f"--no_{flag}", action="store_true", help=f"disable {flag}")
     t = p.add_argument_group("training (SPEC §4)")
     t.add_argument("--cdm_weight", type=float, default=0.3, help="0 = causal-only control")
+    t.add_argument("--retro_alpha", type=float, default=0.0,
+                   help="weight of the reversed-sequence causal loss (retrodiction line); 0 = off")
     t.add_argument("--train_budget_secs", type=float, default=540.0, help="wall-clock budget; 0 = none")
     t.add_argument("--steps", type=int, default=0, help="step cap; 0 = none (one of the two is needed)")
     t.add_argument("--seq_len", type=int, default=1024)
@@ -106,8 +108,8 @@ def validate_args(args) -> None:
         raise ValueError(f"--batch_tokens {args.batch_tokens} must be a positive multiple of --seq_len {args.seq_len}")
     if args.train_budget_secs <= 0 and args.steps <= 0:
         raise ValueError("give a wall-clock budget (--train_budget_secs > 0) or a step cap (--steps > 0)")
-    if args.cdm_weight < 0:
-        raise ValueError("--cdm_weight must be >= 0")
+    if args.cdm_weight < 0 or args.retro_alpha < 0:
+        raise ValueError("--cdm_weight and --retro_alpha must be >= 0")
     if not 0 <= args.warmdown_frac <= 1 or not 0 <= args.ema_start_frac <= 1:
         raise ValueError("--warmdown_frac and --ema_start_frac must lie in [0, 1]")
     if not 0 <= args.ema_decay < 1:
@@ -145,16 +147,26 @@ def cdm_corrupt(x: torch.Tensor, vocab_size: int, gen: torch.Generator):
     return torch.where(mask, noise, x), mask
 
 
-def train_step(model, x, y, *, cdm_weight: float, vocab_size: int, gen: torch.Generator, autocast):
-    """Forward/backward of one step; gradients accumulate in .grad. Returns (ar_loss, cdm_loss|None).
-
-    The two backwards run one after the other, so the AR graph is freed before the denoising
-    forward; the summed gradient is grad(AR) + cdm_weight * grad(CDM).
-    """
+def causal_ce(model, x, y, autocast) -> torch.Tensor:
     with autocast:
         logits = model(x, is_causal=True)
-    ar_loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
+    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
+
+
+def train_step(model, x, y, *, cdm_weight: float, vocab_size: int, gen: torch.Generator, autocast,
+               retro_alpha: float = 0.0):
+    """Forward/backward of one step; gradients accumulate in .grad. Returns (ar_loss, cdm_loss|None).
+
+    The backwards run one after the other, so each graph is freed before the next forward; the
+    summed gradient is grad(AR) + cdm_weight * grad(CDM) [+ retro_alpha * grad(reversed AR)].
+    The retrodiction term (SPEC §7, the earlier research line) is causal next-token loss on the
+    time-reversed window: the model reads each row right to left and predicts the token before.
+    """
+    ar_loss = causal_ce(model, x, y, autocast)
     ar_loss.backward()
+    if retro_alpha > 0:
+        rev = torch.cat([x, y[:, -1:]], dim=1).flip(1)
+        (retro_alpha * causal_ce(model, rev[:, :-1], rev[:, 1:], autocast)).backward()
     if cdm_weight <= 0:
         return ar_loss.detach(), None
     noisy, mask = cdm_corrupt(x, vocab_size, gen)
@@ -286,7 +298,8 @@ class Trainer:
                                           "tokenizer": str(self.tokenizer_path)}, sort_keys=True))
         ema_text = (f"ema:on decay:{args.ema_decay} start_frac:{args.ema_start_frac}"
                     if args.ema_decay > 0 else "ema:off")
-        log.note(f"{ema_text} cdm_weight:{args.cdm_weight} passes_per_step:{2 if args.cdm_weight > 0 else 1}")
+        passes = 1 + (args.cdm_weight > 0) + (args.retro_alpha > 0)
+        log.note(f"{ema_text} cdm_weight:{args.cdm_weight} retro_alpha:{args.retro_alpha} passes_per_step:{passes}")
         total = str(args.steps) if args.steps > 0 else "budget"
         self.model.train()
         t_log, tok_log = time.perf_counter(), self.tokens_seen
@@ -301,7 +314,7 @@ class Trainer:
             y = torch.as_tensor(y, device=self.device)
             ar_loss, cdm_loss = train_step(self.forward_model, x, y, cdm_weight=args.cdm_weight,
                                            vocab_size=self.config.vocab_size, gen=self.gen,
-                                           autocast=self.autocast)
+                                           autocast=self.autocast, retro_alpha=args.retro_alpha)
             if args.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), args.grad_clip)
             for opt in self.optimizers:

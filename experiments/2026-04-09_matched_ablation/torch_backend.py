@@ -75,8 +75,8 @@ def ar_nll_sum(model: GPT, tokens: np.ndarray, seq_len: int, batch_size: int,
         with autocast_for(device):
             logits = model(chunk[:, :-1], is_causal=True)
         nll = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), chunk[:, 1:].reshape(-1),
-                              reduction="sum")
-        total += float(nll.double().item())
+                              reduction="none")
+        total += float(nll.double().sum().item())  # float64 sum (SPEC §2), not float32 per batch
     model.train(was_training)
     return total, n_windows * seq_len, windows
 

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Evaluate the 6-run matched ablation trained by run_6.sh (same environment, same cells): every
+# cell's final_model.npz with eval_cf.py's decoders ar, cf_published (NOT a valid code length,
+# SPEC §6) and cf_valid on the same windows; the JSON lands next to the cell's results.json as
+# eval_cf.json. A cell whose eval_cf.json is newer than its results.json and used this protocol
+# is skipped. Ends with scripts/summarize.py -> OUT_DIR/results.{md,json,png}.
+#
+#   PRESET=smoke bash experiments/2026-04-09_matched_ablation/eval_6.sh
+#
+# Environment (defaults in brackets; see recipe_lib.sh's header for the full list and presets):
+#   PRESET [cpu] h100|mac|cpu|smoke   BACKEND [torch; mlx for mac]   MATCH [wallclock] wallclock|tokens
+#   MATCH_WEIGHT [0.3]   SCALES [5L 11L]   WEIGHTS [0 0.3 1.0]   SEED [1337]
+#   DATA_DIR [preset]   TOKENIZER [from meta.json]   CKPT_DIR [runs/matched_ablation/$PRESET/cells]
+#   LOG_DIR [runs/matched_ablation/$PRESET/logs]   OUT_DIR [runs/matched_ablation/$PRESET/ablation6]
+#   DEVICE [preset]   EVAL_N_SEQS [preset]   THREADS [1 for cpu, smoke]   NPROC [1]   PYTHON [python]   VERBOSE [0]
+#   (BUDGET_SECS, STEPS, COMPILE are accepted and only shown in the table)
+set -euo pipefail
+# shellcheck source=recipe_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/recipe_lib.sh"
+
+recipe_init ablation6
+plan_ablation6
+print_recipe "eval_6 (evaluate the 6-run matched ablation)"
+eval_plan
+summarize_plan "Matched ablation (PRESET=$PRESET, BACKEND=$BACKEND, MATCH=$MATCH)"

@@ -1,0 +1,432 @@
+"""Score a checkpoint with Pure-AR and the Coarse-to-Fine decoders on the SAME windows.
+
+Every decoder of cf.py (default: ar, cf_published, cf_valid) scores exactly the same windows:
+one RNG seeded by --seed draws the window offsets (SPEC §5: N windows of T+1 tokens at random
+offsets in the validation tokens), or --full_val takes every non-overlapping window
+(window k = tokens[k*T : k*T+T+1], the trainer's own validation windows). The random fill of
+the CF passes comes from cf.draw_fills(--seed), a stream of its own (see window_rng).
+
+Bytes follow SPEC §2 on (prev, target) of each window, no clamping; BPB = sum NLL / (ln 2 *
+sum bytes). Each decoder's BPB splits into a pass-1 part and a pass-2 part (each part's NLL
+over the TOTAL bytes, so part1 + part2 = BPB); the pass-1-only / pass-2-only BPB on each pass's
+own bytes is printed as well. cf_published is NOT a valid code length (SPEC §6) and is labelled
+so on every line that shows it.
+
+Consistency check: the `ar` decoder's NLL (TorchScorer through cf.decode_nll) must equal the
+trainer's own Pure-AR validation (torch_backend.ar_nll_sum) on the same windows.
+
+    python eval_cf.py --checkpoint runs/x/final_model.npz --data_dir data/shakespeare
+    python eval_cf.py --checkpoint runs/x/step_final.pt --data_dir DIR --full_val --seq_len 256
+
+Progress lines (with ETA) go to stderr, the report to stdout, the same numbers as JSON to
+--json_out (default: next to the checkpoint). Exit status: 0 done; 1 bad input (one `error:`
+line, nothing written); 2 the consistency check failed (JSON written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import cf
+import data as data_mod
+from challenge_format import atomic_write_bytes, bits_per_byte
+from checkpoint import CheckpointError
+from run_log import git_commit, versions
+from torch_backend import TorchScorer, ar_nll_sum, load_model, resolve_device
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DECODERS = ("ar", "cf_published", "cf_valid")
+# cf_bidir_skeleton costs one forward per skeleton token: opt-in only (--decoders).
+EXPENSIVE_DECODERS = ("cf_bidir_skeleton",)
+# The window offsets get their own stream: default_rng([seed, WINDOW_STREAM]) is unrelated to
+# default_rng(seed), which cf.draw_fills uses for the random fill.
+WINDOW_STREAM = 0x77696E64  # "wind"
+# Why a decoder that cf.VALID marks invalid is not a code length, for the printed label.
+INVALID_REASONS = {
+    "cf_published": "pass 1 conditions on tokens decoded later",
+}
+# Relative tolerance of the ar consistency check. In float32 the two paths give bitwise-equal
+# per-token log-probs for the same forward and both sum them in float64, so only the summation
+# order differs. Under bf16 autocast, forwards of different batch shapes may round differently.
+CONSISTENCY_RTOL = {"float32": 1e-9, "bf16": 2e-3}
+
+
+# Exit codes of eval_cf.py, leakage_test.py and gen_test.py.
+EXIT_OK = 0
+EXIT_BAD_INPUT = 1  # one `error: ...` line on stderr, nothing written
+EXIT_CHECK_FAILED = 2  # the run completed and wrote its JSON, but a check it makes failed
+
+
+class UsageError(ValueError):
+    """Bad command-line input (reported as one `error:` line)."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as UsageError (one `error:` line from main)
+    instead of printing the usage block and exiting."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+# ----------------------------------------------------------------------------- shared helpers
+# Also used by leakage_test.py and gen_test.py.
+
+
+def precision_name(device: torch.device) -> str:
+    """What torch_backend.autocast_for runs on this device."""
+    return "bf16" if device.type == "cuda" else "float32"
+
+
+def not_valid_label(decoder: str) -> str:
+    reason = INVALID_REASONS.get(decoder, "cf.VALID marks this decoder as invalid; see leakage_test.py")
+    return f"(NOT a valid code length: {reason})"
+
+
+def window_rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng([seed, WINDOW_STREAM])
+
+
+def random_offsets(n_tokens: int, window_len: int, n_windows: int, seed: int) -> np.ndarray:
+    """n_windows offsets drawn uniformly (with replacement) so that each window fits."""
+    if n_tokens < window_len:
+        raise UsageError(f"windows of {window_len} tokens do not fit in {n_tokens} validation tokens")
+    return window_rng(seed).integers(0, n_tokens - window_len + 1, size=n_windows, dtype=np.int64)
+
+
+def full_val_offsets(n_tokens: int, seq_len: int) -> np.ndarray:
+    """Offsets of every non-overlapping window k = tokens[k*T : k*T+T+1] (as ar_nll_sum)."""
+    n_windows = (n_tokens - 1) // seq_len
+    if n_windows < 1:
+        raise UsageError(f"windows of {seq_len + 1} tokens do not fit in {n_tokens} validation tokens")
+    return np.arange(n_windows, dtype=np.int64) * seq_len
+
+
+def gather_windows(tokens: np.ndarray, offsets: np.ndarray, window_len: int) -> np.ndarray:
+    """int64 (N, window_len): tokens[o : o + window_len] for each offset o."""
+    return np.asarray(tokens, dtype=np.int64)[offsets[:, None] + np.arange(window_len)[None, :]]
+
+
+def windows_digest(windows: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(windows, dtype="<i8").tobytes()).hexdigest()
+
+
+def load_checkpoint(path: str, device: torch.device):
+    """(model, config) from a .npz or step_*.pt; the checkpoint's config builds the model."""
+    return load_model(Path(path), device)
+
+
+def load_data(data_dir: str, tokenizer_path: str | None, model_vocab: int, val_tokens: int):
+    """(byte tables, tokenizer path, validation tokens), with the vocabularies cross-checked."""
+    tokenizer = data_mod.resolve_tokenizer(data_dir, tokenizer_path)
+    tables = data_mod.load_byte_tables(tokenizer)
+    data_mod.check_vocab(data_dir, tables, tokenizer, model_vocab)
+    tokens = data_mod.load_validation(data_dir, val_tokens, model_vocab)
+    # Bytes come from the tokenizer's tables: every validation id must be one of its pieces.
+    data_mod.check_token_range(tokens, tables.vocab_size, f"{data_dir} (validation shards)")
+    return tables, tokenizer, tokens
+
+
+def write_json(path: Path, payload: dict) -> None:
+    atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
+
+
+def default_json_path(checkpoint: str, suffix: str) -> Path:
+    """JSON next to the checkpoint: runs/x/final_model.npz -> runs/x/final_model.<suffix>.json."""
+    path = Path(checkpoint)
+    return path.with_name(f"{path.stem}.{suffix}.json")
+
+
+class Progress:
+    """A progress line with ETA every `every` steps (and at the last one), on stderr."""
+
+    def __init__(self, total: int, label: str, every: int = 4):
+        self.total, self.label, self.every = total, label, max(1, every)
+        self.start = time.perf_counter()
+
+    def update(self, done: int, detail: str = "") -> None:
+        if done % self.every and done != self.total:
+            return
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / done * (self.total - done) if done else float("nan")
+        print(f"progress:{self.label} {done}/{self.total} {detail}elapsed_s:{elapsed:.1f} eta_s:{eta:.1f}",
+              file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- arguments
+
+
+def parse_decoders(text: str) -> list[str]:
+    if text == "all":
+        return list(cf.DECODERS)
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in cf.DECODERS]
+    if not names or unknown:
+        raise UsageError(f"--decoders: unknown {unknown or 'empty list'}; known: {', '.join(cf.DECODERS)} or all")
+    if len(set(names)) != len(names):
+        raise UsageError(f"--decoders lists a decoder twice: {text}")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help=".npz or step_*.pt; carries its own model config")
+    p.add_argument("--data_dir", required=True, help="prepared folder with fineweb_val_*.bin shards")
+    p.add_argument("--tokenizer_path", default=None, help="default: the tokenizer named in DATA_DIR/meta.json")
+    p.add_argument("--decoders", default=",".join(DEFAULT_DECODERS),
+                   help=f"comma-separated names from {', '.join(cf.DECODERS)}, or 'all' "
+                        f"({', '.join(EXPENSIVE_DECODERS)}: one forward per skeleton token)")
+    p.add_argument("--n_seqs", type=int, default=500, help="random windows (ignored with --full_val)")
+    p.add_argument("--seq_len", type=int, default=1024, help="T: targets per window (windows are T+1 tokens)")
+    p.add_argument("--stride", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--n_random", type=int, default=3, help="random fills averaged per CF pass")
+    p.add_argument("--seed", type=int, default=42, help="window offsets and (separately) the CF fill")
+    p.add_argument("--full_val", action="store_true", help="every non-overlapping window instead of random ones")
+    p.add_argument("--val_tokens", type=int, default=0,
+                   help="use the first N validation tokens (+1), like train_cdm.py; 0 = all")
+    p.add_argument("--batch_size", type=int, default=16, help="windows per forward")
+    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
+    p.add_argument("--json_out", default=None, help="default: next to the checkpoint, <stem>.eval_cf.json")
+    return p
+
+
+def validate_args(args) -> list[str]:
+    """Check the flags before anything is loaded; return the decoder list."""
+    for flag, minimum in (("stride", 2), ("rounds", 1), ("n_random", 1), ("n_seqs", 1), ("seq_len", 1),
+                          ("batch_size", 1)):
+        if getattr(args, flag) < minimum:
+            raise UsageError(f"--{flag} must be >= {minimum}, got {getattr(args, flag)}")
+    if args.val_tokens < 0:
+        raise UsageError(f"--val_tokens must be >= 0 (0 = all), got {args.val_tokens}")
+    if not Path(args.checkpoint).is_file():
+        raise UsageError(f"{args.checkpoint}: checkpoint not found")
+    return parse_decoders(args.decoders)
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def empty_totals() -> dict:
+    return {"nll": 0.0, "pass1_nll": 0.0, "pass2_nll": 0.0, "pass1_tokens": 0, "pass2_tokens": 0,
+            "pass1_bytes": 0, "pass2_bytes": 0, "seconds": 0.0, "digest": hashlib.sha256()}
+
+
+def accumulate(totals: dict, parts: dict, target_bytes: np.ndarray, windows: np.ndarray) -> None:
+    nll, pass1, pass2 = parts["nll"], parts["pass1"], parts["pass2"]
+    if not np.all(np.isfinite(nll)):
+        raise FloatingPointError("a decoder produced a non-finite NLL")
+    # math.fsum: the per-part totals are exact sums of the float64 NLLs, so part1 + part2 = total.
+    part1 = math.fsum(nll[:, pass1].ravel())
+    part2 = math.fsum(nll[:, pass2].ravel())
+    totals["pass1_nll"] += part1
+    totals["pass2_nll"] += part2
+    totals["nll"] += part1 + part2
+    totals["pass1_tokens"] += int(pass1.sum()) * nll.shape[0]
+    totals["pass2_tokens"] += int(pass2.sum()) * nll.shape[0]
+    totals["pass1_bytes"] += int(target_bytes[:, pass1].sum())
+    totals["pass2_bytes"] += int(target_bytes[:, pass2].sum())
+    # The windows this decoder actually scored, hashed in order: proof that all saw the same ones.
+    totals["digest"].update(np.ascontiguousarray(windows, dtype="<i8").tobytes())
+
+
+def safe_bpb(nll: float, n_bytes: int) -> float | None:
+    return bits_per_byte(nll, n_bytes) if n_bytes > 0 else None
+
+
+def summarize(name: str, totals: dict) -> dict:
+    n_bytes = totals["pass1_bytes"] + totals["pass2_bytes"]
+    valid = bool(cf.VALID[name])
+    return {
+        "bpb": bits_per_byte(totals["nll"], n_bytes),
+        "valid_code_length": valid,
+        "label": "" if valid else not_valid_label(name),
+        "definition": cf.DECODERS[name].definition,
+        "nll_sum": totals["nll"],
+        "tokens": totals["pass1_tokens"] + totals["pass2_tokens"],
+        "bytes": n_bytes,
+        "parts": {
+            "pass1": {"nll_sum": totals["pass1_nll"], "tokens": totals["pass1_tokens"],
+                      "bytes": totals["pass1_bytes"], "bpb_part": bits_per_byte(totals["pass1_nll"], n_bytes),
+                      "bpb_own_bytes": safe_bpb(totals["pass1_nll"], totals["pass1_bytes"])},
+            "pass2": {"nll_sum": totals["pass2_nll"], "tokens": totals["pass2_tokens"],
+                      "bytes": totals["pass2_bytes"], "bpb_part": bits_per_byte(totals["pass2_nll"], n_bytes),
+                      "bpb_own_bytes": safe_bpb(totals["pass2_nll"], totals["pass2_bytes"])},
+        },
+        "windows_sha256": totals["digest"].hexdigest(),
+        "seconds": totals["seconds"],
+    }
+
+
+def score_decoders(scorer, windows: np.ndarray, target_bytes: np.ndarray, decoders: list[str], *,
+                   batch_size: int, vocab_size: int, cf_kwargs: dict) -> dict:
+    """Every decoder on every batch of windows; a batch is scored by all decoders in turn."""
+    totals = {name: empty_totals() for name in decoders}
+    n_batches = math.ceil(len(windows) / batch_size)
+    progress = Progress(n_batches, "batches", every=max(1, n_batches // 20))
+    for b, start in enumerate(range(0, len(windows), batch_size)):
+        batch = windows[start : start + batch_size]
+        for name in decoders:
+            t0 = time.perf_counter()
+            parts = cf.decode_parts(scorer, batch, name, vocab_size=vocab_size, **cf_kwargs)
+            totals[name]["seconds"] += time.perf_counter() - t0
+            accumulate(totals[name], parts, target_bytes[start : start + batch_size], batch)
+        progress.update(b + 1, f"windows:{min(start + batch_size, len(windows))}/{len(windows)} ")
+    return {name: summarize(name, totals[name]) for name in decoders}
+
+
+def consistency_check(model, device, tokens, windows, offsets, seq_len, batch_size, full_val,
+                      ar_result: dict) -> dict:
+    """The `ar` decoder's NLL vs the trainer's ar_nll_sum on the same windows.
+
+    --full_val windows are exactly ar_nll_sum's windows of the same tokens, so it runs batched
+    as in training. Random windows overlap, so no token stream lays them out as ar_nll_sum's
+    consecutive windows: each window is then its own one-window stream (one forward each; this
+    check only, the decoders themselves always run batched).
+    """
+    t0 = time.perf_counter()
+    if full_val:
+        n_used = int(offsets.size) * seq_len + 1
+        reference, n_targets, ref_windows = ar_nll_sum(model, tokens[:n_used], seq_len, batch_size, device)
+        if not np.array_equal(ref_windows, windows):
+            raise AssertionError("ar_nll_sum scored other windows than eval_cf (bug)")
+        how = "ar_nll_sum on the same validation tokens (batched, the trainer's windows)"
+    else:
+        reference, n_targets = 0.0, 0
+        for window in windows:
+            nll, n, _ = ar_nll_sum(model, window, seq_len, 1, device)
+            reference += nll
+            n_targets += n
+        how = "ar_nll_sum on each window as its own stream (one forward per window)"
+    rtol = CONSISTENCY_RTOL[precision_name(device)]
+    decoded = ar_result["nll_sum"]
+    rel = abs(decoded - reference) / max(abs(reference), 1e-300)
+    return {
+        "reference": how,
+        "ar_nll_sum_decode_nll": decoded,
+        "ar_nll_sum_reference": reference,
+        "ar_bpb_decode_nll": ar_result["bpb"],
+        "ar_bpb_reference": bits_per_byte(reference, ar_result["bytes"]),
+        "tokens_reference": n_targets,
+        "rel_diff": rel,
+        "rtol": rtol,
+        "passed": bool(rel <= rtol and n_targets == ar_result["tokens"]),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.6f}"
+
+
+def decoder_line(name: str, r: dict) -> str:
+    p1, p2 = r["parts"]["pass1"], r["parts"]["pass2"]
+    line = (f"{name:<18} bpb:{r['bpb']:.6f} pass1_part:{p1['bpb_part']:.6f} pass2_part:{p2['bpb_part']:.6f} "
+            f"pass1_only_bpb:{fmt(p1['bpb_own_bytes'])} pass2_only_bpb:{fmt(p2['bpb_own_bytes'])} "
+            f"tokens:{r['tokens']} bytes:{r['bytes']} valid_code_length:{str(r['valid_code_length']).lower()}")
+    return line if r["valid_code_length"] else f"{line} {r['label']}"
+
+
+def print_report(result: dict) -> None:
+    proto, win = result["protocol"], result["windows"]
+    print(f"checkpoint:{result['checkpoint']} params:{result['params']} device:{result['device']} "
+          f"precision:{result['precision']}")
+    print(f"windows:{win['count']} mode:{proto['mode']} seq_len:{proto['seq_len']} stride:{proto['stride']} "
+          f"rounds:{proto['rounds']} n_random:{proto['n_random']} seed:{proto['seed']} "
+          f"val_tokens:{proto['val_tokens_available']} windows_sha256:{win['sha256'][:16]}")
+    print("bpb = pass1_part + pass2_part (each part's NLL over ALL bytes); *_only_bpb: over that pass's own bytes")
+    for name, r in result["decoders"].items():
+        print(decoder_line(name, r))
+    c = result["consistency"]
+    print(f"consistency: ar via decode_nll {c['ar_bpb_decode_nll']:.9f} vs ar_nll_sum {c['ar_bpb_reference']:.9f} "
+          f"rel_diff:{c['rel_diff']:.2e} rtol:{c['rtol']:.0e} {'PASS' if c['passed'] else 'FAIL'}")
+    print(f"seconds:{result['seconds']:.1f} json:{result['json_out']}")
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def evaluate(args, decoders: list[str]) -> dict:
+    t_start = time.perf_counter()
+    device = resolve_device(args.device)
+    model, config = load_checkpoint(args.checkpoint, device)
+    tables, tokenizer, tokens = load_data(args.data_dir, args.tokenizer_path, config.vocab_size, args.val_tokens)
+    T = args.seq_len
+    if args.full_val:
+        offsets = full_val_offsets(len(tokens), T)
+    else:
+        offsets = random_offsets(len(tokens), T + 1, args.n_seqs, args.seed)
+    windows = gather_windows(tokens, offsets, T + 1)
+    target_bytes = tables.stream_bytes(windows)  # (N, T) SPEC §2 bytes of x given prev, no clamping
+
+    cf_kwargs = dict(stride=args.stride, rounds=args.rounds, n_random=args.n_random, seed=args.seed)
+    scorer = TorchScorer(model, device)
+    results = score_decoders(scorer, windows, target_bytes, decoders, batch_size=args.batch_size,
+                             vocab_size=config.vocab_size, cf_kwargs=cf_kwargs)
+    ar_result = results["ar"] if "ar" in results else score_decoders(
+        scorer, windows, target_bytes, ["ar"], batch_size=args.batch_size, vocab_size=config.vocab_size,
+        cf_kwargs=cf_kwargs)["ar"]
+    consistency = consistency_check(model, device, tokens, windows, offsets, T, args.batch_size, args.full_val,
+                                    ar_result)
+    return {
+        "tool": "eval_cf",
+        "checkpoint": str(args.checkpoint),
+        "config": config.to_dict(),
+        "params": model.num_params(),
+        "data_dir": str(args.data_dir),
+        "tokenizer": str(tokenizer),
+        "device": str(device),
+        "precision": precision_name(device),
+        "protocol": {
+            "mode": "full_val" if args.full_val else "random",
+            "n_seqs": int(offsets.size), "seq_len": T, "stride": args.stride, "rounds": args.rounds,
+            "n_random": args.n_random, "seed": args.seed, "batch_size": args.batch_size,
+            "val_tokens_available": int(len(tokens)),
+            "window_rng": (f"np.random.default_rng([seed, {WINDOW_STREAM}]).integers(0, n_val - T, n_seqs)"
+                           if not args.full_val else "none: window k = tokens[k*T : k*T+T+1]"),
+            "fill_rng": "cf.draw_fills(seed, ...) = np.random.default_rng(seed), shared by all windows",
+            "bytes": "SPEC §2 on (prev, target) of each window, no clamping",
+        },
+        "windows": {"count": int(offsets.size), "tokens_per_window": T + 1, "offsets": offsets.tolist(),
+                    "sha256": windows_digest(windows)},
+        "decoders": results,
+        "consistency": consistency,
+        "seconds": time.perf_counter() - t_start,
+        "git_commit": git_commit(REPO_ROOT),
+        "versions": versions(),
+    }
+
+
+def main(argv=None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        decoders = validate_args(args)
+        json_out = Path(args.json_out) if args.json_out else default_json_path(args.checkpoint, "eval_cf")
+        result = evaluate(args, decoders)
+        result["json_out"] = str(json_out)
+        write_json(json_out, result)
+    except (ValueError, OSError, CheckpointError, FloatingPointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print_report(result)
+    if not result["consistency"]["passed"]:
+        print("check failed: the ar decoder disagrees with the trainer's ar_nll_sum (see consistency)",
+              file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

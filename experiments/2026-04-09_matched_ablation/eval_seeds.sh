@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Evaluate the seed verification trained by run_seeds.sh (same environment, same cells) on the
+# final checkpoints (final_model.npz) with eval_cf.py's decoders ar, cf_published (NOT a valid
+# code length, SPEC §6) and cf_valid; eval_cf.json lands next to each results.json. A cell whose
+# eval_cf.json is newer than its results.json and used this protocol is skipped. Ends with
+# scripts/summarize.py (mean ± std, t-tests against the control) -> OUT_DIR/results.{md,json,png}.
+#
+#   PRESET=smoke bash experiments/2026-04-09_matched_ablation/eval_seeds.sh
+#
+# Environment (defaults in brackets; see recipe_lib.sh's header for the full list and presets):
+#   PRESET [cpu] h100|mac|cpu|smoke   BACKEND [torch; mlx for mac]   MATCH [wallclock] wallclock|tokens
+#   SEED_SCALE [11L]   SEED_WEIGHT [0.3]   SEEDS [1337 42 2024 7 100]   CONTROL_SEEDS [1337 42 2024] ("" = none)
+#   DATA_DIR [preset]   TOKENIZER [from meta.json]   CKPT_DIR [runs/matched_ablation/$PRESET/cells]
+#   LOG_DIR [runs/matched_ablation/$PRESET/logs]   OUT_DIR [runs/matched_ablation/$PRESET/seeds]
+#   DEVICE [preset]   EVAL_N_SEQS [preset]   THREADS [1 for cpu, smoke]   NPROC [1]   PYTHON [python]   VERBOSE [0]
+#   (BUDGET_SECS, STEPS, COMPILE are accepted and only shown in the table)
+set -euo pipefail
+# shellcheck source=recipe_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/recipe_lib.sh"
+
+recipe_init seeds
+plan_seeds
+print_recipe "eval_seeds (evaluate the seed verification)"
+eval_plan
+summarize_plan "Seed verification (PRESET=$PRESET, BACKEND=$BACKEND, MATCH=$MATCH)"

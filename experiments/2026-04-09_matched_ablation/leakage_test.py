@@ -1,0 +1,333 @@
+"""Leakage checks of a model and of every CF decoder (SPEC §6), on a checkpoint or a random init.
+
+1. Attention: two sequences equal on positions 0..15 and different on 16..31. A causal forward
+   must leave the prefix logits EXACTLY unchanged (and change the suffix); a bidirectional
+   forward must change the prefix logits too (it reads the future by design).
+2. Order audit (audits.order_audit through TorchScorer): in each decoder's own decoding order,
+   changing a token decoded later must not change the score of a token decoded earlier.
+3. Normalization audit (audits.normalization_audit): for a V-letter alphabet and T tokens,
+   sum exp(-total NLL) over all V**T sequences; a valid decoder gives <= 1 (exactly 1 with
+   n_random = 1). Run on the model restricted to its first V ids and on a coupled toy Markov
+   scorer for contrast; the toy scorer's order audit is reported as well.
+
+cf_published is expected to FAIL (2) and usually (3): its pass 1 scores a skeleton token with the
+later-decoded gap tokens visible. That failure is the finding, not an error; the exit status is
+non-zero only when a decoder that CLAIMS to be valid (cf.VALID) fails a check, or when the
+attention check fails.
+
+    python leakage_test.py --checkpoint runs/x/final_model.npz [--data_dir DIR]
+    python leakage_test.py --random_init --json_out /tmp/leak.json
+
+Exit status: 0 all claimed-valid decoders pass; 1 bad input (one `error:` line); 2 a check failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import audits
+import cf
+import data as data_mod
+from checkpoint import CheckpointError
+from eval_cf import (EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, OneLineParser, UsageError, default_json_path,
+                     gather_windows, load_checkpoint, parse_decoders, precision_name, random_offsets, write_json)
+from model import GPT, GPTConfig
+from run_log import git_commit, versions
+from toy_scorers import MarkovScorer
+from torch_backend import TorchScorer, autocast_for, resolve_device
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ATTENTION_SPLIT, ATTENTION_LEN = 16, 32
+# Sums of exactly normalized float64 conditionals: allowed rounding of the normalization audit.
+NORMALIZATION_TOL = 1e-9
+# Order-audit tolerance. A valid decoder gives bitwise-identical scores for identical rows in a
+# float32 batch, but a BLAS kernel may round a row differently depending on where it sits in the
+# batch; 1e-5 nats is far above that noise and far below any real leak of a trained model.
+# bf16 autocast (CUDA) rounds much more coarsely across batch shapes.
+ORDER_TOL = {"float32": 1e-5, "bf16": 5e-2}
+TINY_RANDOM_CONFIG = dict(num_layers=2, model_dim=32, num_heads=4, num_kv_heads=2, bigram_dim=16, xsa_last_n=1)
+EXPECTED_FAILURE_REASON = {
+    "cf_published": "expected: pass 1 scores each skeleton token with the later-decoded gap tokens "
+                    "visible, so no decoding order has its conditionals (SPEC §6)",
+}
+
+
+# ----------------------------------------------------------------------------- models and scorers
+
+
+def random_init_model(vocab_size: int, seed: int, device: torch.device) -> tuple[GPT, GPTConfig]:
+    """A tiny GPT with its zero-initialized matrices re-drawn at random.
+
+    The output projections, MLP down projections and the bigram table start at zero, which
+    makes a fresh model blind to its context: nothing could leak, and no check would mean
+    anything. Re-drawing them lets every path carry information.
+    """
+    config = GPTConfig(vocab_size=vocab_size, **TINY_RANDOM_CONFIG)
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = GPT(config)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.ndim == 2 and not bool(param.any()):
+                param.copy_(torch.randn(param.shape, generator=generator) / math.sqrt(param.shape[1]))
+        # Token embeddings of std 1/sqrt(d) instead of 0.005, so the logits of the tied head
+        # (RMS-normed x, norm sqrt(d)) are O(1), not O(0.01): a change of context then moves
+        # the scores by amounts far above float noise.
+        embedding = model.tok_emb.weight
+        embedding.copy_(torch.randn(embedding.shape, generator=generator) / math.sqrt(embedding.shape[1]))
+    return model.to(device).eval(), config
+
+
+class RestrictedVocabScorer:
+    """The model as a conditional over its first V token ids only (cf scorer contract).
+
+    The logits of ids >= V are dropped and log-softmax is taken over the V that remain, in
+    float64. Each row is then a distribution normalized over a V-letter alphabet that reads
+    only its inputs (which hold ids < V: the audit's sequences and cf's fills are drawn from
+    [0, V)), so the normalization audit's math holds exactly for this scorer: a valid decoder
+    sums to 1 over the V**T sequences, whatever the model.
+    """
+
+    def __init__(self, model: GPT, device: torch.device, vocab_size: int):
+        if vocab_size > model.config.vocab_size:
+            raise UsageError(f"--norm_vocab {vocab_size} exceeds the model vocabulary {model.config.vocab_size}")
+        self.model, self.device, self.vocab_size = model.eval(), device, vocab_size
+
+    @torch.no_grad()
+    def __call__(self, inputs: np.ndarray, is_causal: bool, targets: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(inputs), dtype=torch.long, device=self.device)
+        y = torch.as_tensor(np.asarray(targets), dtype=torch.long, device=self.device)
+        with autocast_for(self.device):
+            logits = self.model(x, is_causal=is_causal)
+        logp = torch.log_softmax(logits[..., : self.vocab_size].double(), dim=-1)
+        return logp.gather(-1, y.unsqueeze(-1)).squeeze(-1).cpu().numpy()
+
+
+def coupled_toy_scorer(vocab_size: int) -> MarkovScorer:
+    """A sticky Markov chain: neighbours are strongly coupled, so a leak has something to read."""
+    return MarkovScorer.sticky(vocab_size, stay=0.8, seed=1)
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def sample_rows(n_rows: int, length: int, vocab_size: int, seed: int, val_tokens: np.ndarray | None) -> np.ndarray:
+    """n_rows windows of `length` tokens: validation windows if given, else uniform random ids."""
+    if val_tokens is not None:
+        return gather_windows(val_tokens, random_offsets(len(val_tokens), length, n_rows, seed), length)
+    return np.random.default_rng(seed).integers(0, vocab_size, size=(n_rows, length), dtype=np.int64)
+
+
+@torch.no_grad()
+def attention_check(model: GPT, device: torch.device, base_row: np.ndarray, vocab_size: int, seed: int) -> dict:
+    """Max |logit change| before / after the split, causal and bidirectional, one batch of 2."""
+    first = np.asarray(base_row[:ATTENTION_LEN], dtype=np.int64)
+    second = first.copy()
+    shift = np.random.default_rng(seed).integers(1, vocab_size, size=ATTENTION_LEN - ATTENTION_SPLIT)
+    second[ATTENTION_SPLIT:] = (second[ATTENTION_SPLIT:] + shift) % vocab_size
+    batch = torch.as_tensor(np.stack([first, second]), device=device)
+    out = {}
+    for mode, is_causal in (("causal", True), ("bidirectional", False)):
+        with autocast_for(device):
+            logits = model(batch, is_causal=is_causal).float().cpu().numpy()
+        out[mode] = dict(zip(("prefix_max_change", "suffix_max_change"),
+                             audits.prefix_change(logits[0], logits[1], ATTENTION_SPLIT)))
+    out["split"], out["length"] = ATTENTION_SPLIT, ATTENTION_LEN
+    out["causal_prefix_unchanged"] = out["causal"]["prefix_max_change"] == 0.0
+    out["causal_suffix_changed"] = out["causal"]["suffix_max_change"] > 0.0
+    out["bidirectional_prefix_changed"] = out["bidirectional"]["prefix_max_change"] > 0.0
+    out["passed"] = bool(out["causal_prefix_unchanged"] and out["causal_suffix_changed"]
+                         and out["bidirectional_prefix_changed"])
+    return out
+
+
+def normalization_passed(result: dict) -> bool:
+    total = result["total_prob"]
+    if result["n_random"] == 1:
+        return abs(total - 1.0) <= NORMALIZATION_TOL  # one order of normalized conditionals: exactly 1
+    return total <= 1.0 + NORMALIZATION_TOL  # geometric mean over fills: at most 1 (AM-GM)
+
+
+def classify(decoder: str, passed: bool) -> tuple[str, str, bool]:
+    """(result word, note, counts as a failure of the run) for one check of one decoder."""
+    claims_valid = bool(cf.VALID[decoder])
+    if passed:
+        note = "" if claims_valid else "leak not detected by this check"
+        return "PASS", note, False
+    if claims_valid:
+        return "FAIL", "a decoder that claims to be a valid code length leaks", True
+    return "FAIL", EXPECTED_FAILURE_REASON.get(decoder, "expected: the decoder does not claim to be valid"), False
+
+
+def run_checks(model: GPT, device: torch.device, args, decoders: list[str], val_tokens, scorer_hook=None) -> dict:
+    """All checks; scorer_hook(scorer) -> scorer may wrap the model's scorers (tests inject leaks)."""
+    hook = scorer_hook or (lambda scorer: scorer)
+    vocab = model.config.vocab_size
+    cf_kwargs = dict(stride=args.stride, rounds=args.rounds, seed=args.seed)
+    tolerance = args.tolerance if args.tolerance is not None else ORDER_TOL[precision_name(device)]
+    rows, results = [], {}
+
+    def add_row(check, decoder, passed, value, value_name):
+        word, note, failure = classify(decoder, passed)
+        rows.append(dict(check=check, decoder=decoder, claims_valid=bool(cf.VALID[decoder]), result=word,
+                         value=value, value_name=value_name, note=note, counts_as_failure=failure))
+
+    t0 = time.perf_counter()
+    base = sample_rows(1, ATTENTION_LEN, vocab, args.seed, val_tokens)[0]
+    results["attention"] = attention = attention_check(model, device, base, vocab, args.seed + 1)
+
+    seqs = sample_rows(args.audit_windows, args.audit_seq_len + 1, vocab, args.seed + 2, val_tokens)
+    model_scorer = hook(TorchScorer(model, device))
+    results["order_audit_model"] = {}
+    for name in decoders:
+        audit = audits.order_audit(model_scorer, seqs, name, vocab_size=vocab, n_random=args.n_random,
+                                   tolerance=tolerance, **cf_kwargs)
+        results["order_audit_model"][name] = audit
+        add_row("order (model)", name, audit["passed"], audit["max_change"], "max change (nats)")
+
+    V, T = args.norm_vocab, args.norm_len
+    restricted = hook(RestrictedVocabScorer(model, device, V))
+    toy = coupled_toy_scorer(V)
+    toy_seqs = np.random.default_rng(args.seed + 3).integers(0, V, size=(args.audit_windows, args.audit_seq_len + 1))
+    results["order_audit_toy"], results["normalization_model"], results["normalization_toy"] = {}, {}, {}
+    for name in decoders:
+        audit = audits.order_audit(toy, toy_seqs, name, vocab_size=V, n_random=args.n_random, tolerance=tolerance,
+                                   **cf_kwargs)
+        results["order_audit_toy"][name] = audit
+        add_row("order (toy Markov)", name, audit["passed"], audit["max_change"], "max change (nats)")
+    for label, scorer, store in (("model", restricted, results["normalization_model"]),
+                                 ("toy Markov", toy, results["normalization_toy"])):
+        for n_random in sorted({1, args.n_random}):
+            for name in decoders:
+                norm = audits.normalization_audit(scorer, name, vocab_size=V, T=T, n_random=n_random, **cf_kwargs)
+                norm["passed"] = normalization_passed(norm)
+                store[f"{name}/n_random={n_random}"] = norm
+                add_row(f"normalization ({label}, V={V}, T={T}, n_random={n_random})", name, norm["passed"],
+                        norm["total_prob"], "total prob")
+
+    failures = [f"{r['check']}: {r['decoder']}" for r in rows if r["counts_as_failure"]]
+    if not attention["passed"]:
+        failures.insert(0, "attention: causal prefix changed or a mode did not read its context")
+    expected = [f"{r['check']}: {r['decoder']}" for r in rows if r["result"] == "FAIL" and not r["counts_as_failure"]]
+    results.update(rows=rows, failures=failures, expected_failures=expected, order_tolerance=tolerance,
+                   normalization_tolerance=NORMALIZATION_TOL, seconds=time.perf_counter() - t0)
+    return results
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def print_report(result: dict) -> None:
+    att = result["attention"]
+    print(f"model:{result['model_source']} params:{result['params']} device:{result['device']} "
+          f"precision:{result['precision']} order_tolerance:{result['order_tolerance']:.0e}")
+    print(f"attention (positions 0..{att['split'] - 1} equal, {att['split']}..{att['length'] - 1} differ):")
+    print(f"  causal         prefix max|dlogit|:{att['causal']['prefix_max_change']:.3e} (must be exactly 0) "
+          f"suffix:{att['causal']['suffix_max_change']:.3e} (must be > 0)")
+    print(f"  bidirectional  prefix max|dlogit|:{att['bidirectional']['prefix_max_change']:.3e} (must be > 0) "
+          f"suffix:{att['bidirectional']['suffix_max_change']:.3e}")
+    print(f"  attention: {'PASS' if att['passed'] else 'FAIL'}")
+    header = f"{'check':<50} {'decoder':<18} {'claims valid?':<13} {'result':<6} {'largest change / total prob':<28} note"
+    print(header)
+    print("-" * len(header))
+    for r in result["rows"]:
+        value = f"{r['value']:.6e}" if r["value_name"].startswith("max") else f"{r['value']:.12f}"
+        print(f"{r['check']:<50} {r['decoder']:<18} {'yes' if r['claims_valid'] else 'no':<13} "
+              f"{r['result']:<6} {value:<28} {r['note']}")
+    if result["expected_failures"]:
+        print(f"expected failures ({len(result['expected_failures'])}): decoders that do not claim to be a "
+              "valid code length (cf.VALID false); they do not change the exit status")
+    if result["failures"]:
+        print(f"FAILED ({len(result['failures'])}): " + "; ".join(result["failures"]))
+    else:
+        print("OK: every decoder that claims to be a valid code length passed every check")
+    print(f"seconds:{result['seconds']:.1f} json:{result['json_out']}")
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help=".npz or step_*.pt (carries its own config)")
+    source.add_argument("--random_init", action="store_true", help="a tiny random-init GPT (zero-init matrices re-drawn)")
+    p.add_argument("--vocab_size", type=int, default=64, help="--random_init only")
+    p.add_argument("--data_dir", default=None, help="optional: audit validation windows instead of random tokens")
+    p.add_argument("--tokenizer_path", default=None)
+    p.add_argument("--decoders", default="all", help="comma-separated cf decoders, or all")
+    p.add_argument("--stride", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--n_random", type=int, default=3)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--audit_windows", type=int, default=2, help="windows for the order audit")
+    p.add_argument("--audit_seq_len", type=int, default=16, help="targets per order-audit window")
+    p.add_argument("--norm_vocab", type=int, default=4, help="V of the normalization audit")
+    p.add_argument("--norm_len", type=int, default=6, help="T of the normalization audit (V**T sequences)")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help=f"order-audit tolerance in nats (default {ORDER_TOL['float32']:g} float32, "
+                        f"{ORDER_TOL['bf16']:g} bf16)")
+    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
+    p.add_argument("--json_out", default=None,
+                   help="default: next to the checkpoint (<stem>.leakage.json); --random_init: none unless given")
+    return p
+
+
+def validate_args(args) -> list[str]:
+    for flag, minimum in (("stride", 2), ("rounds", 1), ("n_random", 1), ("audit_windows", 1),
+                          ("audit_seq_len", 1), ("norm_vocab", 2), ("norm_len", 1), ("vocab_size", 2)):
+        if getattr(args, flag) < minimum:
+            raise UsageError(f"--{flag} must be >= {minimum}, got {getattr(args, flag)}")
+    if args.norm_vocab ** args.norm_len > 200_000:
+        raise UsageError(f"--norm_vocab ** --norm_len = {args.norm_vocab ** args.norm_len} sequences; keep it <= 200000")
+    if args.tolerance is not None and args.tolerance < 0:
+        raise UsageError("--tolerance must be >= 0")
+    if args.checkpoint and not Path(args.checkpoint).is_file():
+        raise UsageError(f"{args.checkpoint}: checkpoint not found")
+    return parse_decoders(args.decoders)
+
+
+def main(argv=None, scorer_hook=None) -> int:
+    """scorer_hook(scorer) -> scorer wraps the model's scorers before the audits (for tests)."""
+    try:
+        args = build_parser().parse_args(argv)
+        decoders = validate_args(args)
+        device = resolve_device(args.device)
+        if args.random_init:
+            model, config = random_init_model(args.vocab_size, args.seed, device)
+            source = f"random_init(vocab={args.vocab_size}, seed={args.seed}, {TINY_RANDOM_CONFIG})"
+        else:
+            model, config = load_checkpoint(args.checkpoint, device)
+            source = args.checkpoint
+        val_tokens = None
+        if args.data_dir:
+            tokenizer = data_mod.resolve_tokenizer(args.data_dir, args.tokenizer_path)
+            data_mod.check_vocab(args.data_dir, data_mod.load_byte_tables(tokenizer), tokenizer, config.vocab_size)
+            val_tokens = data_mod.load_validation(args.data_dir, 0, config.vocab_size)
+        json_out = Path(args.json_out) if args.json_out else (
+            None if args.random_init else default_json_path(args.checkpoint, "leakage"))
+        result = run_checks(model, device, args, decoders, val_tokens, scorer_hook)
+        result.update(tool="leakage_test", model_source=source, config=config.to_dict(), params=model.num_params(),
+                      device=str(device), precision=precision_name(device),
+                      tokens="validation windows" if val_tokens is not None else "uniform random ids",
+                      json_out=str(json_out) if json_out else "not written (no --json_out)",
+                      exit_status=EXIT_CHECK_FAILED if result["failures"] else EXIT_OK,
+                      git_commit=git_commit(REPO_ROOT), versions=versions())
+        if json_out:
+            write_json(json_out, result)
+    except (ValueError, OSError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print_report(result)
+    return result["exit_status"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

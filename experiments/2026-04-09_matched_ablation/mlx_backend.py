@@ -1,0 +1,223 @@
+"""MLX glue shared by the MLX trainer and the evaluators: the twin of torch_backend.py.
+
+    resolve_device(name) -> mx.Device          auto | cpu | mps (Apple GPU) | cuda (MLX CUDA build)
+    resolve_dtype(name, device) -> mx.Dtype    auto: bfloat16 on a GPU, float32 on the CPU
+    load_model(path, dtype="auto") -> (model_mlx.GPT, GPTConfig)
+        from a portable .npz, a torch step_*.pt or an MLX step_*.safetensors; the config is the
+        checkpoint's own. The same .npz loads into either backend (no conversion).
+    ar_val_bpb(model, tokens, seq_len, batch_size, tables) -> dict
+        the trainer's Pure-AR val_bpb, same definition as torch_backend.ar_val_bpb: consecutive
+        non-overlapping windows, trailing partial window dropped, NLL summed in float32 per
+        batch and in float64 across batches, bytes from the SPEC §2 tables on the same targets.
+    MLXScorer(model)(inputs, is_causal, targets) -> float64 (B, T) target log-probs
+        the scorer contract of cf.py (see torch_backend.TorchScorer).
+    save_step_checkpoint / load_step_checkpoint: the MLX trainer's resumable step checkpoints.
+
+MLX runs on the default device (mx.set_default_device); there is no device argument. The
+forward passes are compiled with the model's parameters as explicit inputs, so a compiled
+function always sees the current weights.
+
+Step checkpoint format (MLX-native, one file, written atomically): `step_<N>.safetensors` with
+arrays "model/<name>" (float32 weights under the shared flat names), "optimizer/<flat key>"
+(tree_flatten of the optimizer state: step counts, learning rates, momentum, buffers),
+"ema/<name>" (when EMA runs) and "rng/cdm_key"; its safetensors metadata holds
+"format" = STEP_FORMAT and "state" = a JSON object with the model config, the flags, the data
+stream position, counters and the validation history.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from functools import partial
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+from mlx.utils import tree_flatten, tree_unflatten
+
+from challenge_format import atomic_write_bytes
+from checkpoint import CheckpointError, load_weights
+from model_mlx import GPT, GPTConfig, load_state_numpy
+
+STEP_FORMAT = "meadow-golf-mlx-step/1"
+
+
+# ----------------------------------------------------------------------------- device, dtype
+
+
+def resolve_device(name: str = "auto") -> mx.Device:
+    if name == "auto":
+        return mx.default_device()
+    if name == "cpu":
+        return mx.Device(mx.cpu)
+    if name == "mps":
+        if not mx.metal.is_available():
+            raise ValueError("--device mps requested but MLX has no Metal GPU here")
+        return mx.Device(mx.gpu)
+    if name == "cuda":
+        if not (hasattr(mx, "cuda") and mx.cuda.is_available()):
+            raise ValueError("--device cuda requested but this MLX build has no CUDA GPU")
+        return mx.Device(mx.gpu)
+    raise ValueError(f"unknown device {name!r} (auto, cuda, mps or cpu)")
+
+
+def resolve_dtype(name="auto", device: mx.Device | None = None):
+    """Compute dtype: "auto" is bfloat16 on a GPU (as torch autocast on CUDA), float32 on the CPU."""
+    if isinstance(name, mx.Dtype):
+        return name
+    if name == "auto":
+        device = device if device is not None else mx.default_device()
+        return mx.bfloat16 if device.type == mx.gpu else mx.float32
+    if name in ("float32", "bfloat16"):
+        return getattr(mx, name)
+    raise ValueError(f"unknown dtype {name!r} (auto, float32 or bfloat16)")
+
+
+def device_name(device: mx.Device) -> str:
+    return f"mlx:{'gpu' if device.type == mx.gpu else 'cpu'}"
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def cross_entropy(logits: mx.array, targets: mx.array) -> mx.array:
+    """Per-position cross-entropy in nats, float32, shape of targets."""
+    logits = logits.astype(mx.float32)
+    picked = mx.take_along_axis(logits, targets[..., None], axis=-1).squeeze(-1)
+    return mx.logsumexp(logits, axis=-1) - picked
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def save_step_checkpoint(path, *, model_weights: dict[str, mx.array], optimizer_state: dict,
+                         state: dict, ema: dict[str, mx.array] | None = None,
+                         cdm_key: mx.array | None = None) -> None:
+    arrays = {f"model/{k}": v for k, v in model_weights.items()}
+    arrays.update({f"optimizer/{k}": v for k, v in tree_flatten(optimizer_state)})
+    if ema is not None:
+        arrays.update({f"ema/{k}": v for k, v in ema.items()})
+    if cdm_key is not None:
+        arrays["rng/cdm_key"] = cdm_key
+    buf = io.BytesIO()
+    mx.save_safetensors(buf, arrays, metadata={"format": STEP_FORMAT, "state": json.dumps(state, sort_keys=True)})
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_step_checkpoint(path) -> dict:
+    """{"state": dict, "model": {name: array}, "optimizer": tree, "ema": dict | None, "cdm_key": array | None}."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        arrays, metadata = mx.load(str(path), return_metadata=True)
+        if metadata.get("format") != STEP_FORMAT:
+            raise CheckpointError(f"{path}: not an MLX step checkpoint (format {metadata.get('format')!r})")
+        state = json.loads(metadata["state"])
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({type(e).__name__}: {e})") from None
+    parts: dict[str, dict] = {"model": {}, "optimizer": {}, "ema": {}, "rng": {}}
+    for key, value in arrays.items():
+        head, _, name = key.partition("/")
+        if head not in parts:
+            raise CheckpointError(f"{path}: unexpected entry {key!r}")
+        parts[head][name] = value
+    if not parts["model"] or "config" not in state:
+        raise CheckpointError(f"{path}: no model weights or config")
+    return {
+        "state": state,
+        "model": parts["model"],
+        "optimizer": tree_unflatten(list(parts["optimizer"].items())) if parts["optimizer"] else None,
+        "ema": parts["ema"] or None,
+        "cdm_key": parts["rng"].get("cdm_key"),
+    }
+
+
+def read_weights(path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(config dict, float32 numpy weights) from .npz, step_*.pt or an MLX step_*.safetensors."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        ckpt = load_step_checkpoint(path)
+        return ckpt["state"]["config"], {k: np.array(v.astype(mx.float32)) for k, v in ckpt["model"].items()}
+    return load_weights(path)
+
+
+def load_model(path, dtype="auto") -> tuple[GPT, GPTConfig]:
+    """Build the MLX model from the checkpoint's own config and load its weights (strict).
+
+    dtype is the compute dtype (see model_mlx): "auto" follows the default device."""
+    config_dict, weights = read_weights(path)
+    config = GPTConfig.from_dict(config_dict)
+    model = GPT(config, compute_dtype=resolve_dtype(dtype))
+    load_state_numpy(model, weights)
+    model.eval()
+    return model, config
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def _compiled_nll_sum(model: GPT):
+    @partial(mx.compile, inputs=model.state)
+    def nll_sum(chunk: mx.array) -> mx.array:
+        logits = model(chunk[:, :-1], is_causal=True)
+        return mx.sum(cross_entropy(logits, chunk[:, 1:]))
+
+    return nll_sum
+
+
+def ar_nll_sum(model: GPT, tokens: np.ndarray, seq_len: int, batch_size: int) -> tuple[float, int, np.ndarray]:
+    """torch_backend.ar_nll_sum in MLX: (NLL sum in nats, number of targets, the (N, T+1) windows)."""
+    n_windows = (len(tokens) - 1) // seq_len
+    if n_windows < 1:
+        raise ValueError(f"need at least {seq_len + 1} validation tokens, got {len(tokens)}")
+    idx = np.arange(n_windows)[:, None] * seq_len + np.arange(seq_len + 1)[None, :]
+    windows = np.asarray(tokens)[idx]
+    nll_sum = _compiled_nll_sum(model)
+    total = 0.0
+    for start in range(0, n_windows, batch_size):
+        chunk = mx.array(windows[start : start + batch_size].astype(np.int32))
+        total += float(np.float64(nll_sum(chunk).item()))
+    return total, n_windows * seq_len, windows
+
+
+def ar_val_bpb(model: GPT, tokens: np.ndarray, seq_len: int, batch_size: int, tables) -> dict:
+    """The trainer's Pure-AR val_bpb (SPEC §2, no clamping); the keys of torch_backend.ar_val_bpb."""
+    nll, n_targets, windows = ar_nll_sum(model, tokens, seq_len, batch_size)
+    n_bytes = int(tables.stream_bytes(windows).sum())
+    return {
+        "val_loss": nll / n_targets,
+        "val_bpb": nll / (math.log(2.0) * n_bytes),
+        "val_tokens": n_targets,
+        "val_bytes": n_bytes,
+    }
+
+
+class MLXScorer:
+    """scorer(inputs (B,T) int, is_causal, targets (B,T) int) -> log-probs (B,T) float64.
+
+    Only the target log-probabilities leave the device. One compiled forward per mode.
+    """
+
+    def __init__(self, model: GPT):
+        self.model = model
+        model.eval()
+        self._fns = {mode: self._compile(mode) for mode in (True, False)}
+
+    def _compile(self, is_causal: bool):
+        model = self.model
+
+        @partial(mx.compile, inputs=model.state)
+        def target_logp(inputs: mx.array, targets: mx.array) -> mx.array:
+            return -cross_entropy(model(inputs, is_causal=is_causal), targets)
+
+        return target_logp
+
+    def __call__(self, inputs: np.ndarray, is_causal: bool, targets: np.ndarray) -> np.ndarray:
+        x = mx.array(np.asarray(inputs).astype(np.int32))
+        y = mx.array(np.asarray(targets).astype(np.int32))
+        return np.array(self._fns[bool(is_causal)](x, y)).astype(np.float64)

@@ -1,0 +1,430 @@
+# shellcheck shell=bash
+# recipe_lib.sh: what run_6.sh, eval_6.sh, run_seeds.sh and eval_seeds.sh share (sourced, not run):
+# environment defaults, the preset table, the cell plans, and the train-one-cell / eval-one-cell
+# steps with their "is this cell done" checks (cell_status.py reads the JSON; logs are never parsed).
+# Written for bash 3.2 as well (macOS): no associative arrays, namerefs or mapfile.
+#
+# Environment (defaults in brackets). Relative paths given by you are taken from the current
+# directory; the defaults are computed from this file's location (the repository root).
+#   PRESET [cpu]          h100 | mac | cpu | smoke (table below; printed at start)
+#   BACKEND [torch; mlx for PRESET=mac]  torch: train_cdm.py | mlx: train_cdm_mlx.py. Evaluation is
+#                         always eval_cf.py (torch) on the cell's portable final_model.npz.
+#   MATCH [wallclock]     wallclock: every cell of a scale gets the same budget (the original).
+#                         tokens: each control (w=0) trains for exactly the training tokens of the
+#                         shared run it is matched to: --steps tokens_seen/batch_tokens and
+#                         --train_budget_secs 0, read from that run's results.json after it finished.
+#                         run_6: matched to the w=MATCH_WEIGHT cell of the same scale and seed;
+#                         run_seeds: to the w=SEED_WEIGHT cell of the same seed (the first of SEEDS
+#                         when the control seed is not among SEEDS). Cell names get a `_tok` suffix.
+#   MATCH_WEIGHT [0.3]    run_6 with MATCH=tokens: the shared weight the controls match
+#   DATA_DIR [preset]     prepared folder (scripts/prepare_data.py): data/v4096 (h100, mac),
+#                         data/shakespeare (cpu, smoke)
+#   TOKENIZER []          SentencePiece model; empty: the one named in DATA_DIR/meta.json
+#   CKPT_DIR [runs/matched_ablation/$PRESET/cells]  one folder per cell: step checkpoints,
+#                         final_model.npz, results.json, eval_cf.json, cell.json. run_6 and
+#                         run_seeds share it, so a seed cell already trained by run_6 is reused.
+#   LOG_DIR [runs/matched_ablation/$PRESET/logs]    <cell>.train.log / <cell>.eval.log (stdout+stderr)
+#   OUT_DIR [runs/matched_ablation/$PRESET/ablation6 (run_6, eval_6) | .../seeds (run/eval_seeds)]
+#                         results.md, results.json, results.png (scripts/summarize.py)
+#   BUDGET_SECS [preset]  wall-clock training budget per cell, validation excluded (0: none)
+#   STEPS [preset]        step cap per cell (0: none); one of BUDGET_SECS / STEPS must be > 0
+#   DEVICE [preset]       auto | cuda | mps | cpu, for training and evaluation
+#   NPROC [1]             processes per run; > 1 (torchrun/DDP) is not supported yet: error
+#   COMPILE [0]           1: torch.compile the model (torch backend; its compile time counts
+#                         against the wall-clock budget, as the trainer measures it)
+#   EVAL_N_SEQS [preset]  random evaluation windows per cell
+#   THREADS [1 for cpu and smoke; empty (the library default) for h100 and mac]  exported as
+#                         OMP_NUM_THREADS / MKL_NUM_THREADS. On a CPU shared with other jobs, torch's
+#                         default of one thread per core can run tens of times slower (threads spin
+#                         waiting for each other); THREADS=2 is about twice as fast on an idle 2-core machine.
+#   PYTHON [python]       interpreter with the project installed (scripts/venv.sh ensure_venv)
+#   VERBOSE [0]           1: show the trainer/evaluator output on the terminal too
+# run_6.sh / eval_6.sh:         SCALES [5L 11L]  WEIGHTS [0 0.3 1.0]  SEED [1337]
+# run_seeds.sh / eval_seeds.sh: SEED_SCALE [11L]  SEED_WEIGHT [0.3]
+#                               SEEDS [1337 42 2024 7 100]  CONTROL_SEEDS [1337 42 2024] ("" = none)
+#
+# Presets. The scale names are those of the original 6-run ablation (SPEC §3); under cpu and
+# smoke they stand for smaller models (8 heads / 4 KV heads unless stated):
+# | PRESET | "5L" trains                    | "11L" trains                    | seq  | tokens/step  | per cell           | eval (eval_cf.py)          | data, device        |
+# |--------|--------------------------------|---------------------------------|------|--------------|--------------------|----------------------------|---------------------|
+# | h100   | 5L d=256 bigram 128 XSA 2      | 11L d=512 bigram 128 XSA 4      | 1024 | 64 x 1024    | 540 s              | 500 random windows x 1024  | data/v4096, cuda    |
+# | mac    | 5L d=256 bigram 128 XSA 2      | 11L d=512 bigram 128 XSA 4      | 1024 | 32 x 1024    | 900 s              | 200 random windows x 1024  | data/v4096, auto    |
+# | cpu    | 3L d=128 bigram 64 XSA 1       | 4L d=192 bigram 64 XSA 2        | 256  | 16 x 256     | 300 s              | 64 random windows x 256    | shakespeare, cpu    |
+# | smoke  | 2L d=32 4/2 heads bigram 16 XSA 1 | 3L d=48 4/2 heads bigram 16 XSA 1 | 32 | 8 x 32    | 4 steps, no clock  | 8 random windows x 32      | shakespeare, cpu    |
+# h100 is exactly the original recipe (SPEC §3-§5): vocab-4096 data, 540 s, 64 x 1024 tokens per
+# step, validation every 500 steps on the first 1,048,576 validation tokens, eval on 500 windows
+# of 1024 targets. cpu: the 6-run ablation plus its evaluation in about 40 minutes on 2 cores
+# (6 x 300 s of training, then about a minute of evaluation per cell); mac: an M-series Mac with
+# BACKEND=mlx, 15 minutes a cell. smoke: CI; a step cap (not a clock) makes it deterministic.
+
+EXP_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$EXP_DIR/../.." && pwd)"
+DECODERS="ar,cf_published,cf_valid"
+
+die() {
+  echo "error: $*" >&2
+  exit 1
+}
+
+abs_path() {
+  case "$1" in
+    /*) printf '%s\n' "$1" ;;
+    *) printf '%s\n' "$PWD/$1" ;;
+  esac
+}
+
+is_zero() { [[ "$1" =~ ^0+(\.0+)?$ ]]; }
+
+cell_py() { "$PYTHON" "$EXP_DIR/cell_status.py" "$@"; }
+
+# ----------------------------------------------------------------------------- presets
+# Each sets P_* defaults, the model flags of both scales, the shared training flags
+# (TRAIN_FLAGS: part of every cell's recipe), IO_FLAGS (logging/saving, not part of the recipe)
+# and the evaluation protocol.
+
+preset_h100() {
+  P_THREADS=""
+  P_DATA_DIR="$ROOT/data/v4096" P_DEVICE=cuda P_BUDGET_SECS=540 P_STEPS=0
+  FLAGS_5L="--num_layers 5 --model_dim 256 --bigram_dim 128 --xsa_last_n 2"
+  FLAGS_11L="--num_layers 11 --model_dim 512 --bigram_dim 128 --xsa_last_n 4"
+  SEQ_LEN=1024 BATCH_TOKENS=65536
+  TRAIN_FLAGS=(--seq_len 1024 --batch_tokens 65536 --val_tokens 1048576)
+  IO_FLAGS=(--val_every 500 --save_every 500 --log_every 50)
+  EVAL_SEQ_LEN=1024 P_EVAL_N_SEQS=500 EVAL_BATCH=16
+}
+
+preset_mac() {
+  P_THREADS=""
+  P_DATA_DIR="$ROOT/data/v4096" P_DEVICE=auto P_BUDGET_SECS=900 P_STEPS=0
+  FLAGS_5L="--num_layers 5 --model_dim 256 --bigram_dim 128 --xsa_last_n 2"
+  FLAGS_11L="--num_layers 11 --model_dim 512 --bigram_dim 128 --xsa_last_n 4"
+  SEQ_LEN=1024 BATCH_TOKENS=32768
+  TRAIN_FLAGS=(--seq_len 1024 --batch_tokens 32768 --val_tokens 262144)
+  IO_FLAGS=(--val_every 200 --save_every 200 --log_every 20)
+  EVAL_SEQ_LEN=1024 P_EVAL_N_SEQS=200 EVAL_BATCH=8
+}
+
+preset_cpu() {
+  P_THREADS=1
+  P_DATA_DIR="$ROOT/data/shakespeare" P_DEVICE=cpu P_BUDGET_SECS=300 P_STEPS=0
+  FLAGS_5L="--num_layers 3 --model_dim 128 --bigram_dim 64 --xsa_last_n 1"
+  FLAGS_11L="--num_layers 4 --model_dim 192 --bigram_dim 64 --xsa_last_n 2"
+  SEQ_LEN=256 BATCH_TOKENS=4096
+  TRAIN_FLAGS=(--seq_len 256 --batch_tokens 4096 --val_tokens 65536)
+  IO_FLAGS=(--val_every 200 --save_every 50 --log_every 10)
+  EVAL_SEQ_LEN=256 P_EVAL_N_SEQS=64 EVAL_BATCH=16
+}
+
+preset_smoke() {
+  P_THREADS=1
+  P_DATA_DIR="$ROOT/data/shakespeare" P_DEVICE=cpu P_BUDGET_SECS=0 P_STEPS=4
+  FLAGS_5L="--num_layers 2 --model_dim 32 --num_heads 4 --num_kv_heads 2 --bigram_dim 16 --xsa_last_n 1"
+  FLAGS_11L="--num_layers 3 --model_dim 48 --num_heads 4 --num_kv_heads 2 --bigram_dim 16 --xsa_last_n 1"
+  SEQ_LEN=32 BATCH_TOKENS=256
+  TRAIN_FLAGS=(--seq_len 32 --batch_tokens 256 --val_tokens 2048 --val_batch_size 16)
+  IO_FLAGS=(--val_every 0 --save_every 2 --log_every 2)
+  EVAL_SEQ_LEN=32 P_EVAL_N_SEQS=8 EVAL_BATCH=8
+}
+
+scale_flags() {  # SCALE -> the model flags of that scale under the preset
+  case "$1" in
+    5L) printf '%s\n' "$FLAGS_5L" ;;
+    11L) printf '%s\n' "$FLAGS_11L" ;;
+    *) die "unknown scale '$1'; choose 5L or 11L" ;;
+  esac
+}
+
+spec_scale() {  # SCALE -> what it is in the original ablation (SPEC §3)
+  case "$1" in
+    5L) echo "5 layers, d=256 (~4.3 M params)" ;;
+    11L) echo "11 layers, d=512 (~28.4 M params)" ;;
+  esac
+}
+
+# ----------------------------------------------------------------------------- setup
+
+check_number() {  # NAME VALUE: a non-negative number
+  [[ "$2" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "$1=$2: expected a non-negative number"
+}
+
+check_int() {  # NAME VALUE: a non-negative integer
+  [[ "$2" =~ ^[0-9]+$ ]] || die "$1=$2: expected a non-negative integer"
+}
+
+# recipe_init KIND (ablation6 | seeds): environment defaults, validation and the preset.
+recipe_init() {
+  local kind="$1"
+  PRESET="${PRESET:-cpu}"
+  case "$PRESET" in
+    h100 | mac | cpu | smoke) ;;
+    *) die "PRESET=$PRESET: unknown preset; choose h100, mac, cpu or smoke" ;;
+  esac
+  local default_backend=torch
+  [[ "$PRESET" == mac ]] && default_backend=mlx
+  BACKEND="${BACKEND:-$default_backend}"
+  case "$BACKEND" in
+    torch) TRAINER="$EXP_DIR/train_cdm.py" ;;
+    mlx) TRAINER="$EXP_DIR/train_cdm_mlx.py" ;;
+    *) die "BACKEND=$BACKEND: unknown backend; choose torch or mlx" ;;
+  esac
+  MATCH="${MATCH:-wallclock}"
+  case "$MATCH" in
+    wallclock | tokens) ;;
+    *) die "MATCH=$MATCH: unknown matching; choose wallclock or tokens" ;;
+  esac
+  NPROC="${NPROC:-1}"
+  [[ "$NPROC" =~ ^[1-9][0-9]*$ ]] || die "NPROC=$NPROC: expected a positive integer"
+  [[ "$NPROC" == 1 ]] || die "NPROC=$NPROC: multi-process training (torchrun/DDP) is not supported yet" \
+    "(train_cdm.py runs one process); use NPROC=1"
+  "preset_$PRESET"
+
+  DATA_DIR="$(abs_path "${DATA_DIR:-$P_DATA_DIR}")"
+  TOKENIZER="${TOKENIZER:-}"
+  [[ -z "$TOKENIZER" ]] || TOKENIZER="$(abs_path "$TOKENIZER")"
+  local base="$ROOT/runs/matched_ablation/$PRESET"
+  CKPT_DIR="$(abs_path "${CKPT_DIR:-$base/cells}")"
+  LOG_DIR="$(abs_path "${LOG_DIR:-$base/logs}")"
+  OUT_DIR="$(abs_path "${OUT_DIR:-$base/$kind}")"
+  BUDGET_SECS="${BUDGET_SECS:-$P_BUDGET_SECS}"
+  STEPS="${STEPS:-$P_STEPS}"
+  DEVICE="${DEVICE:-$P_DEVICE}"
+  COMPILE="${COMPILE:-0}"
+  EVAL_N_SEQS="${EVAL_N_SEQS:-$P_EVAL_N_SEQS}"
+  THREADS="${THREADS-$P_THREADS}"
+  PYTHON="${PYTHON:-python}"
+  VERBOSE="${VERBOSE:-0}"
+  MATCH_WEIGHT="${MATCH_WEIGHT:-0.3}"
+  check_number BUDGET_SECS "$BUDGET_SECS"
+  check_int STEPS "$STEPS"
+  check_int EVAL_N_SEQS "$EVAL_N_SEQS"
+  if [[ -n "$THREADS" ]]; then
+    [[ "$THREADS" =~ ^[1-9][0-9]*$ ]] || die "THREADS=$THREADS: expected a positive integer (or empty)"
+    export OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"
+  fi
+  check_number MATCH_WEIGHT "$MATCH_WEIGHT"
+  if is_zero "$BUDGET_SECS" && [[ "$STEPS" == 0 ]]; then
+    die "BUDGET_SECS=0 and STEPS=0: give a wall-clock budget or a step cap"
+  fi
+  case "$DEVICE" in
+    auto | cuda | mps | cpu) ;;
+    *) die "DEVICE=$DEVICE: choose auto, cuda, mps or cpu" ;;
+  esac
+  command -v "$PYTHON" >/dev/null 2>&1 || die "PYTHON=$PYTHON: not found (activate the project's venv or set PYTHON)"
+  [[ -f "$DATA_DIR/meta.json" ]] || die "DATA_DIR=$DATA_DIR: not a prepared data folder (no meta.json);" \
+    "prepare one with: python scripts/prepare_data.py shakespeare --out DIR (or fineweb-v4096)"
+  TOKENIZER_FLAGS=()
+  [[ -z "$TOKENIZER" ]] || TOKENIZER_FLAGS=(--tokenizer_path "$TOKENIZER")
+  EVAL_FLAGS=(--n_seqs "$EVAL_N_SEQS" --seq_len "$EVAL_SEQ_LEN" --batch_size "$EVAL_BATCH" --decoders "$DECODERS")
+}
+
+# ----------------------------------------------------------------------------- plans
+# PLAN: one entry per cell, "name|scale|weight|seed|matched_to" (matched_to: empty unless a
+# token-matched control), each shared cell before the control that may be matched to it.
+
+cell_name() {  # SCALE WEIGHT SEED [tok]
+  printf '%s_w%s_s%s%s\n' "$1" "$2" "$3" "${4:+_tok}"
+}
+
+check_scales() {
+  local scale
+  [[ -n "$1" ]] || die "SCALES is empty; choose from 5L 11L"
+  for scale in $1; do
+    case "$scale" in
+      5L | 11L) ;;
+      *) die "SCALES: unknown scale '$scale'; choose from 5L 11L" ;;
+    esac
+  done
+}
+
+check_list() {  # NAME VALUES KIND(number|int): every word must parse
+  local v
+  for v in $2; do
+    if [[ "$3" == int ]]; then check_int "$1" "$v"; else check_number "$1" "$v"; fi
+  done
+}
+
+plan_ablation6() {
+  SCALES="${SCALES:-5L 11L}"
+  WEIGHTS="${WEIGHTS:-0 0.3 1.0}"
+  SEED="${SEED:-1337}"
+  check_scales "$SCALES"
+  [[ -n "$WEIGHTS" ]] || die "WEIGHTS is empty"
+  check_list WEIGHTS "$WEIGHTS" number
+  check_int SEED "$SEED"
+  local scale w tok="" matched=""
+  if [[ "$MATCH" == tokens ]]; then
+    tok=1
+    case " $WEIGHTS " in
+      *" $MATCH_WEIGHT "*) ;;
+      *) die "MATCH=tokens: the controls match the w=$MATCH_WEIGHT cells (MATCH_WEIGHT), but WEIGHTS='$WEIGHTS' has none" ;;
+    esac
+    is_zero "$MATCH_WEIGHT" && die "MATCH_WEIGHT=$MATCH_WEIGHT: the matched shared run needs a weight > 0"
+  fi
+  PLAN=()
+  for scale in $SCALES; do
+    for w in $WEIGHTS; do
+      is_zero "$w" || PLAN+=("$(cell_name "$scale" "$w" "$SEED")|$scale|$w|$SEED|")
+    done
+    [[ -z "$tok" ]] || matched="$(cell_name "$scale" "$MATCH_WEIGHT" "$SEED")"
+    for w in $WEIGHTS; do
+      if is_zero "$w"; then PLAN+=("$(cell_name "$scale" "$w" "$SEED" "$tok")|$scale|$w|$SEED|$matched"); fi
+    done
+  done
+}
+
+plan_seeds() {
+  SEED_SCALE="${SEED_SCALE:-11L}"
+  SEED_WEIGHT="${SEED_WEIGHT:-0.3}"
+  SEEDS="${SEEDS:-1337 42 2024 7 100}"
+  CONTROL_SEEDS="${CONTROL_SEEDS-1337 42 2024}"
+  check_scales "$SEED_SCALE"
+  [[ "$SEED_SCALE" != *" "* ]] || die "SEED_SCALE=$SEED_SCALE: one scale only"
+  check_number SEED_WEIGHT "$SEED_WEIGHT"
+  is_zero "$SEED_WEIGHT" && die "SEED_WEIGHT=$SEED_WEIGHT: the seed runs are the shared model (weight > 0)"
+  check_list SEEDS "$SEEDS" int
+  check_list CONTROL_SEEDS "$CONTROL_SEEDS" int
+  local s tok="" matched=""
+  [[ "$MATCH" == tokens ]] && tok=1
+  PLAN=()
+  for s in $SEEDS; do
+    PLAN+=("$(cell_name "$SEED_SCALE" "$SEED_WEIGHT" "$s")|$SEED_SCALE|$SEED_WEIGHT|$s|")
+  done
+  for s in $CONTROL_SEEDS; do
+    if [[ -n "$tok" ]]; then
+      case " $SEEDS " in
+        *" $s "*) matched="$(cell_name "$SEED_SCALE" "$SEED_WEIGHT" "$s")" ;;
+        *) matched="$(cell_name "$SEED_SCALE" "$SEED_WEIGHT" "${SEEDS%% *}")" ;;
+      esac
+    fi
+    PLAN+=("$(cell_name "$SEED_SCALE" 0 "$s" "$tok")|$SEED_SCALE|0|$s|$matched")
+  done
+}
+
+plan_names() {
+  local entry
+  for entry in "${PLAN[@]}"; do printf '%s ' "${entry%%|*}"; done
+  echo
+}
+
+# ----------------------------------------------------------------------------- the table
+
+print_recipe() {  # TITLE
+  local budget="${BUDGET_SECS} s" cap="$STEPS" scale
+  is_zero "$BUDGET_SECS" && budget="none"
+  [[ "$STEPS" == 0 ]] && cap="none"
+  echo "== $1: PRESET=$PRESET BACKEND=$BACKEND MATCH=$MATCH DEVICE=$DEVICE NPROC=$NPROC COMPILE=$COMPILE THREADS=${THREADS:-default}"
+  printf '  %-6s %-36s %s\n' "scale" "stands for (SPEC §3)" "trains with (PRESET=$PRESET)"
+  for scale in 5L 11L; do
+    printf '  %-6s %-36s %s\n' "$scale" "$(spec_scale "$scale")" "$(scale_flags "$scale")"
+  done
+  printf '  %-6s %s\n' "train" "$(basename "$TRAINER") ${TRAIN_FLAGS[*]}; budget per cell: $budget; step cap: $cap"
+  if [[ "$MATCH" == tokens ]]; then
+    printf '  %-6s %s\n' "match" "controls (w=0, suffix _tok): --steps tokens_seen(matched shared cell)/$BATCH_TOKENS --train_budget_secs 0"
+  else
+    printf '  %-6s %s\n' "match" "wall-clock: every cell gets the same budget / step cap"
+  fi
+  printf '  %-6s %s\n' "eval" "eval_cf.py ${EVAL_FLAGS[*]} (final_model.npz of each cell)"
+  printf '  %-6s %s\n' "data" "DATA_DIR=$DATA_DIR TOKENIZER=${TOKENIZER:-(from meta.json)}"
+  printf '  %-6s %s\n' "dirs" "CKPT_DIR=$CKPT_DIR"
+  printf '  %-6s %s\n' "" "LOG_DIR=$LOG_DIR"
+  printf '  %-6s %s\n' "" "OUT_DIR=$OUT_DIR"
+  printf '  %-6s %s\n' "cells" "$(plan_names)"
+}
+
+# ----------------------------------------------------------------------------- running
+
+run_logged() {  # LOG CMD...: CMD's stdout+stderr appended to LOG (and shown with VERBOSE=1)
+  local log="$1" rc=0
+  shift
+  mkdir -p "$(dirname "$log")"
+  echo "### $(date -u +%Y-%m-%dT%H:%M:%SZ) $*" >>"$log"
+  if [[ "$VERBOSE" == 1 ]]; then
+    "$@" 2>&1 | tee -a "$log" || rc=$?
+  else
+    "$@" >>"$log" 2>&1 || rc=$?
+  fi
+  return "$rc"
+}
+
+fail_with_log() {  # WHAT RC LOG
+  echo "error: $1 failed (exit status $2); last lines of $3:" >&2
+  tail -n 5 "$3" >&2
+  exit "$2"
+}
+
+train_cell() {  # NAME SCALE WEIGHT SEED MATCHED_TO
+  local name="$1" scale="$2" weight="$3" seed="$4" matched="$5"
+  local cell="$CKPT_DIR/$name" log="$LOG_DIR/$name.train.log" status steps="" rc=0
+  local recipe
+  # shellcheck disable=SC2206  # the preset's model flags are plain words
+  recipe=($(scale_flags "$scale") "${TRAIN_FLAGS[@]}" --cdm_weight "$weight" --seed "$seed")
+  if [[ -n "$matched" ]]; then
+    steps="$(cell_py match-steps "$CKPT_DIR/$matched" --batch_tokens "$BATCH_TOKENS")"
+    recipe+=(--train_budget_secs 0 --steps "$steps")
+  else
+    recipe+=(--train_budget_secs "$BUDGET_SECS" --steps "$STEPS")
+  fi
+  status="$(cell_py train-status "$cell")"
+  cell_py claim "$cell" --name "$name" --scale "$scale" --backend "$BACKEND" --preset "$PRESET" \
+    --match "$MATCH" --matched_to "$matched" -- "${recipe[@]}" >/dev/null
+  if [[ "$status" == done ]]; then
+    cell_py train-line "$cell" --prefix "[skip ]"
+    return 0
+  fi
+  if [[ -f "$cell/eval_cf.json" ]]; then
+    rm -f "$cell/eval_cf.json"  # it scored the previous model of this cell
+  fi
+  echo "[start] $name: ${status/partial/resuming from its newest step checkpoint}${steps:+, token-matched to $matched ($steps steps)}; log $log"
+  local io=("${IO_FLAGS[@]}" --data_dir "$DATA_DIR" --checkpoint_dir "$cell" --device "$DEVICE" --resume auto)
+  [[ "$COMPILE" == 1 ]] && io+=(--compile)
+  run_logged "$log" "$PYTHON" "$TRAINER" "${recipe[@]}" "${io[@]}" ${TOKENIZER_FLAGS[@]+"${TOKENIZER_FLAGS[@]}"} || rc=$?
+  [[ "$rc" == 0 ]] || fail_with_log "training $name" "$rc" "$log"
+  cell_py train-line "$cell" --prefix "[done ]"
+}
+
+eval_cell() {  # NAME
+  local name="$1" cell="$CKPT_DIR/$1" log="$LOG_DIR/$1.eval.log" status rc=0
+  status="$(cell_py eval-status "$cell" --seq_len "$EVAL_SEQ_LEN" --n_seqs "$EVAL_N_SEQS" --decoders "$DECODERS")"
+  if [[ "$status" == done ]]; then
+    cell_py eval-line "$cell" --prefix "[skip ]"
+    return 0
+  fi
+  [[ "$status" == stale ]] && echo "[stale] $name: eval_cf.json predates results.json or used another protocol; evaluating again"
+  echo "[start] eval $name; log $log"
+  run_logged "$log" "$PYTHON" "$EXP_DIR/eval_cf.py" --checkpoint "$cell/final_model.npz" --data_dir "$DATA_DIR" \
+    "${EVAL_FLAGS[@]}" --device "$DEVICE" --json_out "$cell/eval_cf.json" \
+    ${TOKENIZER_FLAGS[@]+"${TOKENIZER_FLAGS[@]}"} || rc=$?
+  if [[ "$rc" == 2 && -f "$cell/eval_cf.json" ]]; then
+    mv "$cell/eval_cf.json" "$cell/eval_cf.failed.json"  # not "done": a rerun evaluates again
+    fail_with_log "eval $name: the ar decoder disagrees with the trainer's validation (see $cell/eval_cf.failed.json)" "$rc" "$log"
+  fi
+  [[ "$rc" == 0 ]] || fail_with_log "evaluating $name" "$rc" "$log"
+  cell_py eval-line "$cell" --prefix "[done ]"
+}
+
+train_plan() {
+  local entry name scale weight seed matched
+  if [[ "$BACKEND" == mlx ]]; then
+    "$PYTHON" -c "import mlx.core" 2>/dev/null || die "BACKEND=mlx: the mlx package is not importable (pip install -e '.[mlx]')"
+  fi
+  for entry in "${PLAN[@]}"; do
+    IFS='|' read -r name scale weight seed matched <<<"$entry"
+    train_cell "$name" "$scale" "$weight" "$seed" "$matched"
+  done
+}
+
+eval_plan() {
+  local entry
+  for entry in "${PLAN[@]}"; do eval_cell "${entry%%|*}"; done
+}
+
+summarize_plan() {  # TITLE: scripts/summarize.py over the plan's finished cells -> OUT_DIR
+  local entry name files=()
+  for entry in "${PLAN[@]}"; do
+    name="${entry%%|*}"
+    if [[ -f "$CKPT_DIR/$name/results.json" ]]; then files+=("$CKPT_DIR/$name/results.json"); fi
+  done
+  [[ "${#files[@]}" -gt 0 ]] || die "no finished cells to summarize in $CKPT_DIR"
+  echo "== summary (scripts/summarize.py -> $OUT_DIR)"
+  "$PYTHON" "$ROOT/scripts/summarize.py" --out_dir "$OUT_DIR" --title "$1" "${files[@]}"
+}

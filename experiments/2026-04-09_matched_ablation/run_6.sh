@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The 6-run matched ablation (SPEC §3/§7): scales 5L and 11L x cdm_weight 0 (causal-only control),
+# 0.3 and 1.0, one seed. Each cell trains into CKPT_DIR/<scale>_w<weight>_s<seed>/; a finished
+# cell (results.json) is skipped, an interrupted one resumes from its newest step checkpoint
+# (--resume auto). Shared cells of a scale train before its control, so MATCH=tokens can read
+# the shared run's tokens_seen. Ends with scripts/summarize.py -> OUT_DIR/results.{md,json,png}
+# (training numbers only; eval_6.sh adds the decoders).
+#
+#   PRESET=smoke bash experiments/2026-04-09_matched_ablation/run_6.sh
+#   PRESET=h100 DATA_DIR=data/v4096 bash experiments/2026-04-09_matched_ablation/run_6.sh
+#
+# Environment (defaults in brackets; the full list, the preset table and the matching rules are
+# in recipe_lib.sh's header, and the table is printed at start):
+#   PRESET [cpu] h100|mac|cpu|smoke   BACKEND [torch; mlx for mac] torch|mlx   MATCH [wallclock] wallclock|tokens
+#   MATCH_WEIGHT [0.3]   SCALES [5L 11L]   WEIGHTS [0 0.3 1.0]   SEED [1337]
+#   DATA_DIR [preset]   TOKENIZER [from meta.json]   CKPT_DIR [runs/matched_ablation/$PRESET/cells]
+#   LOG_DIR [runs/matched_ablation/$PRESET/logs]   OUT_DIR [runs/matched_ablation/$PRESET/ablation6]
+#   BUDGET_SECS [preset]   STEPS [preset]   DEVICE [preset]   NPROC [1; >1 is an error for now]
+#   COMPILE [0]   EVAL_N_SEQS [preset]   THREADS [1 for cpu, smoke]   PYTHON [python]   VERBOSE [0]
+set -euo pipefail
+# shellcheck source=recipe_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/recipe_lib.sh"
+
+recipe_init ablation6
+plan_ablation6
+print_recipe "run_6 (train the 6-run matched ablation)"
+train_plan
+summarize_plan "Matched ablation (PRESET=$PRESET, BACKEND=$BACKEND, MATCH=$MATCH): training"

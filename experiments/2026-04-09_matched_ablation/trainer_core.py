@@ -1,0 +1,304 @@
+"""The backend-independent training driver shared by train_cdm.py (torch) and train_cdm_mlx.py.
+
+Flags, their validation, the schedule (progress of a wall-clock and/or step budget, linear LR
+warm-down, Muon momentum warm-up), the data (stream, validation tokens, vocabulary checks), the
+loop with its `key:value` logs and JSON records, EMA timing, validation, step saves and the
+final saves (portable .npz, int6 artifact, results.json) are written here once. A backend
+subclasses TrainerBase and supplies only the model-specific pieces (see its hooks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+import data as data_mod
+from challenge_format import atomic_write_bytes
+from checkpoint import ARTIFACT_LIMIT_BYTES, save_int6_artifact, save_npz
+from model import GPTConfig
+from optim import muon_momentum
+from run_log import RunLog, git_commit, versions
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MASK_RATE_RANGE = (0.15, 0.50)
+
+
+def build_parser(description: str | None = None) -> argparse.ArgumentParser:
+    """The flags of both trainers (the original recipe's names plus what a CPU/Mac user needs)."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    m = p.add_argument_group("model (SPEC §3; defaults are the 5L config)")
+    m.add_argument("--num_layers", type=int, default=5)
+    m.add_argument("--model_dim", type=int, default=256)
+    m.add_argument("--num_heads", type=int, default=8)
+    m.add_argument("--num_kv_heads", type=int, default=4)
+    m.add_argument("--mlp_mult", type=int, default=3)
+    m.add_argument("--vocab_size", type=int, default=0, help="0: the tokenizer's vocabulary size")
+    m.add_argument("--bigram_dim", type=int, default=128, help="0 disables BigramHash")
+    m.add_argument("--xsa_last_n", type=int, default=2, help="0 disables XSA")
+    for flag in ("smear_gate", "unet_skips", "layer_scale", "resid_mix", "qk_norm"):
+        m.add_argument(f"--no_{flag}", action="store_true", help=f"disable {flag}")
+    t = p.add_argument_group("training (SPEC §4)")
+    t.add_argument("--cdm_weight", type=float, default=0.3, help="0 = causal-only control")
+    t.add_argument("--retro_alpha", type=float, default=0.0,
+                   help="weight of the reversed-sequence causal loss (retrodiction line); 0 = off")
+    t.add_argument("--train_budget_secs", type=float, default=540.0, help="wall-clock budget; 0 = none")
+    t.add_argument("--steps", type=int, default=0, help="step cap; 0 = none (one of the two is needed)")
+    t.add_argument("--seq_len", type=int, default=1024)
+    t.add_argument("--batch_tokens", type=int, default=64 * 1024, help="tokens per step (global)")
+    t.add_argument("--warmdown_frac", type=float, default=0.2, help="final fraction with linear LR decay to 0")
+    t.add_argument("--muon_lr", type=float, default=0.025)
+    t.add_argument("--muon_wd", type=float, default=0.04)
+    t.add_argument("--embed_lr", type=float, default=0.035)
+    t.add_argument("--scalar_lr", type=float, default=0.025)
+    t.add_argument("--adam_wd", type=float, default=0.0)
+    t.add_argument("--momentum_warmup_steps", type=int, default=1500)
+    t.add_argument("--grad_clip", type=float, default=0.0, help="0 = off")
+    t.add_argument("--ema_decay", type=float, default=0.0, help="0 = EMA off")
+    t.add_argument("--ema_start_frac", type=float, default=0.8, help="EMA starts at this fraction of the budget")
+    t.add_argument("--seed", type=int, default=1337)
+    io = p.add_argument_group("data, saves, logs")
+    io.add_argument("--data_dir", required=True)
+    io.add_argument("--tokenizer_path", default=None, help="default: the tokenizer named in DATA_DIR/meta.json")
+    io.add_argument("--checkpoint_dir", default="runs/cdm", help="step checkpoints, logs, results.json")
+    io.add_argument("--save_path", default=None, help="portable .npz (default CHECKPOINT_DIR/final_model.npz)")
+    io.add_argument("--save_every", type=int, default=500, help="step_<N>.pt every N steps; 0 = final only")
+    io.add_argument("--val_every", type=int, default=500, help="0 = only at the end")
+    io.add_argument("--val_tokens", type=int, default=1 << 20, help="first N validation tokens; 0 = all")
+    io.add_argument("--val_batch_size", type=int, default=32, help="sequences per validation forward")
+    io.add_argument("--log_every", type=int, default=50)
+    io.add_argument("--resume", default=None, help="a step_*.pt, or 'auto' for the newest in CHECKPOINT_DIR")
+    d = p.add_argument_group("device")
+    d.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
+    d.add_argument("--compile", action="store_true", help="torch.compile the model (both passes)")
+    return p
+
+
+def model_config(args, vocab_size: int) -> GPTConfig:
+    return GPTConfig(
+        vocab_size=vocab_size, num_layers=args.num_layers, model_dim=args.model_dim,
+        num_heads=args.num_heads, num_kv_heads=args.num_kv_heads, mlp_mult=args.mlp_mult,
+        bigram_dim=args.bigram_dim, xsa_last_n=args.xsa_last_n,
+        smear_gate=not args.no_smear_gate, unet_skips=not args.no_unet_skips,
+        layer_scale=not args.no_layer_scale, resid_mix=not args.no_resid_mix, qk_norm=not args.no_qk_norm,
+    )
+
+
+def validate_args(args) -> None:
+    if args.seq_len < 1 or args.batch_tokens % args.seq_len:
+        raise ValueError(f"--batch_tokens {args.batch_tokens} must be a positive multiple of --seq_len {args.seq_len}")
+    if args.train_budget_secs <= 0 and args.steps <= 0:
+        raise ValueError("give a wall-clock budget (--train_budget_secs > 0) or a step cap (--steps > 0)")
+    if args.cdm_weight < 0 or args.retro_alpha < 0:
+        raise ValueError("--cdm_weight and --retro_alpha must be >= 0")
+    if not 0 <= args.warmdown_frac <= 1 or not 0 <= args.ema_start_frac <= 1:
+        raise ValueError("--warmdown_frac and --ema_start_frac must lie in [0, 1]")
+    if not 0 <= args.ema_decay < 1:
+        raise ValueError("--ema_decay must lie in [0, 1)")
+
+
+def seed_python_numpy(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def progress(step: int, elapsed: float, args) -> float:
+    """Fraction of the run done: the larger of the time and step fractions that apply."""
+    fracs = []
+    if args.train_budget_secs > 0:
+        fracs.append(elapsed / args.train_budget_secs)
+    if args.steps > 0:
+        fracs.append(step / args.steps)
+    return min(1.0, max(fracs))
+
+
+def lr_multiplier(frac_done: float, warmdown_frac: float) -> float:
+    if warmdown_frac <= 0:
+        return 1.0
+    return max(0.0, min(1.0, (1.0 - frac_done) / warmdown_frac))
+
+
+def newest_step_checkpoint(ckpt_dir: Path, suffix: str) -> Path | None:
+    """The step_<N><suffix> with the largest N (step_final is not a resume point)."""
+    steps = []
+    for p in ckpt_dir.glob(f"step_*{suffix}"):
+        tail = p.name[len("step_"):-len(suffix)]
+        if tail.isdigit():
+            steps.append((int(tail), p))
+    return max(steps)[1] if steps else None
+
+
+class TrainerBase:
+    """The training loop. Hooks a backend implements:
+
+    set_schedule(lr_mult, momentum)   apply the schedule to the optimizers
+    train_step(x, y) -> (ar, cdm)     one full step on numpy (B, T) batches; returns when the
+                                      update is done (synchronized), losses as backend scalars
+                                      (cdm None when cdm_weight == 0)
+    scalar(value) -> float
+    ema_update(decay)                 self.ema <- decay * self.ema + (1 - decay) * weights
+                                      (self.ema is None before the first call: copy the weights)
+    load_ema()                        put self.ema into the model
+    val_bpb() -> dict                 the Pure-AR validation on self.val_tokens (val_loss, val_bpb,
+                                      val_tokens, val_bytes)
+    save_step(name) / load_state(path) / weights_numpy() -> {name: float32 array}
+    num_params() -> int, device_name() -> str, extra_results() -> dict
+    checkpoint_suffix                 file ending of step checkpoints
+    """
+
+    backend = "none"
+    checkpoint_suffix = ".pt"
+
+    def __init__(self, args):
+        self.args = args
+        self.ckpt_dir = Path(args.checkpoint_dir)
+        self.tokenizer_path = data_mod.resolve_tokenizer(args.data_dir, args.tokenizer_path)
+        self.tables = data_mod.load_byte_tables(self.tokenizer_path)
+        vocab = args.vocab_size or self.tables.vocab_size
+        self.config = model_config(args, vocab)
+        data_mod.check_vocab(args.data_dir, self.tables, self.tokenizer_path, vocab)
+        self.stream = data_mod.TokenStream(args.data_dir, "train")
+        data_mod.check_train_shards(args.data_dir, vocab)
+        self.val_tokens = data_mod.load_validation(args.data_dir, args.val_tokens, vocab)
+        seed_python_numpy(args.seed)
+        self.step, self.elapsed, self.tokens_seen = 0, 0.0, 0
+        self.ema = None
+        self.ema_steps = 0
+        self.val_history: list[dict] = []
+
+    # ------------------------------------------------------------------ shared pieces
+    def check_config(self, path: Path, saved: dict) -> None:
+        from checkpoint import CheckpointError
+
+        if saved != self.config.to_dict():
+            raise CheckpointError(f"{path}: checkpoint config {saved} does not match the flags "
+                                  f"({self.config.to_dict()})")
+
+    def counters(self) -> dict:
+        """The backend-independent part of a step checkpoint."""
+        return {"config": self.config.to_dict(), "args": vars(self.args), "backend": self.backend,
+                "stream": self.stream.state(), "step": self.step, "elapsed": self.elapsed,
+                "tokens_seen": self.tokens_seen, "ema_steps": self.ema_steps, "val_history": self.val_history}
+
+    def load_counters(self, state: dict) -> None:
+        self.stream.load_state(state["stream"])
+        self.step, self.elapsed = state["step"], state["elapsed"]
+        self.tokens_seen, self.ema_steps = state["tokens_seen"], state["ema_steps"]
+        self.val_history = state["val_history"]
+
+    def update_ema(self, frac_done: float) -> None:
+        if self.args.ema_decay <= 0 or frac_done < self.args.ema_start_frac:
+            return
+        self.ema_update(self.args.ema_decay)
+        self.ema_steps += 1
+
+    def validate(self, log: RunLog) -> dict:
+        t0 = time.perf_counter()
+        res = {"step": self.step, **self.val_bpb(), "val_seconds": time.perf_counter() - t0}
+        self.val_history.append(res)
+        log.record("val", step=self.step, val_loss=res["val_loss"], val_bpb=res["val_bpb"],
+                   val_tokens=res["val_tokens"], val_bytes=res["val_bytes"], train_time=self.elapsed)
+        return res
+
+    def log_header(self, log: RunLog) -> None:
+        args = self.args
+        log.note("config:" + json.dumps({"model": self.config.to_dict(), "args": vars(args),
+                                          "backend": self.backend, "device": self.device_name(),
+                                          "params": self.num_params(), "tokenizer": str(self.tokenizer_path),
+                                          **self.extra_results()}, sort_keys=True))
+        ema_text = (f"ema:on decay:{args.ema_decay} start_frac:{args.ema_start_frac}"
+                    if args.ema_decay > 0 else "ema:off")
+        passes = 1 + (args.cdm_weight > 0) + (args.retro_alpha > 0)
+        log.note(f"{ema_text} cdm_weight:{args.cdm_weight} retro_alpha:{args.retro_alpha} passes_per_step:{passes}")
+
+    def log_step(self, log: RunLog, ar_v, cdm_v, since: tuple[float, int]) -> tuple[float, int]:
+        """One `train` record; fails loudly on a non-finite loss. Returns the new (time, tokens) mark."""
+        args = self.args
+        ar = self.scalar(ar_v)
+        cdm = self.scalar(cdm_v) if cdm_v is not None else None
+        if not math.isfinite(ar) or (cdm is not None and not math.isfinite(cdm)):
+            raise FloatingPointError(f"non-finite loss at step {self.step} (ar {ar}, cdm {cdm}); "
+                                     "the last step checkpoint is the last good state")
+        now = time.perf_counter()
+        tok_s = (self.tokens_seen - since[1]) / max(now - since[0], 1e-9)
+        frac = progress(self.step, self.elapsed, args)
+        eta = self.elapsed * (1 - frac) / max(frac, 1e-9)
+        total = str(args.steps) if args.steps > 0 else "budget"
+        fields = dict(step=f"{self.step}/{total}", train_loss=ar + args.cdm_weight * (cdm or 0.0), ar_loss=ar)
+        if cdm is not None:
+            fields["cdm_loss"] = cdm
+        log.record("train", **fields, lr_mult=lr_multiplier(frac, args.warmdown_frac),
+                   train_time=self.elapsed, tokens=self.tokens_seen, tok_s=tok_s, eta_s=eta)
+        return now, self.tokens_seen
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> dict:
+        args = self.args
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        if args.resume == "auto":
+            resume_from = newest_step_checkpoint(self.ckpt_dir, self.checkpoint_suffix)
+        else:
+            resume_from = Path(args.resume) if args.resume else None
+        log = RunLog(self.ckpt_dir, append=resume_from is not None)
+        if resume_from is not None:
+            self.load_state(resume_from)
+            log.note(f"resumed_from:{resume_from} step:{self.step} elapsed:{self.elapsed:.1f}")
+        self.log_header(log)
+        batch = args.batch_tokens // args.seq_len
+        mark = (time.perf_counter(), self.tokens_seen)
+        while (frac := progress(self.step, self.elapsed, args)) < 1.0:
+            t0 = time.perf_counter()
+            self.set_schedule(lr_multiplier(frac, args.warmdown_frac),
+                              muon_momentum(self.step, warmup_steps=args.momentum_warmup_steps))
+            x, y = self.stream.next_batch(batch, args.seq_len)
+            ar_v, cdm_v = self.train_step(x, y)
+            self.step += 1
+            self.tokens_seen += args.batch_tokens
+            self.elapsed += time.perf_counter() - t0
+            frac_now = progress(self.step, self.elapsed, args)
+            self.update_ema(frac_now)
+            last = frac_now >= 1.0
+            if self.step % args.log_every == 0 or self.step == 1 or last:
+                mark = self.log_step(log, ar_v, cdm_v, mark)
+            if args.val_every > 0 and self.step % args.val_every == 0 and not last:
+                self.validate(log)
+            if args.save_every > 0 and self.step % args.save_every == 0 and not last:
+                self.save_step(f"step_{self.step}")
+        return self.finish(log)
+
+    def finish(self, log: RunLog) -> dict:
+        args = self.args
+        ema_used = self.ema is not None
+        if ema_used:
+            self.load_ema()
+        log.note(f"ema_used:{str(ema_used).lower()} ema_steps:{self.ema_steps}")
+        final = self.validate(log)
+        self.save_step("step_final")
+        weights = self.weights_numpy()
+        save_path = Path(args.save_path) if args.save_path else self.ckpt_dir / "final_model.npz"
+        save_npz(save_path, weights, self.config.to_dict())
+        artifact = self.ckpt_dir / "final_model.int6.lzma"
+        artifact_bytes = save_int6_artifact(artifact, weights, self.config.to_dict())
+        log.record("artifact", artifact_bytes=artifact_bytes, limit_bytes=ARTIFACT_LIMIT_BYTES,
+                   fits=artifact_bytes <= ARTIFACT_LIMIT_BYTES)
+        results = {
+            "final_val_bpb": final["val_bpb"], "final_val_loss": final["val_loss"],
+            "val_tokens": final["val_tokens"], "val_bytes": final["val_bytes"],
+            "steps": self.step, "tokens_seen": self.tokens_seen, "train_seconds": self.elapsed,
+            "config": {"model": self.config.to_dict(), "train": vars(args)},
+            "params": self.num_params(), "cdm_weight": args.cdm_weight,
+            "ema": {"enabled": args.ema_decay > 0, "used": ema_used, "steps": self.ema_steps},
+            "val_history": self.val_history, "backend": self.backend, "device": self.device_name(),
+            "npz": str(save_path), "artifact": str(artifact), "artifact_bytes": artifact_bytes,
+            "git_commit": git_commit(REPO_ROOT), "versions": versions(), **self.extra_results(),
+        }
+        atomic_write_bytes(self.ckpt_dir / "results.json", (json.dumps(results, indent=2) + "\n").encode())
+        log.record("final", step=self.step, final_val_bpb=final["val_bpb"], train_time=self.elapsed,
+                   tokens=self.tokens_seen, results=str(self.ckpt_dir / "results.json"))
+        log.close()
+        return results

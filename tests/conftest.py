@@ -58,3 +58,42 @@ def tiny_sp_model(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tokenizer") / "tiny_320_bpe.model"
     path.write_bytes(train_sentencepiece(tiny_training_lines(), TINY_SP_VOCAB))
     return path
+
+
+# A tiny model config for tests that need a trained checkpoint (train_cdm.py flags).
+TINY_TRAIN_FLAGS = ["--num_layers", "2", "--model_dim", "32", "--num_heads", "4", "--num_kv_heads", "2",
+                    "--bigram_dim", "16", "--xsa_last_n", "1", "--seq_len", "32", "--batch_tokens", "256",
+                    "--train_budget_secs", "0", "--val_tokens", "2048", "--val_batch_size", "16",
+                    "--device", "cpu", "--log_every", "20", "--save_every", "0", "--val_every", "0"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tiny test models gain nothing from intra-op threads, and on a busy 2-core machine the
+    threads' barriers made them up to 10x slower. Restored after the session."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def tiny_train_flags() -> list[str]:
+    return list(TINY_TRAIN_FLAGS)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(shakespeare_data, tmp_path_factory):
+    """A tiny shared model (cdm_weight 0.3) trained 40 steps on the Shakespeare corpus — enough for
+    neighbouring tokens to be coupled: (run folder, results.json as a dict)."""
+    import json
+
+    import train_cdm
+
+    run = tmp_path_factory.mktemp("tiny_run")
+    rc = train_cdm.main([*TINY_TRAIN_FLAGS, "--steps", "40", "--data_dir", str(shakespeare_data),
+                         "--checkpoint_dir", str(run)])
+    assert rc == 0
+    return run, json.loads((run / "results.json").read_text())

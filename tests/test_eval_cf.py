@@ -12,36 +12,11 @@ import torch
 
 import cf
 import eval_cf
-import train_cdm
 from challenge_format import load_byte_tables, load_tokens
 from torch_backend import ar_val_bpb, load_model
 
-TINY = ["--num_layers", "2", "--model_dim", "32", "--num_heads", "4", "--num_kv_heads", "2",
-        "--bigram_dim", "16", "--xsa_last_n", "1", "--seq_len", "32", "--batch_tokens", "256",
-        "--train_budget_secs", "0", "--val_tokens", "2048", "--val_batch_size", "16",
-        "--device", "cpu", "--log_every", "20", "--save_every", "0", "--val_every", "0"]
 SEQ_LEN = 32
 VAL_TOKENS = 2048
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Run this module's tiny models on one intra-op thread, restored afterwards. They gain
-    nothing from threads, and on a shared, busy CPU the threads' barriers made them 10x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(shakespeare_data, tmp_path_factory):
-    """A tiny model trained for 40 steps: (run folder, results.json as a dict)."""
-    run = tmp_path_factory.mktemp("eval_cf_run")
-    rc = train_cdm.main([*TINY, "--steps", "40", "--data_dir", str(shakespeare_data),
-                         "--checkpoint_dir", str(run)])
-    assert rc == 0
-    return run, json.loads((run / "results.json").read_text())
 
 
 def run_eval(data_dir, checkpoint, json_out, *extra):

@@ -11,31 +11,13 @@ import sentencepiece as spm
 import torch
 
 import gen_test
-import train_cdm
 
-TINY = ["--num_layers", "2", "--model_dim", "32", "--num_heads", "4", "--num_kv_heads", "2",
-        "--bigram_dim", "16", "--xsa_last_n", "1", "--seq_len", "32", "--batch_tokens", "256",
-        "--train_budget_secs", "0", "--val_tokens", "2048", "--val_batch_size", "16",
-        "--device", "cpu", "--log_every", "20", "--save_every", "0", "--val_every", "0"]
 SPANS, ROUNDS, N_WINDOWS = [1, 3, 8], [1, 2, 4], 5
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Run this module's tiny models on one intra-op thread, restored afterwards. They gain
-    nothing from threads, and on a shared, busy CPU the threads' barriers made them 10x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
-def trained_checkpoint(shakespeare_data, tmp_path_factory):
-    run = tmp_path_factory.mktemp("gen_run")
-    rc = train_cdm.main([*TINY, "--steps", "30", "--data_dir", str(shakespeare_data), "--checkpoint_dir", str(run)])
-    assert rc == 0
-    return run / "final_model.npz"
+def trained_checkpoint(tiny_run):
+    return tiny_run[0] / "final_model.npz"
 
 
 def run_gen(data_dir, checkpoint, json_out, *extra):

@@ -34,6 +34,7 @@ python scripts/prepare_data.py shakespeare --out "$DATA_DIR"
 # shellcheck source=experiments/2026-04-09_matched_ablation/recipe_lib.sh
 source experiments/2026-04-09_matched_ablation/recipe_lib.sh
 recipe_init quickstart
+is_zero "$CDM_WEIGHT" && die "CDM_WEIGHT=$CDM_WEIGHT: the shared run needs a weight > 0 (the w=0 control always runs)"
 plan_ablation6
 print_recipe "quickstart (shared w=$CDM_WEIGHT vs control w=0, one scale)"
 train_plan

@@ -54,6 +54,13 @@ class InputError(ValueError):
     """Bad input (reported as one `error:` line)."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as one `error:` line instead of the usage block."""
+
+    def error(self, message):
+        raise InputError(message)
+
+
 # ----------------------------------------------------------------------------- Student t
 
 
@@ -201,6 +208,8 @@ def load_row(path: Path) -> dict:
                 raise InputError(f"{cell / name}: not an eval_cf.py JSON (no decoders)")
             for key in ("ar", "cf_published", "cf_valid"):
                 if key in decoders:
+                    if not isinstance(decoders[key], dict) or "bpb" not in decoders[key]:
+                        raise InputError(f"{cell / name}: decoder {key} has no bpb")
                     row[key] = decoders[key]["bpb"]
             proto = ev.get("protocol", {})
             row["eval"] = {"json": str(cell / name), "mode": proto.get("mode"), "windows": proto.get("n_seqs"),
@@ -376,7 +385,8 @@ def markdown(title: str, rows: list[dict], groups: list[dict], tests: list[dict]
 
 
 def plot(path: Path, title: str, groups: list[dict]) -> str:
-    """BPB against cdm_weight per scale, one line per decoder, the control's Pure-AR as reference."""
+    """BPB against cdm_weight per scale (w=0: the control), one line per decoder, mean ± std over
+    seeds; each control's Pure-AR BPB as a horizontal reference line."""
     try:
         import matplotlib
 
@@ -390,9 +400,11 @@ def plot(path: Path, title: str, groups: list[dict]) -> str:
               "cf_valid": ("cf_valid", "-", "^")}
     for ax, scale in zip(axes[0], scales):
         mine = [g for g in groups if g["scale"] == scale]
-        shared = sorted((g for g in mine if not g["control"]), key=lambda g: g["cdm_weight"])
+        # The line runs from the wall-clock control (w=0) through the shared runs; a token-matched
+        # control is its own reference line below.
+        on_line = sorted((g for g in mine if g["match"] != "tokens"), key=lambda g: g["cdm_weight"])
         for metric, (label, ls, marker) in styles.items():
-            pts = [(g["cdm_weight"], g["stats"][metric]) for g in shared if g["stats"][metric] is not None]
+            pts = [(g["cdm_weight"], g["stats"][metric]) for g in on_line if g["stats"][metric] is not None]
             if pts:
                 ax.errorbar([w for w, _ in pts], [s["mean"] for _, s in pts],
                             yerr=[s["std"] or 0.0 for _, s in pts], linestyle=ls, marker=marker, capsize=3,
@@ -432,15 +444,15 @@ def summary_json(title: str, rows: list[dict], groups: list[dict], tests: list[d
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results", nargs="+", type=Path, help="results.json files (or the folders holding them)")
     p.add_argument("--out_dir", type=Path, default=None, help="write results.md, results.json, results.png here")
     p.add_argument("--json_out", type=Path, default=None, help="also write the summary JSON here")
     p.add_argument("--title", default="Results")
-    args = p.parse_args(argv)
     try:
+        args = p.parse_args(argv)
         rows = sort_rows([load_row(path) for path in args.results])
-        cells = [r["results"] for r in rows]
+        cells = [str(Path(r["results"]).resolve()) for r in rows]
         if len(set(cells)) != len(cells):
             raise InputError("the same results.json is given twice")
         groups = build_groups(rows)

@@ -230,6 +230,8 @@ def run(args, recipe: list[str]) -> str:
         meta = {"name": args.name, "scale": args.scale, "backend": args.backend, "preset": args.preset,
                 "match": args.match, "matched_to": args.matched_to, "recipe": recipe}
         return claim(args.cell, meta)
+    if not args.cell.is_dir() and args.command in ("eval-status", "match-steps"):
+        raise CellError(f"{args.cell}: not trained yet (no cell folder); run the matching run_*.sh first")
     if not args.cell.is_dir() and args.command != "train-status":
         raise CellError(f"{args.cell}: no such cell folder")
     if args.command == "train-status":

@@ -151,7 +151,8 @@ check_int() {  # NAME VALUE: a non-negative integer
   [[ "$2" =~ ^[0-9]+$ ]] || die "$1=$2: expected a non-negative integer"
 }
 
-# recipe_init KIND (ablation6 | seeds): environment defaults, validation and the preset.
+# recipe_init KIND: environment defaults, validation and the preset; KIND (ablation6, seeds,
+# quickstart) names the default OUT_DIR folder.
 recipe_init() {
   local kind="$1"
   PRESET="${PRESET:-cpu}"
@@ -270,6 +271,7 @@ plan_ablation6() {
       if is_zero "$w"; then PLAN+=("$(cell_name "$scale" "$w" "$SEED" "$tok")|$scale|$w|$SEED|$matched"); fi
     done
   done
+  check_plan_unique
 }
 
 plan_seeds() {
@@ -298,6 +300,14 @@ plan_seeds() {
     fi
     PLAN+=("$(cell_name "$SEED_SCALE" 0 "$s" "$tok")|$SEED_SCALE|0|$s|$matched")
   done
+  check_plan_unique
+}
+
+check_plan_unique() {  # two plan entries for one cell (a weight or seed listed twice)
+  local names
+  names="$(plan_names | tr ' ' '\n' | sed '/^$/d')"
+  [[ "$(printf '%s\n' "$names" | sort | uniq -d)" == "" ]] ||
+    die "a cell is planned twice ($(printf '%s\n' "$names" | sort | uniq -d | tr '\n' ' ')): a weight or seed is listed twice"
 }
 
 plan_names() {
@@ -313,7 +323,7 @@ print_recipe() {  # TITLE
   is_zero "$BUDGET_SECS" && budget="none"
   [[ "$STEPS" == 0 ]] && cap="none"
   echo "== $1: PRESET=$PRESET BACKEND=$BACKEND MATCH=$MATCH DEVICE=$DEVICE NPROC=$NPROC COMPILE=$COMPILE THREADS=${THREADS:-default}"
-  printf '  %-6s %-36s %s\n' "scale" "stands for (SPEC §3)" "trains with (PRESET=$PRESET)"
+  printf '  %-6s %-36s %s\n' "scale" "original ablation model" "trains with (PRESET=$PRESET)"
   for scale in 5L 11L; do
     printf '  %-6s %-36s %s\n' "$scale" "$(spec_scale "$scale")" "$(scale_flags "$scale")"
   done

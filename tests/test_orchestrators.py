@@ -1,0 +1,237 @@
+"""The matched-ablation orchestrators (run_6.sh, eval_6.sh, run_seeds.sh, eval_seeds.sh, and the
+quickstart built on the same recipe_lib.sh) end to end in PRESET=smoke on the shakespeare fixture:
+the cells and JSON they produce, the per-cell lines, skipping finished cells and resuming an
+interrupted one, MATCH=tokens, the preset table, and one `error:` line for bad settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXP = REPO / "experiments" / "2026-04-09_matched_ablation"
+DECODERS = ("ar", "cf_published", "cf_valid")
+CELLS6 = ("5L_w0.3_s1337", "5L_w1.0_s1337", "5L_w0_s1337", "11L_w0.3_s1337", "11L_w1.0_s1337", "11L_w0_s1337")
+# Settings the scripts read: cleared so that the caller's environment cannot leak into a test.
+SETTINGS = ("PRESET", "BACKEND", "MATCH", "MATCH_WEIGHT", "DATA_DIR", "TOKENIZER", "CKPT_DIR", "LOG_DIR", "OUT_DIR",
+            "BUDGET_SECS", "STEPS", "DEVICE", "NPROC", "COMPILE", "EVAL_N_SEQS", "THREADS", "PYTHON", "VERBOSE",
+            "SCALES", "WEIGHTS", "SEED", "SEED_SCALE", "SEED_WEIGHT", "SEEDS", "CONTROL_SEEDS", "RUN_DIR",
+            "CDM_WEIGHT", "SCALE")
+
+
+def orchestrate(script: str, check: bool = True, **settings) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+    env.update({"PRESET": "smoke", "PYTHON": sys.executable, **settings})
+    proc = subprocess.run(["bash", str(EXP / script)], env=env, capture_output=True, text=True, timeout=900)
+    if check:
+        assert proc.returncode == 0, f"{script} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def dirs(root: Path, data_dir: Path, cells: Path | None = None) -> dict:
+    return {"DATA_DIR": str(data_dir), "CKPT_DIR": str(cells or root / "cells"), "LOG_DIR": str(root / "logs"),
+            "OUT_DIR": str(root / "out")}
+
+
+def results(cell: Path) -> dict:
+    return json.loads((cell / "results.json").read_text())
+
+
+def mtimes(cells: Path) -> dict:
+    return {str(p.relative_to(cells)): p.stat().st_mtime_ns for p in cells.rglob("*") if p.is_file()}
+
+
+def lines_for(stdout: str, prefix: str, cell: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith(prefix) and f" {cell} " in line]
+
+
+@pytest.fixture(scope="module")
+def ablation6(shakespeare_data, tmp_path_factory):
+    """run_6.sh + eval_6.sh in PRESET=smoke: (root, settings, run stdout, eval stdout)."""
+    root = tmp_path_factory.mktemp("ablation6")
+    settings = dirs(root, shakespeare_data)
+    run = orchestrate("run_6.sh", **settings)
+    ev = orchestrate("eval_6.sh", **settings)
+    return root, settings, run.stdout, ev.stdout
+
+
+def test_run6_and_eval6_produce_every_cell(ablation6):
+    root, _, run_out, eval_out = ablation6
+    cells = root / "cells"
+    assert sorted(p.name for p in cells.iterdir()) == sorted(CELLS6)
+    for name in CELLS6:
+        res = results(cells / name)
+        weight = float(name.split("_w")[1].split("_")[0])
+        assert (res["steps"], res["tokens_seen"], res["cdm_weight"]) == (4, 4 * 256, weight)
+        assert res["config"]["train"]["num_layers"] == (2 if name.startswith("5L") else 3)
+        ev = json.loads((cells / name / "eval_cf.json").read_text())
+        assert set(ev["decoders"]) == set(DECODERS) and ev["consistency"]["passed"]
+        assert (ev["protocol"]["n_seqs"], ev["protocol"]["seq_len"]) == (8, 32)
+        # One summary line per cell, with the numbers of its JSON.
+        (train_line,) = lines_for(run_out, "[done ]", name)
+        assert f"steps:4 tokens:1,024 " in train_line and f"final_val_bpb:{res['final_val_bpb']:.4f}" in train_line
+        (eval_line,) = lines_for(eval_out, "[done ]", name)
+        bpb = {d: ev["decoders"][d]["bpb"] for d in DECODERS}
+        assert (f"ar:{bpb['ar']:.4f} cf_published:{bpb['cf_published']:.4f} (NOT a valid code length) "
+                f"cf_valid:{bpb['cf_valid']:.4f}") in eval_line
+    summary = json.loads((root / "out" / "results.json").read_text())
+    assert sorted(r["cell"] for r in summary["rows"]) == sorted(CELLS6)
+    assert all(r["ar"] is not None for r in summary["rows"])
+    md = (root / "out" / "results.md").read_text()
+    assert "CF BPB (published; NOT a valid code length)" in md and "| 11L w=0 (control) | 1337 |" in md
+    assert "train_cdm.py --seq_len 32 --batch_tokens 256" in run_out  # the preset table comes first
+
+
+def test_rerun_skips_finished_cells_and_resumes_an_interrupted_one(ablation6, tmp_path):
+    root, settings, _, _ = ablation6
+    cells = tmp_path / "cells"
+    shutil.copytree(root / "cells", cells)
+    victim = cells / "5L_w0.3_s1337"
+    before = results(victim)
+    (victim / "results.json").unlink()  # interrupted after its step_2 checkpoint
+    assert (victim / "step_2.pt").is_file()
+    others = {k: v for k, v in mtimes(cells).items() if not k.startswith(victim.name)}
+    run = orchestrate("run_6.sh", **dirs(tmp_path, Path(settings["DATA_DIR"]), cells))
+    ev = orchestrate("eval_6.sh", **dirs(tmp_path, Path(settings["DATA_DIR"]), cells))
+    after = mtimes(cells)
+    assert {k: after[k] for k in others} == others  # finished cells untouched
+    assert not [k for k in after if k not in others and not k.startswith(victim.name)]
+    for name in CELLS6[1:]:
+        assert len(lines_for(run.stdout, "[skip ]", name)) == 1
+        assert len(lines_for(ev.stdout, "[skip ]", name)) == 1
+    assert f"[start] {victim.name}: resuming from its newest step checkpoint" in run.stdout
+    assert "resumed_from:" in (victim / "train.log").read_text()
+    redone = results(victim)
+    assert (redone["steps"], redone["tokens_seen"]) == (before["steps"], before["tokens_seen"])
+    assert redone["final_val_bpb"] == pytest.approx(before["final_val_bpb"], abs=1e-6)  # resume is exact
+    assert len(lines_for(ev.stdout, "[done ]", victim.name)) == 1  # its evaluation is redone
+    assert (victim / "eval_cf.json").stat().st_mtime_ns >= (victim / "results.json").stat().st_mtime_ns
+
+
+def test_changed_recipe_is_refused(ablation6, tmp_path):
+    root, settings, _, _ = ablation6
+    proc = orchestrate("run_6.sh", check=False, STEPS="5", **dirs(tmp_path, Path(settings["DATA_DIR"]), root / "cells"))
+    assert proc.returncode != 0
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "--steps 4 -> 5" in err[0]
+
+
+def test_seeds_reuse_run6_cells_and_report_group_statistics(ablation6, tmp_path):
+    root, settings, _, _ = ablation6
+    cells = tmp_path / "cells"
+    shutil.copytree(root / "cells", cells)
+    seeds = dict(SEEDS="1337 42 7", CONTROL_SEEDS="1337 42", **dirs(tmp_path, Path(settings["DATA_DIR"]), cells))
+    run = orchestrate("run_seeds.sh", **seeds)
+    orchestrate("eval_seeds.sh", **seeds)
+    assert len(lines_for(run.stdout, "[skip ]", "11L_w0.3_s1337")) == 1  # trained by run_6 already
+    assert len(lines_for(run.stdout, "[skip ]", "11L_w0_s1337")) == 1
+    for name in ("11L_w0.3_s42", "11L_w0.3_s7", "11L_w0_s42"):
+        assert len(lines_for(run.stdout, "[done ]", name)) == 1
+        assert results(cells / name)["config"]["train"]["seed"] == int(name.rsplit("_s", 1)[1])
+        assert (cells / name / "eval_cf.json").is_file()
+    summary = json.loads((tmp_path / "out" / "results.json").read_text())
+    groups = {g["label"]: g for g in summary["groups"]}
+    assert groups["11L w=0.3"]["seeds"] == [1337, 42, 7] and groups["11L w=0 (control)"]["seeds"] == [1337, 42]
+    ar = [json.loads((cells / f"11L_w0_s{s}" / "eval_cf.json").read_text())["decoders"]["ar"]["bpb"] for s in (1337, 42)]
+    cf_valid = [json.loads((cells / f"11L_w0.3_s{s}" / "eval_cf.json").read_text())["decoders"]["cf_valid"]["bpb"]
+                for s in (1337, 42, 7)]
+    mu0, m = sum(ar) / 2, sum(cf_valid) / 3
+    sd = (sum((v - m) ** 2 for v in cf_valid) / 2) ** 0.5
+    test = next(t for t in summary["tests"] if t["metric"] == "cf_valid")
+    assert test["control_mean"] == pytest.approx(mu0, abs=1e-12)
+    assert test["one_sample"]["df"] == 2
+    assert test["one_sample"]["t"] == pytest.approx((m - mu0) / (sd / 3 ** 0.5), rel=1e-9)
+    assert "## t-tests against the control" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_match_tokens_gives_the_control_the_shared_runs_tokens(shakespeare_data, tmp_path):
+    # A wall-clock budget for the shared run (its step count is whatever 2 s allow), then the control.
+    proc = orchestrate("run_6.sh", MATCH="tokens", SCALES="5L", WEIGHTS="0.3 0", BUDGET_SECS="2", STEPS="0",
+                       **dirs(tmp_path, shakespeare_data))
+    shared, control = results(tmp_path / "cells" / "5L_w0.3_s1337"), results(tmp_path / "cells" / "5L_w0_s1337_tok")
+    assert shared["config"]["train"]["train_budget_secs"] == 2.0
+    assert control["tokens_seen"] == shared["tokens_seen"]
+    assert control["config"]["train"]["steps"] == shared["tokens_seen"] // 256 == control["steps"]
+    assert control["config"]["train"]["train_budget_secs"] == 0
+    meta = json.loads((tmp_path / "cells" / "5L_w0_s1337_tok" / "cell.json").read_text())
+    assert (meta["match"], meta["matched_to"]) == ("tokens", "5L_w0.3_s1337")
+    assert f"token-matched to 5L_w0.3_s1337 ({control['steps']} steps)" in proc.stdout
+
+
+def test_presets_print_their_table_and_default_plans(shakespeare_data, tmp_path):
+    """PRESET=h100 is the original recipe; the seed plan defaults to SPEC §7's seeds plus 3 control seeds.
+    (Evaluating an empty CKPT_DIR prints the table, then stops with one error line.)"""
+    proc = orchestrate("eval_6.sh", check=False, PRESET="h100", **dirs(tmp_path, shakespeare_data))
+    assert proc.returncode != 0 and proc.stderr.startswith("error: ") and "not trained yet" in proc.stderr
+    for text in ("--num_layers 5 --model_dim 256 --bigram_dim 128 --xsa_last_n 2",
+                 "--num_layers 11 --model_dim 512 --bigram_dim 128 --xsa_last_n 4",
+                 "--seq_len 1024 --batch_tokens 65536", "budget per cell: 540 s", "--n_seqs 500 --seq_len 1024",
+                 "cells  5L_w0.3_s1337 5L_w1.0_s1337 5L_w0_s1337 11L_w0.3_s1337 11L_w1.0_s1337 11L_w0_s1337"):
+        assert text in proc.stdout
+    proc = orchestrate("eval_seeds.sh", check=False, **dirs(tmp_path, shakespeare_data))
+    assert ("cells  11L_w0.3_s1337 11L_w0.3_s42 11L_w0.3_s2024 11L_w0.3_s7 11L_w0.3_s100 "
+            "11L_w0_s1337 11L_w0_s42 11L_w0_s2024") in proc.stdout
+
+
+@pytest.mark.parametrize("script", ["run_6.sh", "eval_6.sh", "run_seeds.sh", "eval_seeds.sh"])
+@pytest.mark.parametrize("settings, message", [
+    ({"PRESET": "a100"}, "PRESET=a100: unknown preset"),
+    ({"BACKEND": "jax"}, "BACKEND=jax: unknown backend"),
+    ({"MATCH": "flops"}, "MATCH=flops: unknown matching"),
+    ({"NPROC": "8"}, "NPROC=8: multi-process training (torchrun/DDP) is not supported yet"),
+])
+def test_bad_settings_are_one_error_line(shakespeare_data, tmp_path, script, settings, message):
+    proc = orchestrate(script, check=False, **{**dirs(tmp_path, shakespeare_data), **settings})
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and proc.stderr.startswith(f"error: {message}")
+    assert proc.stdout == ""  # nothing ran
+    assert not (tmp_path / "cells").exists()
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"NPROC": "two"}, "NPROC=two: expected a positive integer"),
+    ({"SCALES": "7L"}, "SCALES: unknown scale '7L'"),
+    ({"WEIGHTS": "0 x"}, "WEIGHTS=x: expected a non-negative number"),
+    ({"BUDGET_SECS": "0", "STEPS": "0"}, "BUDGET_SECS=0 and STEPS=0"),
+    ({"DEVICE": "tpu"}, "DEVICE=tpu"),
+    ({"MATCH": "tokens", "WEIGHTS": "0 1.0"}, "MATCH=tokens: the controls match the w=0.3 cells"),
+    ({"DATA_DIR": "no/such/folder"}, "DATA_DIR="),
+])
+def test_bad_values_are_one_error_line(shakespeare_data, tmp_path, settings, message):
+    proc = orchestrate("run_6.sh", check=False, **{**dirs(tmp_path, shakespeare_data), **settings})
+    assert proc.returncode != 0
+    assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("error: ")
+    assert message in proc.stderr
+
+
+@pytest.mark.mlx
+def test_mlx_backend_runs_and_evaluates(shakespeare_data, tmp_path):
+    pytest.importorskip("mlx.core")
+    settings = dict(BACKEND="mlx", SCALES="5L", WEIGHTS="0.3 0", **dirs(tmp_path, shakespeare_data))
+    orchestrate("run_6.sh", **settings)
+    orchestrate("eval_6.sh", **settings)
+    for name in ("5L_w0.3_s1337", "5L_w0_s1337"):
+        cell = tmp_path / "cells" / name
+        assert results(cell)["steps"] == 4 and list(cell.glob("step_*.safetensors"))
+        assert json.loads((cell / "eval_cf.json").read_text())["consistency"]["passed"]
+
+
+@pytest.mark.slow
+def test_quickstart_end_to_end(shakespeare_data, tmp_path):
+    """scripts/quickstart.sh with a 1-second budget on the prepared fixture (no install step)."""
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+    env.update(MEADOW_SKIP_INSTALL="1", PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+               DATA_DIR=str(shakespeare_data), RUN_DIR=str(tmp_path / "qs"), BUDGET_SECS="1", EVAL_N_SEQS="2")
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "quickstart.sh")], env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name in ("5L_w0.3_s1337", "5L_w0_s1337"):
+        assert (tmp_path / "qs" / "cells" / name / "eval_cf.json").is_file()
+    assert (tmp_path / "qs" / "results.md").read_text() in proc.stdout
+    assert "| 5L w=0 (control) | 1337 |" in proc.stdout

@@ -9,6 +9,7 @@ it, and validation tokens checked against the model's vocabulary.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +78,21 @@ def load_validation(data_dir: str | Path, n_tokens: int, vocab: int) -> np.ndarr
     tokens = load_tokens(data_dir, "val", limit=None if n_tokens <= 0 else n_tokens + 1)
     check_token_range(tokens, vocab, f"{data_dir} (validation shards)")
     return tokens
+
+
+def validation_windows(tokens: np.ndarray, seq_len: int) -> np.ndarray:
+    """The trainer's validation windows: consecutive, non-overlapping, (N, T+1); window k predicts
+    tokens[k*T+1 : (k+1)*T+1] from tokens[k*T : (k+1)*T]. A trailing partial window is dropped."""
+    n_windows = (len(tokens) - 1) // seq_len
+    if n_windows < 1:
+        raise ValueError(f"need at least {seq_len + 1} validation tokens, got {len(tokens)}")
+    idx = np.arange(n_windows)[:, None] * seq_len + np.arange(seq_len + 1)[None, :]
+    return np.asarray(tokens)[idx]
+
+
+def validation_result(nll_sum: float, windows: np.ndarray, tables: ByteTables) -> dict:
+    """val_loss / val_bpb (SPEC §2, no clamping) of a Pure-AR pass over `windows`."""
+    n_targets = windows.shape[0] * (windows.shape[1] - 1)
+    n_bytes = int(tables.stream_bytes(windows).sum())
+    return {"val_loss": nll_sum / n_targets, "val_bpb": nll_sum / (math.log(2.0) * n_bytes),
+            "val_tokens": n_targets, "val_bytes": n_bytes}

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 from functools import partial
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from challenge_format import atomic_write_bytes
 from checkpoint import CheckpointError, load_weights
+from data import validation_result, validation_windows
 from model_mlx import GPT, GPTConfig, load_state_numpy
 
 STEP_FORMAT = "meadow-golf-mlx-step/1"
@@ -172,11 +172,8 @@ def _compiled_nll_sum(model: GPT):
 
 def ar_nll_sum(model: GPT, tokens: np.ndarray, seq_len: int, batch_size: int) -> tuple[float, int, np.ndarray]:
     """torch_backend.ar_nll_sum in MLX: (NLL sum in nats, number of targets, the (N, T+1) windows)."""
-    n_windows = (len(tokens) - 1) // seq_len
-    if n_windows < 1:
-        raise ValueError(f"need at least {seq_len + 1} validation tokens, got {len(tokens)}")
-    idx = np.arange(n_windows)[:, None] * seq_len + np.arange(seq_len + 1)[None, :]
-    windows = np.asarray(tokens)[idx]
+    windows = validation_windows(tokens, seq_len)
+    n_windows = len(windows)
     nll_sum = _compiled_nll_sum(model)
     total = 0.0
     for start in range(0, n_windows, batch_size):
@@ -187,14 +184,8 @@ def ar_nll_sum(model: GPT, tokens: np.ndarray, seq_len: int, batch_size: int) ->
 
 def ar_val_bpb(model: GPT, tokens: np.ndarray, seq_len: int, batch_size: int, tables) -> dict:
     """The trainer's Pure-AR val_bpb (SPEC §2, no clamping); the keys of torch_backend.ar_val_bpb."""
-    nll, n_targets, windows = ar_nll_sum(model, tokens, seq_len, batch_size)
-    n_bytes = int(tables.stream_bytes(windows).sum())
-    return {
-        "val_loss": nll / n_targets,
-        "val_bpb": nll / (math.log(2.0) * n_bytes),
-        "val_tokens": n_targets,
-        "val_bytes": n_bytes,
-    }
+    nll, _, windows = ar_nll_sum(model, tokens, seq_len, batch_size)
+    return validation_result(nll, windows, tables)
 
 
 class MLXScorer:

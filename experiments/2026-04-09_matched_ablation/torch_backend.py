@@ -6,13 +6,13 @@ that the backend-independent decoders (cf.py) call.
 from __future__ import annotations
 
 import contextlib
-import math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from checkpoint import load_weights
+from data import validation_result, validation_windows
 from model import GPT, GPTConfig, load_state_numpy
 
 
@@ -62,11 +62,8 @@ def ar_nll_sum(model: GPT, tokens: np.ndarray, seq_len: int, batch_size: int,
     window is dropped. Returns (sum of NLL in nats as float64, number of targets, the (N, T+1)
     windows that were scored) so the caller computes bytes on exactly the same targets.
     """
-    n_windows = (len(tokens) - 1) // seq_len
-    if n_windows < 1:
-        raise ValueError(f"need at least {seq_len + 1} validation tokens, got {len(tokens)}")
-    idx = np.arange(n_windows)[:, None] * seq_len + np.arange(seq_len + 1)[None, :]
-    windows = np.asarray(tokens)[idx]
+    windows = validation_windows(tokens, seq_len)
+    n_windows = len(windows)
     total = 0.0
     was_training = model.training
     model.eval()
@@ -84,14 +81,8 @@ def ar_nll_sum(model: GPT, tokens: np.ndarray, seq_len: int, batch_size: int,
 def ar_val_bpb(model: GPT, tokens: np.ndarray, seq_len: int, batch_size: int, device: torch.device,
                tables) -> dict:
     """The trainer's Pure-AR val_bpb on the given validation tokens (SPEC §2, no clamping)."""
-    nll, n_targets, windows = ar_nll_sum(model, tokens, seq_len, batch_size, device)
-    n_bytes = int(tables.stream_bytes(windows).sum())
-    return {
-        "val_loss": nll / n_targets,
-        "val_bpb": nll / (math.log(2.0) * n_bytes),
-        "val_tokens": n_targets,
-        "val_bytes": n_bytes,
-    }
+    nll, _, windows = ar_nll_sum(model, tokens, seq_len, batch_size, device)
+    return validation_result(nll, windows, tables)
 
 
 class TorchScorer:

@@ -180,7 +180,8 @@ def fixed_corruption(x: np.ndarray, seed: int = 4):
 
 def torch_train_step(tm, x, y, noisy, mask, weight, monkeypatch, retro_alpha=0.0):
     """train_cdm.train_step with its corruption replaced by the given one."""
-    monkeypatch.setattr(train_cdm, "cdm_corrupt", lambda *_: (torch.as_tensor(noisy), torch.as_tensor(mask)))
+    monkeypatch.setattr(train_cdm, "cdm_corrupt", lambda *_: (torch.as_tensor(noisy), torch.as_tensor(mask),
+                                                                   torch.as_tensor(mask).sum()))
     tm.zero_grad(set_to_none=True)
     ar, cdm = train_cdm.train_step(tm, torch.as_tensor(x), torch.as_tensor(y), cdm_weight=weight,
                                    vocab_size=TINY.vocab_size, gen=torch.Generator(),

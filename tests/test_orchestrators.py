@@ -20,7 +20,7 @@ DECODERS = ("ar", "cf_published", "cf_valid")
 CELLS6 = ("5L_w0.3_s1337", "5L_w1.0_s1337", "5L_w0_s1337", "11L_w0.3_s1337", "11L_w1.0_s1337", "11L_w0_s1337")
 # Settings the scripts read: cleared so that the caller's environment cannot leak into a test.
 SETTINGS = ("PRESET", "BACKEND", "MATCH", "MATCH_WEIGHT", "DATA_DIR", "TOKENIZER", "CKPT_DIR", "LOG_DIR", "OUT_DIR",
-            "BUDGET_SECS", "STEPS", "DEVICE", "NPROC", "COMPILE", "EVAL_N_SEQS", "THREADS", "PYTHON", "VERBOSE",
+            "BUDGET_SECS", "STEPS", "DEVICE", "NPROC", "COMPILE", "FUSE_PASSES", "EVAL_N_SEQS", "THREADS", "PYTHON", "VERBOSE",
             "SCALES", "WEIGHTS", "SEED", "SEED_SCALE", "SEED_WEIGHT", "SEEDS", "CONTROL_SEEDS", "RUN_DIR",
             "CDM_WEIGHT", "SCALE")
 
@@ -184,7 +184,7 @@ def test_presets_print_their_table_and_default_plans(shakespeare_data, tmp_path)
     ({"PRESET": "a100"}, "PRESET=a100: unknown preset"),
     ({"BACKEND": "jax"}, "BACKEND=jax: unknown backend"),
     ({"MATCH": "flops"}, "MATCH=flops: unknown matching"),
-    ({"NPROC": "8"}, "NPROC=8: multi-process training (torchrun/DDP) is not supported yet"),
+    ({"NPROC": "2", "BACKEND": "mlx"}, "NPROC=2: multi-process training (torchrun/DDP) is torch only"),
 ])
 def test_bad_settings_are_one_error_line(shakespeare_data, tmp_path, script, settings, message):
     proc = orchestrate(script, check=False, **{**dirs(tmp_path, shakespeare_data), **settings})
@@ -208,6 +208,16 @@ def test_bad_values_are_one_error_line(shakespeare_data, tmp_path, settings, mes
     assert proc.returncode != 0
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("error: ")
     assert message in proc.stderr
+
+
+def test_nproc_2_trains_with_two_gloo_processes(shakespeare_data, tmp_path):
+    """NPROC=2 runs the cell under torchrun (gloo on CPU): the same global batch, rank 0 writes."""
+    settings = dict(SCALES="5L", WEIGHTS="0.3", NPROC="2", FUSE_PASSES="1", **dirs(tmp_path, shakespeare_data))
+    proc = orchestrate("run_6.sh", **settings)
+    assert "NPROC=2" in proc.stdout and "FUSE_PASSES=1" in proc.stdout
+    res = results(tmp_path / "cells" / "5L_w0.3_s1337")
+    assert res["world_size"] == 2 and res["rank_weight_spread"] == 0.0 and res["steps"] == 4
+    assert res["config"]["train"]["fuse_passes"] is True
 
 
 @pytest.mark.mlx

@@ -99,9 +99,10 @@ def test_corruption_rate_and_determinism():
     x = torch.randint(0, 100, (64, 128))
     rates = []
     for seed in range(20):
-        noisy, mask = train_cdm.cdm_corrupt(x, 100, torch.Generator().manual_seed(seed))
-        noisy2, mask2 = train_cdm.cdm_corrupt(x, 100, torch.Generator().manual_seed(seed))
+        noisy, mask, n_masked = train_cdm.cdm_corrupt(x, 100, torch.Generator().manual_seed(seed))
+        noisy2, mask2, _ = train_cdm.cdm_corrupt(x, 100, torch.Generator().manual_seed(seed))
         assert torch.equal(noisy, noisy2) and torch.equal(mask, mask2)
+        assert int(n_masked) == int(mask.sum())
         assert torch.equal(noisy[~mask], x[~mask])
         rates.append(mask.float().mean().item())
     assert 0.13 < min(rates) and max(rates) < 0.52

@@ -245,8 +245,11 @@ class Attention(nn.Module):
         self.q_gain = nn.Parameter(torch.full((config.num_heads,), float(config.qk_gain_init)))
         nn.init.zeros_(self.proj.weight)  # each block starts as the identity on the residual stream
 
-    def head_outputs(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, is_causal: bool) -> torch.Tensor:
-        """Per-head attention outputs (B, num_heads, T, head_dim), after XSA, before the output projection."""
+    def head_outputs(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, is_causal: bool,
+                     causal_rows: int = 0) -> torch.Tensor:
+        """Per-head attention outputs (B, num_heads, T, head_dim), after XSA, before the output projection.
+
+        Rows [:causal_rows] attend causally whatever is_causal says (see GPT.forward)."""
         B, T, _ = x.shape
         q = self.q(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
@@ -256,18 +259,26 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         q = q * self.q_gain.to(q.dtype)[None, :, None, None]
 
-        group = self.num_heads // self.num_kv_heads
-        if group == 1:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
-        elif _SDPA_HAS_GQA:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=is_causal, enable_gqa=True)
+        if 0 < causal_rows < B:
+            # Fused joint step: one batch holds the causal rows first, then the bidirectional ones.
+            # Every other op of the model is row-wise, so only attention needs the split.
+            n = causal_rows
+            y = torch.cat([self._attend(q[:n], k[:n], v[:n], True), self._attend(q[n:], k[n:], v[n:], is_causal)])
         else:
-            k_rep, v_rep = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
-            y = F.scaled_dot_product_attention(q, k_rep, v_rep, is_causal=is_causal)
+            y = self._attend(q, k, v, is_causal or causal_rows >= B)
 
         if self.xsa:
             y = self._remove_self_value(y, v)
         return y
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, is_causal: bool) -> torch.Tensor:
+        group = self.num_heads // self.num_kv_heads
+        if group == 1:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
+        if _SDPA_HAS_GQA:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=is_causal, enable_gqa=True)
+        k_rep, v_rep = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+        return F.scaled_dot_product_attention(q, k_rep, v_rep, is_causal=is_causal)
 
     def _remove_self_value(self, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """XSA: y_i -= (y_i . v̂_i) v̂_i, with v̂_i the unit value vector of token i in the head's KV group.
@@ -281,9 +292,10 @@ class Attention(nn.Module):
         y_grouped = y_grouped - (y_grouped * v_unit).sum(dim=-1, keepdim=True) * v_unit
         return y_grouped.view(B, H, T, hd).to(y.dtype)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, is_causal: bool) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, is_causal: bool,
+                causal_rows: int = 0) -> torch.Tensor:
         B, T, C = x.shape
-        y = self.head_outputs(x, cos, sin, is_causal)
+        y = self.head_outputs(x, cos, sin, is_causal, causal_rows)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -317,10 +329,10 @@ class Block(nn.Module):
         # A constant, not a parameter: damps the input of deeper blocks (SPEC §3 layer scale).
         self.input_scale = 1.0 / math.sqrt(layer + 1) if config.layer_scale else 1.0
 
-    def forward(self, x, x0, cos, sin, is_causal: bool):
+    def forward(self, x, x0, cos, sin, is_causal: bool, causal_rows: int = 0):
         if self.resid_mix is not None:
             x = self.resid_mix[0] * x + self.resid_mix[1] * x0
-        x = x + self.attn_scale * self.attn(self.input_scale * rms_norm(x), cos, sin, is_causal)
+        x = x + self.attn_scale * self.attn(self.input_scale * rms_norm(x), cos, sin, is_causal, causal_rows)
         x = x + self.mlp_scale * self.mlp(self.input_scale * rms_norm(x))
         return x
 
@@ -345,8 +357,13 @@ class GPT(nn.Module):
         """Number of distinct parameters (the tied embedding counted once)."""
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, idx: torch.Tensor, is_causal: bool = True) -> torch.Tensor:
-        """Logits (B, T, vocab_size) in float32, softcapped. is_causal=False is the denoising pass."""
+    def forward(self, idx: torch.Tensor, is_causal: bool = True, causal_rows: int = 0) -> torch.Tensor:
+        """Logits (B, T, vocab_size) in float32, softcapped. is_causal=False is the denoising pass.
+
+        causal_rows > 0 fuses the two passes of a joint step into one batched forward: rows
+        [:causal_rows] are causal, the rest follow is_causal. Each row gets what the separate
+        forward of its mode computes (every op but attention is row-wise), up to float rounding.
+        """
         cfg = self.config
         T = idx.size(1)
         x = self.tok_emb(idx)
@@ -363,7 +380,7 @@ class GPT(nn.Module):
         for i, block in enumerate(self.blocks):
             if i >= num_encoder and skips:
                 x = x + self.skip_weights[i - num_encoder] * skips.pop()
-            x = block(x, x0, cos, sin, is_causal)
+            x = block(x, x0, cos, sin, is_causal, causal_rows)
             if i < num_encoder:
                 skips.append(x)
 

@@ -29,7 +29,12 @@
 #   BUDGET_SECS [preset]  wall-clock training budget per cell, validation excluded (0: none)
 #   STEPS [preset]        step cap per cell (0: none); one of BUDGET_SECS / STEPS must be > 0
 #   DEVICE [preset]       auto | cuda | mps | cpu, for training and evaluation
-#   NPROC [1]             processes per run; > 1 (torchrun/DDP) is not supported yet: error
+#   NPROC [1]             processes per training run; > 1 launches train_cdm.py under
+#                         `python -m torch.distributed.run --standalone --nproc_per_node=NPROC` (DDP:
+#                         NCCL on CUDA, one GPU per process; gloo on CPU). The global batch stays the
+#                         preset's, so a cell's recipe (and its results, up to float rounding) does not
+#                         depend on NPROC. torch only.
+#   FUSE_PASSES [0]       1: --fuse_passes (the passes of a joint step in one batched forward; torch)
 #   COMPILE [0]           1: torch.compile the model (torch backend; its compile time counts
 #                         against the wall-clock budget, as the trainer measures it)
 #   EVAL_N_SEQS [preset]  random evaluation windows per cell
@@ -175,8 +180,7 @@ recipe_init() {
   esac
   NPROC="${NPROC:-1}"
   [[ "$NPROC" =~ ^[1-9][0-9]*$ ]] || die "NPROC=$NPROC: expected a positive integer"
-  [[ "$NPROC" == 1 ]] || die "NPROC=$NPROC: multi-process training (torchrun/DDP) is not supported yet" \
-    "(train_cdm.py runs one process); use NPROC=1"
+  [[ "$NPROC" == 1 || "$BACKEND" == torch ]] || die "NPROC=$NPROC: multi-process training (torchrun/DDP) is torch only; use NPROC=1 with BACKEND=$BACKEND"
   "preset_$PRESET"
 
   DATA_DIR="$(abs_path "${DATA_DIR:-$P_DATA_DIR}")"
@@ -190,6 +194,8 @@ recipe_init() {
   STEPS="${STEPS:-$P_STEPS}"
   DEVICE="${DEVICE:-$P_DEVICE}"
   COMPILE="${COMPILE:-0}"
+  FUSE_PASSES="${FUSE_PASSES:-0}"
+  [[ "$FUSE_PASSES" == 0 || "$BACKEND" == torch ]] || die "FUSE_PASSES=1 is torch only (BACKEND=$BACKEND)"
   EVAL_N_SEQS="${EVAL_N_SEQS:-$P_EVAL_N_SEQS}"
   THREADS="${THREADS-$P_THREADS}"
   PYTHON="${PYTHON:-python}"
@@ -322,7 +328,7 @@ print_recipe() {  # TITLE
   local budget="${BUDGET_SECS} s" cap="$STEPS" scale
   is_zero "$BUDGET_SECS" && budget="none"
   [[ "$STEPS" == 0 ]] && cap="none"
-  echo "== $1: PRESET=$PRESET BACKEND=$BACKEND MATCH=$MATCH DEVICE=$DEVICE NPROC=$NPROC COMPILE=$COMPILE THREADS=${THREADS:-default}"
+  echo "== $1: PRESET=$PRESET BACKEND=$BACKEND MATCH=$MATCH DEVICE=$DEVICE NPROC=$NPROC COMPILE=$COMPILE FUSE_PASSES=$FUSE_PASSES THREADS=${THREADS:-default}"
   printf '  %-6s %-36s %s\n' "scale" "original ablation model" "trains with (PRESET=$PRESET)"
   for scale in 5L 11L; do
     printf '  %-6s %-36s %s\n' "$scale" "$(spec_scale "$scale")" "$(scale_flags "$scale")"
@@ -387,7 +393,10 @@ train_cell() {  # NAME SCALE WEIGHT SEED MATCHED_TO
   echo "[start] $name: ${status/partial/resuming from its newest step checkpoint}${steps:+, token-matched to $matched ($steps steps)}; log $log"
   local io=("${IO_FLAGS[@]}" --data_dir "$DATA_DIR" --checkpoint_dir "$cell" --device "$DEVICE" --resume auto)
   [[ "$COMPILE" == 1 ]] && io+=(--compile)
-  run_logged "$log" "$PYTHON" "$TRAINER" "${recipe[@]}" "${io[@]}" ${TOKENIZER_FLAGS[@]+"${TOKENIZER_FLAGS[@]}"} || rc=$?
+  [[ "$FUSE_PASSES" == 1 ]] && io+=(--fuse_passes)
+  local launch=("$PYTHON")
+  [[ "$NPROC" == 1 ]] || launch+=(-m torch.distributed.run --standalone "--nproc_per_node=$NPROC")
+  run_logged "$log" "${launch[@]}" "$TRAINER" "${recipe[@]}" "${io[@]}" ${TOKENIZER_FLAGS[@]+"${TOKENIZER_FLAGS[@]}"} || rc=$?
   [[ "$rc" == 0 ]] || fail_with_log "training $name" "$rc" "$log"
   cell_py train-line "$cell" --prefix "[done ]"
 }

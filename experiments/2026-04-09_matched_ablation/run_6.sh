@@ -15,7 +15,7 @@
 #   MATCH_WEIGHT [0.3]   SCALES [5L 11L]   WEIGHTS [0 0.3 1.0]   SEED [1337]
 #   DATA_DIR [preset]   TOKENIZER [from meta.json]   CKPT_DIR [runs/matched_ablation/$PRESET/cells]
 #   LOG_DIR [runs/matched_ablation/$PRESET/logs]   OUT_DIR [runs/matched_ablation/$PRESET/ablation6]
-#   BUDGET_SECS [preset]   STEPS [preset]   DEVICE [preset]   NPROC [1; >1 is an error for now]
+#   BUDGET_SECS [preset]   STEPS [preset]   DEVICE [preset]   NPROC [1; >1: torchrun, torch only]
 #   COMPILE [0]   EVAL_N_SEQS [preset]   THREADS [1 for cpu, smoke]   PYTHON [python]   VERBOSE [0]
 set -euo pipefail
 # shellcheck source=recipe_lib.sh

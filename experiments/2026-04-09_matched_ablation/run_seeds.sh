@@ -14,7 +14,7 @@
 #   SEED_SCALE [11L]   SEED_WEIGHT [0.3]   SEEDS [1337 42 2024 7 100]   CONTROL_SEEDS [1337 42 2024] ("" = none)
 #   DATA_DIR [preset]   TOKENIZER [from meta.json]   CKPT_DIR [runs/matched_ablation/$PRESET/cells]
 #   LOG_DIR [runs/matched_ablation/$PRESET/logs]   OUT_DIR [runs/matched_ablation/$PRESET/seeds]
-#   BUDGET_SECS [preset]   STEPS [preset]   DEVICE [preset]   NPROC [1; >1 is an error for now]
+#   BUDGET_SECS [preset]   STEPS [preset]   DEVICE [preset]   NPROC [1; >1: torchrun, torch only]
 #   COMPILE [0]   EVAL_N_SEQS [preset]   THREADS [1 for cpu, smoke]   PYTHON [python]   VERBOSE [0]
 set -euo pipefail
 # shellcheck source=recipe_lib.sh

@@ -54,6 +54,22 @@ def load_model(path, device: torch.device) -> tuple[GPT, GPTConfig]:
 
 
 @torch.no_grad()
+def ar_nll_sum_windows(model: GPT, windows: np.ndarray, batch_size: int, device: torch.device) -> float:
+    """Causal NLL in nats, summed in float64 (SPEC §2, not float32 per batch), over (N, T+1) windows."""
+    total = 0.0
+    was_training = model.training
+    model.eval()
+    for start in range(0, len(windows), batch_size):
+        chunk = torch.as_tensor(windows[start : start + batch_size], dtype=torch.long, device=device)
+        with autocast_for(device):
+            logits = model(chunk[:, :-1], is_causal=True)
+        nll = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), chunk[:, 1:].reshape(-1),
+                              reduction="none")
+        total += float(nll.double().sum().item())
+    model.train(was_training)
+    return total
+
+
 def ar_nll_sum(model: GPT, tokens: np.ndarray, seq_len: int, batch_size: int,
                device: torch.device) -> tuple[float, int, np.ndarray]:
     """Causal NLL over consecutive non-overlapping windows of a token stream.
@@ -63,19 +79,7 @@ def ar_nll_sum(model: GPT, tokens: np.ndarray, seq_len: int, batch_size: int,
     windows that were scored) so the caller computes bytes on exactly the same targets.
     """
     windows = validation_windows(tokens, seq_len)
-    n_windows = len(windows)
-    total = 0.0
-    was_training = model.training
-    model.eval()
-    for start in range(0, n_windows, batch_size):
-        chunk = torch.as_tensor(windows[start : start + batch_size], dtype=torch.long, device=device)
-        with autocast_for(device):
-            logits = model(chunk[:, :-1], is_causal=True)
-        nll = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), chunk[:, 1:].reshape(-1),
-                              reduction="none")
-        total += float(nll.double().sum().item())  # float64 sum (SPEC §2), not float32 per batch
-    model.train(was_training)
-    return total, n_windows * seq_len, windows
+    return ar_nll_sum_windows(model, windows, batch_size, device), len(windows) * seq_len, windows
 
 
 def ar_val_bpb(model: GPT, tokens: np.ndarray, seq_len: int, batch_size: int, device: torch.device,

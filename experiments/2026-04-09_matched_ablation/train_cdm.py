@@ -19,6 +19,7 @@ inside the budget from --ema_start_frac of it, and the log says which.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import sys
 from pathlib import Path
@@ -30,50 +31,115 @@ import torch.nn.functional as F
 from checkpoint import CheckpointError, load_torch_checkpoint, save_torch_checkpoint
 from model import GPT, param_groups, state_dict_numpy
 from optim import build_optimizers
-from torch_backend import ar_val_bpb, autocast_for, resolve_device
+from torch.nn.parallel import DistributedDataParallel
+
+from data import validation_result, validation_windows
+from distributed import init_distributed
+from torch_backend import ar_nll_sum_windows, autocast_for, resolve_device
 from trainer_core import (MASK_RATE_RANGE, TrainerBase, build_parser, lr_multiplier,  # noqa: F401
                           validate_args)
 
 
-def cdm_corrupt(x: torch.Tensor, vocab_size: int, gen: torch.Generator):
-    """D3PM-uniform corruption on the device (no host sync): returns (noisy input, mask)."""
+def cdm_corrupt(x: torch.Tensor, vocab_size: int, gen: torch.Generator, rank: int = 0, world_size: int = 1):
+    """D3PM-uniform corruption on the device (no host sync). Returns (noisy input, mask, n_masked).
+
+    The rate, mask and noise are drawn for the GLOBAL batch (world_size * B rows) and this rank
+    keeps rows [rank*B, (rank+1)*B), so the noise is the same whatever the number of ranks.
+    n_masked counts the corrupted positions of the global batch (a 0-d tensor on the device).
+    """
     lo, hi = MASK_RATE_RANGE
+    B, T = x.shape
     rate = lo + (hi - lo) * torch.rand((), generator=gen, device=x.device)
-    mask = torch.rand(x.shape, generator=gen, device=x.device) < rate
-    noise = torch.randint(0, vocab_size, x.shape, generator=gen, device=x.device)
-    return torch.where(mask, noise, x), mask
+    mask_all = torch.rand((world_size * B, T), generator=gen, device=x.device) < rate
+    noise_all = torch.randint(0, vocab_size, (world_size * B, T), generator=gen, device=x.device)
+    rows = slice(rank * B, (rank + 1) * B)
+    mask = mask_all[rows]
+    return torch.where(mask, noise_all[rows], x), mask, mask_all.sum()
+
+
+def token_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-token cross-entropy (B, T) in float32."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1),
+                           reduction="none").view(targets.shape)
 
 
 def causal_ce(model, x, y, autocast) -> torch.Tensor:
+    """Mean causal next-token cross-entropy (the plain path's AR loss)."""
     with autocast:
         logits = model(x, is_causal=True)
     return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
 
 
+def reversed_window(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The retrodiction pass's (inputs, targets): the window read right to left."""
+    rev = torch.cat([x, y[:, -1:]], dim=1).flip(1)
+    return rev[:, :-1], rev[:, 1:]
+
+
 def train_step(model, x, y, *, cdm_weight: float, vocab_size: int, gen: torch.Generator, autocast,
-               retro_alpha: float = 0.0):
+               retro_alpha: float = 0.0, fused: bool = False, rank: int = 0, world_size: int = 1,
+               no_sync=None):
     """Forward/backward of one step; gradients accumulate in .grad. Returns (ar_loss, cdm_loss|None).
 
-    The backwards run one after the other, so each graph is freed before the next forward; the
-    summed gradient is grad(AR) + cdm_weight * grad(CDM) [+ retro_alpha * grad(reversed AR)].
-    The retrodiction term (SPEC §7, the earlier research line) is causal next-token loss on the
+    The gradient is grad(AR) + cdm_weight * grad(CDM) [+ retro_alpha * grad(reversed AR)]. The
+    retrodiction term (SPEC §7, the earlier research line) is causal next-token loss on the
     time-reversed window: the model reads each row right to left and predicts the token before.
+
+    Plain path: one forward+backward per pass, each graph freed before the next forward.
+    fused=True: every pass in ONE batched forward (causal rows first, then the noisy rows) and
+    one backward; the same losses and gradients up to float rounding, fewer and larger kernels.
+    With data parallelism (world_size > 1) the CDM loss is this rank's masked CE sum over the
+    GLOBAL masked count times world_size, so the ranks' average gradient (DDP) is the global-batch
+    gradient; `no_sync` (DDP's) keeps all but the last backward from all-reducing.
+    The returned losses are this rank's parts; their mean over the ranks is the global loss.
     """
-    ar_loss = causal_ce(model, x, y, autocast)
-    ar_loss.backward()
+    last_sync = contextlib.nullcontext
+    no_sync = no_sync or last_sync
+    if fused:
+        return _fused_step(model, x, y, cdm_weight=cdm_weight, vocab_size=vocab_size, gen=gen,
+                           autocast=autocast, retro_alpha=retro_alpha, rank=rank, world_size=world_size)
+    n_backward = 1 + (retro_alpha > 0) + (cdm_weight > 0)
+    with no_sync() if n_backward > 1 else last_sync():
+        ar_loss = causal_ce(model, x, y, autocast)
+        ar_loss.backward()
     if retro_alpha > 0:
-        rev = torch.cat([x, y[:, -1:]], dim=1).flip(1)
-        (retro_alpha * causal_ce(model, rev[:, :-1], rev[:, 1:], autocast)).backward()
+        with no_sync() if cdm_weight > 0 else last_sync():
+            (retro_alpha * causal_ce(model, *reversed_window(x, y), autocast)).backward()
     if cdm_weight <= 0:
         return ar_loss.detach(), None
-    noisy, mask = cdm_corrupt(x, vocab_size, gen)
+    noisy, mask, n_masked = cdm_corrupt(x, vocab_size, gen, rank, world_size)
     with autocast:
         logits = model(noisy, is_causal=False)
-    ce = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), x.reshape(-1), reduction="none")
-    maskf = mask.reshape(-1).float()
-    cdm_loss = (ce * maskf).sum() / maskf.sum().clamp_min(1.0)
+    cdm_loss = (token_ce(logits, x) * mask).sum() * world_size / n_masked.clamp_min(1)
     (cdm_weight * cdm_loss).backward()
     return ar_loss.detach(), cdm_loss.detach()
+
+
+def _fused_step(model, x, y, *, cdm_weight, vocab_size, gen, autocast, retro_alpha, rank, world_size):
+    B = x.size(0)
+    inputs, targets = [x], [y]
+    if retro_alpha > 0:
+        rx, ry = reversed_window(x, y)
+        inputs.append(rx)
+        targets.append(ry)
+    causal_rows = B * len(inputs)
+    if cdm_weight > 0:
+        noisy, mask, n_masked = cdm_corrupt(x, vocab_size, gen, rank, world_size)
+        inputs.append(noisy)
+        targets.append(x)
+    with autocast:
+        logits = model(torch.cat(inputs), is_causal=cdm_weight <= 0, causal_rows=causal_rows)
+    ce = token_ce(logits, torch.cat(targets))
+    ar_loss = ce[:B].mean()
+    total = ar_loss
+    if retro_alpha > 0:
+        total = total + retro_alpha * ce[B:2 * B].mean()
+    cdm_loss = None
+    if cdm_weight > 0:
+        cdm_loss = (ce[causal_rows:] * mask).sum() * world_size / n_masked.clamp_min(1)
+        total = total + cdm_weight * cdm_loss
+    total.backward()
+    return ar_loss.detach(), None if cdm_loss is None else cdm_loss.detach()
 
 
 class Trainer(TrainerBase):
@@ -83,12 +149,21 @@ class Trainer(TrainerBase):
     checkpoint_suffix = ".pt"
 
     def __init__(self, args):
+        # The process group first: the base class checks the batch against the world size.
+        self.dist = init_distributed(resolve_device(args.device))
+        self.rank, self.world_size = self.dist.rank, self.dist.world_size
+        self.device = self.dist.device
         super().__init__(args)
-        self.device = resolve_device(args.device)
         self.autocast = autocast_for(self.device)
         torch.manual_seed(args.seed)
         self.model = GPT(self.config).to(self.device)
-        self.forward_model = torch.compile(self.model) if args.compile else self.model
+        ddp = None
+        if self.dist.enabled:
+            ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        wrapped = ddp if ddp is not None else self.model
+        # Both passes go through the compiled module (the original compiled only the causal one).
+        self.forward_model = torch.compile(wrapped) if args.compile else wrapped
+        self.no_sync = ddp.no_sync if ddp is not None else None
         self.optimizers = build_optimizers(
             param_groups(self.model), muon_lr=args.muon_lr, embed_lr=args.embed_lr,
             scalar_lr=args.scalar_lr, muon_wd=args.muon_wd, adam_wd=args.adam_wd,
@@ -107,6 +182,15 @@ class Trainer(TrainerBase):
     def extra_results(self) -> dict:
         return {}
 
+    def sync_elapsed(self, elapsed: float) -> float:
+        return self.dist.broadcast_float(elapsed)
+
+    def mean_over_ranks(self, values: list[float]) -> list[float]:
+        return self.dist.all_reduce_mean(values)
+
+    def rank_weight_spread(self) -> float:
+        return self.dist.weight_spread(list(self.model.state_dict().values()))
+
     def set_schedule(self, lr_mult: float, momentum: float) -> None:
         for opt in self.optimizers:
             for group in opt.param_groups:
@@ -120,7 +204,9 @@ class Trainer(TrainerBase):
         y = torch.as_tensor(y, device=self.device)
         ar_loss, cdm_loss = train_step(self.forward_model, x, y, cdm_weight=args.cdm_weight,
                                        vocab_size=self.config.vocab_size, gen=self.gen,
-                                       autocast=self.autocast, retro_alpha=args.retro_alpha)
+                                       autocast=self.autocast, retro_alpha=args.retro_alpha,
+                                       fused=args.fuse_passes, rank=self.rank,
+                                       world_size=self.world_size, no_sync=self.no_sync)
         if args.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), args.grad_clip)
         for opt in self.optimizers:
@@ -147,8 +233,11 @@ class Trainer(TrainerBase):
         self.model.load_state_dict({k: v.to(current[k].dtype) for k, v in self.ema.items()})
 
     def val_bpb(self) -> dict:
-        return ar_val_bpb(self.model, self.val_tokens, self.args.seq_len, self.args.val_batch_size,
-                          self.device, self.tables)
+        """Each rank scores every world_size-th window; the float64 sums are added over the ranks."""
+        windows = validation_windows(self.val_tokens, self.args.seq_len)
+        mine = windows[self.rank::self.world_size]
+        nll = ar_nll_sum_windows(self.model, mine, self.args.val_batch_size, self.device) if len(mine) else 0.0
+        return validation_result(self.dist.all_reduce_sum([nll])[0], windows, self.tables)
 
     def weights_numpy(self) -> dict:
         return state_dict_numpy(self.model)
@@ -184,12 +273,17 @@ class Trainer(TrainerBase):
 
 def main(argv=None) -> int:
     args = build_parser(__doc__).parse_args(argv)
+    trainer = None
     try:
         validate_args(args)
-        Trainer(args).run()
+        trainer = Trainer(args)
+        trainer.run()
     except (ValueError, OSError, CheckpointError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    finally:
+        if trainer is not None:
+            trainer.dist.close()
     return 0
 
 

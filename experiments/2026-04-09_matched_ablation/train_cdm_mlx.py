@@ -31,6 +31,7 @@ MLX specifics:
 
 from __future__ import annotations
 
+import os
 import sys
 from functools import partial
 from pathlib import Path
@@ -76,6 +77,8 @@ def check_supported(parser, args) -> None:
                    if a.dest not in SUPPORTED_FLAGS and getattr(args, a.dest, a.default) != a.default]
     if unsupported:
         raise ValueError(f"{', '.join(unsupported)}: not implemented by the MLX trainer (train_cdm_mlx.py)")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("the MLX trainer runs one process; multi-process training (torchrun) is torch only")
 
 
 def build_parser():

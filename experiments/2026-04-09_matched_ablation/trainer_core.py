@@ -76,6 +76,9 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     d = p.add_argument_group("device")
     d.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
     d.add_argument("--compile", action="store_true", help="torch.compile the model (both passes)")
+    d.add_argument("--fuse_passes", action="store_true",
+                   help="torch: run the causal and denoising passes of a step as one batched forward "
+                        "(same losses up to float rounding; more activation memory)")
     return p
 
 
@@ -153,9 +156,16 @@ class TrainerBase:
 
     backend = "none"
     checkpoint_suffix = ".pt"
+    # Data parallelism (torchrun): a backend that supports it sets these before TrainerBase.__init__
+    # and overrides sync_elapsed / mean_over_ranks / rank_weight_spread.
+    rank = 0
+    world_size = 1
 
     def __init__(self, args):
         self.args = args
+        if args.batch_tokens % (args.seq_len * self.world_size):
+            raise ValueError(f"--batch_tokens {args.batch_tokens} must be a multiple of --seq_len {args.seq_len} "
+                             f"x {self.world_size} processes")
         self.ckpt_dir = Path(args.checkpoint_dir)
         self.tokenizer_path = data_mod.resolve_tokenizer(args.data_dir, args.tokenizer_path)
         self.tables = data_mod.load_byte_tables(self.tokenizer_path)
@@ -170,6 +180,22 @@ class TrainerBase:
         self.ema = None
         self.ema_steps = 0
         self.val_history: list[dict] = []
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the only process that logs and writes files."""
+        return self.rank == 0
+
+    def sync_elapsed(self, elapsed: float) -> float:
+        """The wall-clock every rank uses (rank 0's), so all stop at the same step with the same LR."""
+        return elapsed
+
+    def mean_over_ranks(self, values: list[float]) -> list[float]:
+        return values
+
+    def rank_weight_spread(self) -> float:
+        """Largest weight difference between ranks (0.0: identical)."""
+        return 0.0
 
     # ------------------------------------------------------------------ shared pieces
     def check_config(self, path: Path, saved: dict) -> None:
@@ -219,8 +245,9 @@ class TrainerBase:
     def log_step(self, log: RunLog, ar_v, cdm_v, since: tuple[float, int]) -> tuple[float, int]:
         """One `train` record; fails loudly on a non-finite loss. Returns the new (time, tokens) mark."""
         args = self.args
-        ar = self.scalar(ar_v)
-        cdm = self.scalar(cdm_v) if cdm_v is not None else None
+        # Each rank's losses are its part of the global-batch loss; the global one is their mean.
+        ar, cdm = self.mean_over_ranks([self.scalar(ar_v), self.scalar(cdm_v) if cdm_v is not None else 0.0])
+        cdm = cdm if cdm_v is not None else None
         if not math.isfinite(ar) or (cdm is not None and not math.isfinite(cdm)):
             raise FloatingPointError(f"non-finite loss at step {self.step} (ar {ar}, cdm {cdm}); "
                                      "the last step checkpoint is the last good state")
@@ -244,22 +271,22 @@ class TrainerBase:
             resume_from = newest_step_checkpoint(self.ckpt_dir, self.checkpoint_suffix)
         else:
             resume_from = Path(args.resume) if args.resume else None
-        log = RunLog(self.ckpt_dir, append=resume_from is not None)
+        log = RunLog(self.ckpt_dir, enabled=self.is_main, append=resume_from is not None)
         if resume_from is not None:
             self.load_state(resume_from)
             log.note(f"resumed_from:{resume_from} step:{self.step} elapsed:{self.elapsed:.1f}")
         self.log_header(log)
-        batch = args.batch_tokens // args.seq_len
+        batch = args.batch_tokens // args.seq_len // self.world_size  # this rank's rows
         mark = (time.perf_counter(), self.tokens_seen)
         while (frac := progress(self.step, self.elapsed, args)) < 1.0:
             t0 = time.perf_counter()
             self.set_schedule(lr_multiplier(frac, args.warmdown_frac),
                               muon_momentum(self.step, warmup_steps=args.momentum_warmup_steps))
-            x, y = self.stream.next_batch(batch, args.seq_len)
+            x, y = self.stream.next_batch(batch, args.seq_len, self.rank, self.world_size)
             ar_v, cdm_v = self.train_step(x, y)
             self.step += 1
             self.tokens_seen += args.batch_tokens
-            self.elapsed += time.perf_counter() - t0
+            self.elapsed = self.sync_elapsed(self.elapsed + time.perf_counter() - t0)
             frac_now = progress(self.step, self.elapsed, args)
             self.update_ema(frac_now)
             last = frac_now >= 1.0
@@ -267,7 +294,7 @@ class TrainerBase:
                 mark = self.log_step(log, ar_v, cdm_v, mark)
             if args.val_every > 0 and self.step % args.val_every == 0 and not last:
                 self.validate(log)
-            if args.save_every > 0 and self.step % args.save_every == 0 and not last:
+            if args.save_every > 0 and self.step % args.save_every == 0 and not last and self.is_main:
                 self.save_step(f"step_{self.step}")
         return self.finish(log)
 
@@ -278,6 +305,9 @@ class TrainerBase:
             self.load_ema()
         log.note(f"ema_used:{str(ema_used).lower()} ema_steps:{self.ema_steps}")
         final = self.validate(log)
+        spread = self.rank_weight_spread()
+        if not self.is_main:
+            return {}
         self.save_step("step_final")
         weights = self.weights_numpy()
         save_path = Path(args.save_path) if args.save_path else self.ckpt_dir / "final_model.npz"
@@ -294,6 +324,7 @@ class TrainerBase:
             "params": self.num_params(), "cdm_weight": args.cdm_weight,
             "ema": {"enabled": args.ema_decay > 0, "used": ema_used, "steps": self.ema_steps},
             "val_history": self.val_history, "backend": self.backend, "device": self.device_name(),
+            "world_size": self.world_size, "rank_weight_spread": spread,
             "npz": str(save_path), "artifact": str(artifact), "artifact_bytes": artifact_bytes,
             "git_commit": git_commit(REPO_ROOT), "versions": versions(), **self.extra_results(),
         }

@@ -113,7 +113,7 @@ def test_compiled_step_equals_the_plain_step():
 
 def launch(data_dir, ckpt_dir, nproc: int, *extra) -> dict:
     flags = [*TINY_TRAIN_FLAGS, "--data_dir", str(data_dir), "--checkpoint_dir", str(ckpt_dir),
-             "--steps", "4", "--batch_tokens", "512", "--cdm_weight", "0.3", *extra]
+             "--steps", "4", "--batch_tokens", "512", "--cdm_weight", "0.3", "--log_every", "1", *extra]
     script = str(EXP_DIR / "train_cdm.py")
     if nproc == 1:
         cmd = [sys.executable, script, *flags]
@@ -149,3 +149,48 @@ def test_two_gloo_processes_equal_one_process(shakespeare_data, tmp_path, extra)
         assert b == pytest.approx(a, rel=1e-5)
     # Rank 0 alone logs: one header line in the text log.
     assert (tmp_path / "two" / "train.log").read_text().count("config:") == 1
+
+
+def test_batched_muon_equals_the_per_matrix_loop():
+    """Muon(batched=True) (the CUDA path: one stacked Newton-Schulz per shape) = the plain loop."""
+    from optim import build_optimizers
+    from model import param_groups
+
+    results = []
+    for batched in (False, True):
+        model = fresh_model()
+        opts = build_optimizers(param_groups(model))
+        opts[0].batched = batched
+        for seed in range(3):
+            x = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(seed))
+            train_cdm.TorchStep(model, model, opts, torch.Generator().manual_seed(1), NO_AUTOCAST,
+                                cdm_weight=0.3)(x[:, :-1], x[:, 1:])
+        results.append({n: p.detach().clone() for n, p in model.named_parameters()})
+    for name in results[0]:
+        torch.testing.assert_close(results[1][name], results[0][name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_memo_scorer_gives_the_same_numbers_with_10_of_17_forwards():
+    """eval_cf's MemoScorer: identical per-decoder results, 1 + 3 + 2*3 forwards per batch, not 17."""
+    import cf
+    import eval_cf
+    from toy_scorers import MixingScorer
+
+    class Counting:
+        def __init__(self, inner):
+            self.inner, self.calls = inner, 0
+
+        def __call__(self, inputs, is_causal, targets):
+            self.calls += 1
+            return self.inner(inputs, is_causal, targets)
+
+    windows = np.random.default_rng(0).integers(0, 11, (6, 17))
+    nbytes = np.ones((6, 16), dtype=np.int64)
+    kwargs = dict(stride=2, rounds=2, n_random=3, seed=42)
+    counting = Counting(MixingScorer(11))
+    memo = eval_cf.score_decoders(counting, windows, nbytes, ["ar", "cf_published", "cf_valid"], batch_size=3,
+                                  vocab_size=11, cf_kwargs=kwargs)
+    assert counting.calls == 2 * 10  # two batches
+    for name in ("ar", "cf_published", "cf_valid"):
+        direct = cf.decode_nll(MixingScorer(11), windows, name, vocab_size=11, **kwargs)
+        assert memo[name]["nll_sum"] == pytest.approx(float(direct.sum()), rel=1e-12)

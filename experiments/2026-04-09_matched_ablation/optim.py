@@ -19,20 +19,22 @@ def newton_schulz_orthogonalize(g: torch.Tensor, steps: int = 5, eps: float = 1e
     The coefficients push every singular value into roughly [0.7, 1.2] in 5 steps rather than
     converging exactly; that is all Muon needs. Works on the smaller Gram matrix side.
     On CUDA the iteration runs in bfloat16 (as the original did); elsewhere in float32.
+    g may be a stack (S, m, n) of same-shape matrices: each is orthogonalized on its own.
     """
-    if g.ndim != 2:
-        raise ValueError(f"Muon orthogonalizes 2-D matrices, got shape {tuple(g.shape)}")
+    if g.ndim not in (2, 3):
+        raise ValueError(f"Muon orthogonalizes 2-D matrices (or a stack of them), got shape {tuple(g.shape)}")
     a, b, c = NS_COEFFS
     x = g.to(torch.bfloat16 if g.is_cuda else torch.float32)
-    transposed = x.size(0) > x.size(1)
+    transposed = x.size(-2) > x.size(-1)
     if transposed:
-        x = x.T
-    x = x / (x.norm() + eps)
+        x = x.mT
+    norm = x.norm() if x.ndim == 2 else torch.linalg.vector_norm(x, dim=(-2, -1), keepdim=True)
+    x = x / (norm + eps)
     for _ in range(steps):
-        gram = x @ x.T
+        gram = x @ x.mT
         x = a * x + (b * gram + c * gram @ gram) @ x
     if transposed:
-        x = x.T
+        x = x.mT
     return x.to(g.dtype)
 
 
@@ -40,10 +42,13 @@ class Muon(torch.optim.Optimizer):
     """Muon with Nesterov momentum and decoupled weight decay; `momentum` may be changed per step."""
 
     def __init__(self, params, lr: float = 0.025, momentum: float = 0.92, nesterov: bool = True,
-                 ns_steps: int = 5, weight_decay: float = 0.04):
+                 ns_steps: int = 5, weight_decay: float = 0.04, batched: bool = False):
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps,
                         weight_decay=weight_decay)
         super().__init__(params, defaults)
+        # batched: one stacked Newton-Schulz per shape instead of one per matrix (far fewer kernel
+        # launches on a GPU; the same math, equal up to float rounding).
+        self.batched = batched
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -52,23 +57,36 @@ class Muon(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            lr, mom, wd = group["lr"], group["momentum"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(g)
-                buf = state["momentum_buffer"]
-                buf.mul_(mom).add_(g)
-                update = g.add(buf, alpha=mom) if group["nesterov"] else buf
-                update = newton_schulz_orthogonalize(update, steps=group["ns_steps"])
+            lr, wd = group["lr"], group["weight_decay"]
+            params = [p for p in group["params"] if p.grad is not None]
+            momenta = [self._momentum(p, group) for p in params]
+            if self.batched:
+                by_shape: dict[tuple, list[int]] = {}
+                for i, p in enumerate(params):
+                    by_shape.setdefault(tuple(p.shape), []).append(i)
+                updates: list = [None] * len(params)
+                for idx in by_shape.values():
+                    ortho = newton_schulz_orthogonalize(torch.stack([momenta[i] for i in idx]), steps=group["ns_steps"])
+                    for j, i in enumerate(idx):
+                        updates[i] = ortho[j]
+            else:
+                updates = [newton_schulz_orthogonalize(m, steps=group["ns_steps"]) for m in momenta]
+            for p, update in zip(params, updates):
                 update = update * max(1.0, p.size(0) / p.size(1)) ** 0.5
                 if wd:
                     p.mul_(1.0 - lr * wd)
                 p.add_(update, alpha=-lr)
         return loss
+
+    def _momentum(self, p: torch.Tensor, group: dict) -> torch.Tensor:
+        """Update the momentum buffer with p.grad; return the (Nesterov) momentum to orthogonalize."""
+        g, mom = p.grad, group["momentum"]
+        state = self.state[p]
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(g)
+        buf = state["momentum_buffer"]
+        buf.mul_(mom).add_(g)
+        return g.add(buf, alpha=mom) if group["nesterov"] else buf
 
 
 def muon_momentum(step: int, start: float = 0.92, end: float = 0.99, warmup_steps: int = 1500) -> float:
@@ -82,13 +100,16 @@ def build_optimizers(groups: dict, *, muon_lr: float = 0.025, embed_lr: float = 
                      betas=(0.9, 0.95), fused: bool = False) -> list[torch.optim.Optimizer]:
     """One Muon over the block matrices, one AdamW with two groups (embeddings, scalars).
 
+    fused=True (on CUDA): fused AdamW and Muon's stacked Newton-Schulz per shape; the plain
+    per-tensor loops elsewhere (the CPU record's exact arithmetic).
+
     `groups` is model.param_groups(model): {"muon": [(name, p)], "embed": [...], "scalar": [...]}.
     Each param group records its base lr under "base_lr" so the schedule can scale it.
     """
     opts: list[torch.optim.Optimizer] = []
     muon_params = [p for _, p in groups["muon"]]
     if muon_params:
-        opts.append(Muon(muon_params, lr=muon_lr, weight_decay=muon_wd))
+        opts.append(Muon(muon_params, lr=muon_lr, weight_decay=muon_wd, batched=fused))
     adam_groups = [
         {"params": [p for _, p in groups["embed"]], "lr": embed_lr},
         {"params": [p for _, p in groups["scalar"]], "lr": scalar_lr},

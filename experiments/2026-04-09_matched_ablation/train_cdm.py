@@ -142,6 +142,41 @@ def _fused_step(model, x, y, *, cdm_weight, vocab_size, gen, autocast, retro_alp
     return ar_loss.detach(), None if cdm_loss is None else cdm_loss.detach()
 
 
+class TorchStep:
+    """One complete training step (all passes, clipping, optimizer update), used by the trainer
+    and by benchmark.py, so the benchmark times exactly what training runs.
+
+    forward_model is the model as called in the step (possibly DDP-wrapped and/or compiled);
+    model is the plain GPT that owns the parameters.
+    """
+
+    def __init__(self, model, forward_model, optimizers, gen, autocast, *, cdm_weight: float,
+                 retro_alpha: float = 0.0, fused: bool = False, grad_clip: float = 0.0,
+                 rank: int = 0, world_size: int = 1, no_sync=None):
+        self.model, self.forward_model, self.optimizers = model, forward_model, optimizers
+        self.gen, self.autocast = gen, autocast
+        self.kwargs = dict(cdm_weight=cdm_weight, vocab_size=model.config.vocab_size, retro_alpha=retro_alpha,
+                           fused=fused, rank=rank, world_size=world_size, no_sync=no_sync)
+        self.grad_clip = grad_clip
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor):
+        ar_loss, cdm_loss = train_step(self.forward_model, x, y, gen=self.gen, autocast=self.autocast,
+                                       **self.kwargs)
+        if self.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        for opt in self.optimizers:
+            opt.step()
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+        return ar_loss, cdm_loss
+
+
+def build_optimizers_for(model, args, device: torch.device):
+    return build_optimizers(param_groups(model), muon_lr=args.muon_lr, embed_lr=args.embed_lr,
+                            scalar_lr=args.scalar_lr, muon_wd=args.muon_wd, adam_wd=args.adam_wd,
+                            fused=device.type == "cuda")
+
+
 class Trainer(TrainerBase):
     """The torch backend of trainer_core.TrainerBase."""
 
@@ -163,13 +198,13 @@ class Trainer(TrainerBase):
         wrapped = ddp if ddp is not None else self.model
         # Both passes go through the compiled module (the original compiled only the causal one).
         self.forward_model = torch.compile(wrapped) if args.compile else wrapped
-        self.no_sync = ddp.no_sync if ddp is not None else None
-        self.optimizers = build_optimizers(
-            param_groups(self.model), muon_lr=args.muon_lr, embed_lr=args.embed_lr,
-            scalar_lr=args.scalar_lr, muon_wd=args.muon_wd, adam_wd=args.adam_wd,
-            fused=self.device.type == "cuda")
+        self.optimizers = build_optimizers_for(self.model, args, self.device)
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(args.seed + 1)  # corruption stream, separate from init
+        self.step_fn = TorchStep(self.model, self.forward_model, self.optimizers, self.gen, self.autocast,
+                                 cdm_weight=args.cdm_weight, retro_alpha=args.retro_alpha, fused=args.fuse_passes,
+                                 grad_clip=args.grad_clip, rank=self.rank, world_size=self.world_size,
+                                 no_sync=ddp.no_sync if ddp is not None else None)
         self.model.train()
 
     # ------------------------------------------------------------------ hooks
@@ -200,19 +235,8 @@ class Trainer(TrainerBase):
 
     def train_step(self, x: np.ndarray, y: np.ndarray):
         args = self.args
-        x = torch.as_tensor(x, device=self.device)
-        y = torch.as_tensor(y, device=self.device)
-        ar_loss, cdm_loss = train_step(self.forward_model, x, y, cdm_weight=args.cdm_weight,
-                                       vocab_size=self.config.vocab_size, gen=self.gen,
-                                       autocast=self.autocast, retro_alpha=args.retro_alpha,
-                                       fused=args.fuse_passes, rank=self.rank,
-                                       world_size=self.world_size, no_sync=self.no_sync)
-        if args.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), args.grad_clip)
-        for opt in self.optimizers:
-            opt.step()
-        for opt in self.optimizers:
-            opt.zero_grad(set_to_none=True)
+        ar_loss, cdm_loss = self.step_fn(torch.as_tensor(x, device=self.device),
+                                         torch.as_tensor(y, device=self.device))
         if self.device.type == "cuda" and (args.train_budget_secs > 0 or self.step % args.log_every == 0):
             torch.cuda.synchronize()  # honest wall-clock for the budget
         return ar_loss, cdm_loss

@@ -161,6 +161,22 @@ def make_train_step(model: GPT, optimizer, *, cdm_weight: float, retro_alpha: fl
     return step
 
 
+def run_step(step_fn, model: GPT, optimizer, x: np.ndarray, y: np.ndarray, key: mx.array, *, cdm_weight: float):
+    """One training step on numpy batches (the trainer's and benchmark.py's): -> (ar, cdm | None, next key).
+
+    Evaluating the state every step ends the lazy graph and makes the wall-clock honest.
+    """
+    x, y = mx.array(x.astype(np.int32)), mx.array(y.astype(np.int32))
+    if cdm_weight > 0:
+        key, step_key = mx.random.split(key)
+        noisy, mask = cdm_corrupt(x, model.config.vocab_size, step_key)
+        ar_v, cdm_v = step_fn(x, y, noisy, mask)
+    else:
+        (ar_v,), cdm_v = step_fn(x, y), None
+    mx.eval([ar_v] if cdm_v is None else [ar_v, cdm_v], key, model.state, optimizer.state)
+    return ar_v, cdm_v, key
+
+
 # ----------------------------------------------------------------------------- trainer
 
 
@@ -205,15 +221,8 @@ class Trainer(TrainerBase):
         if self._step_fn is None:
             self._step_fn = make_train_step(self.model, self.optimizer, cdm_weight=args.cdm_weight,
                                             retro_alpha=args.retro_alpha, grad_clip=args.grad_clip)
-        x, y = mx.array(x.astype(np.int32)), mx.array(y.astype(np.int32))
-        if args.cdm_weight > 0:
-            self.cdm_key, step_key = mx.random.split(self.cdm_key)
-            noisy, mask = cdm_corrupt(x, self.config.vocab_size, step_key)
-            ar_v, cdm_v = self._step_fn(x, y, noisy, mask)
-        else:
-            (ar_v,), cdm_v = self._step_fn(x, y), None
-        # Evaluating the state every step ends the lazy graph and makes the wall-clock honest.
-        mx.eval([ar_v] if cdm_v is None else [ar_v, cdm_v], self.cdm_key, self.model.state, self.optimizer.state)
+        ar_v, cdm_v, self.cdm_key = run_step(self._step_fn, self.model, self.optimizer, x, y, self.cdm_key,
+                                             cdm_weight=args.cdm_weight)
         return ar_v, cdm_v
 
     def scalar(self, value) -> float:

@@ -108,8 +108,8 @@ def torch_peak_tflops(device, override: float | None) -> tuple[float, str]:
     return measured_cpu_peak_tflops(), "fp32 2048^3 matmul measured here"
 
 
-def bench_torch_step(cfg: GPTConfig, mode: str, device, *, seq_len: int, batch_tokens: int, steps: int,
-                     warmup: int, compile_model: bool, peak_tflops: float) -> dict:
+def make_torch_step(cfg: GPTConfig, mode: str, device, *, seq_len: int, batch_tokens: int, compile_model: bool):
+    """(the trainer's step for this mode, two random (B, T+1) batches, the model)."""
     import torch
 
     from model import GPT
@@ -129,6 +129,15 @@ def bench_torch_step(cfg: GPTConfig, mode: str, device, *, seq_len: int, batch_t
     data_gen = torch.Generator(device=device).manual_seed(2)
     batches = [torch.randint(0, cfg.vocab_size, (B, seq_len + 1), generator=data_gen, device=device)
                for _ in range(2)]
+    return step, batches, model
+
+
+def bench_torch_step(cfg: GPTConfig, mode: str, device, *, seq_len: int, batch_tokens: int, steps: int,
+                     warmup: int, compile_model: bool, peak_tflops: float) -> dict:
+    import torch
+
+    step, batches, model = make_torch_step(cfg, mode, device, seq_len=seq_len, batch_tokens=batch_tokens,
+                                           compile_model=compile_model)
 
     def sync():
         if device.type == "cuda":

@@ -217,6 +217,26 @@ class Trainer(TrainerBase):
     def extra_results(self) -> dict:
         return {}
 
+    def warm_up(self, batch: int) -> bool:
+        """With --compile: one forward+backward of every pass on the first batch, outside the budget.
+
+        No optimizer step is taken and the gradients are dropped, the stream position and the
+        corruption generator are restored: training then proceeds bit for bit as without it.
+        """
+        if not self.args.compile:
+            return False
+        stream_state, gen_state = self.stream.state(), self.gen.get_state()
+        x, y = self.stream.next_batch(batch, self.args.seq_len, self.rank, self.world_size)
+        self.stream.load_state(stream_state)
+        train_step(self.forward_model, torch.as_tensor(x, device=self.device), torch.as_tensor(y, device=self.device),
+                   gen=self.gen, autocast=self.autocast, **self.step_fn.kwargs)
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+        self.gen.set_state(gen_state)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return True
+
     def sync_elapsed(self, elapsed: float) -> float:
         return self.dist.broadcast_float(elapsed)
 

@@ -42,11 +42,15 @@ class ShardError(ValueError):
 def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
     """Write payload to path through a temporary file in the same folder + fsync + rename.
 
-    A crash mid-write leaves the previous file (or nothing) behind, never a partial file.
+    A crash mid-write leaves the previous file (or nothing) behind, never a partial file. A
+    failure (disk full, permissions) removes the temporary file and raises OSError naming `path`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _naming(e, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
@@ -55,12 +59,38 @@ def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
             os.fchmod(f.fileno(), path.stat().st_mode & 0o777 if path.exists() else 0o644)
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError):
+            raise _naming(e, path) from None
         raise
+    _fsync_folder(path.parent)
+
+
+def _naming(e: OSError, path: Path) -> OSError:
+    """The same error (same errno, so the same OSError subclass) naming the file the caller asked
+    for, not the hidden temporary file or no file at all."""
+    if e.errno is None:
+        return e
+    return OSError(e.errno, e.strerror or str(e), str(path))
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable. Best effort: the new file is already complete and in
+    place, and some systems (Windows, a few network file systems) cannot fsync a folder."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def shard_bytes(tokens: np.ndarray) -> bytes:
@@ -128,7 +158,10 @@ def list_shards(data_dir: str | os.PathLike, split: str) -> list[Path]:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise ShardError(f"{data_dir}: data folder does not exist")
-    paths = sorted(p for p in data_dir.iterdir() if (m := SHARD_NAME.match(p.name)) and m[1] == split)
+    try:
+        paths = sorted(p for p in data_dir.iterdir() if (m := SHARD_NAME.match(p.name)) and m[1] == split)
+    except OSError as e:
+        raise ShardError(f"{data_dir}: cannot list the data folder ({e.strerror or e})") from None
     if not paths:
         raise ShardError(f"{data_dir}: no shards matching fineweb_{split}_*.bin")
     return paths

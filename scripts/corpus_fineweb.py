@@ -176,12 +176,18 @@ def choose_shards(variant: FinewebVariant, files: list[str], train_shards: int) 
 
 
 def place_file(source: Path, target: Path) -> None:
-    """Hard-link the (resolved) cached file into the folder; copy if linking is impossible."""
+    """Hard-link the (resolved) cached file into the folder; copy if linking is impossible.
+
+    The folder is a staging folder renamed into place only when complete, so a partial copy is
+    never seen under the requested name; the fsync makes the copy durable before that rename.
+    """
     real = source.resolve()
     try:
         os.link(real, target)
     except OSError:
         shutil.copyfile(real, target)
+        with open(target, "rb+") as f:
+            os.fsync(f.fileno())
 
 
 def prepare_fineweb(folder: Path, corpus: str, train_shards: int, cache_dir: str | Path | None) -> dict:

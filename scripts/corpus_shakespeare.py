@@ -24,6 +24,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from challenge_format import atomic_write_bytes
 from prepared_folder import PrepareError, write_split
 from tokenizer_train import encode_documents, load_processor, train_sentencepiece, training_lines
 
@@ -137,7 +138,7 @@ def prepare_shakespeare(folder: Path, vocab_size: int, cache_dir: Path) -> dict:
 
     model = train_sentencepiece(training_lines(train.values()), vocab_size)
     tokenizer = tokenizer_file_name(vocab_size)
-    (folder / tokenizer).write_bytes(model)
+    atomic_write_bytes(folder / tokenizer, model)
     sp = load_processor(model)
     write_split(folder, "train", encode_documents(sp, list(train.values())))
     write_split(folder, "val", encode_documents(sp, list(val.values())))

@@ -28,13 +28,14 @@ does not depend on the number of training documents.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from challenge_format import byte_tables_from_sentencepiece
+from challenge_format import atomic_write_bytes, byte_tables_from_sentencepiece
 from prepared_folder import PrepareError, write_split
 from tokenizer_train import encode_documents, load_processor, split_documents, train_sentencepiece
 
@@ -155,17 +156,18 @@ class MarkovWordSource:
         return [" ".join(words[i] for i in row) for row in np.asarray(ids).tolist()]
 
     def save(self, path: Path) -> None:
-        with open(path, "wb") as f:
-            np.savez(
-                f,
-                words=np.array(self.words),
-                successors=self.successors,
-                successor_probs=self.successor_probs,
-                leak=np.float64(self.leak),
-                words_per_doc=np.int64(self.words_per_doc),
-                transition=self.transition,
-                stationary=self.stationary,
-            )
+        buf = io.BytesIO()
+        np.savez(
+            buf,
+            words=np.array(self.words),
+            successors=self.successors,
+            successor_probs=self.successor_probs,
+            leak=np.float64(self.leak),
+            words_per_doc=np.int64(self.words_per_doc),
+            transition=self.transition,
+            stationary=self.stationary,
+        )
+        atomic_write_bytes(path, buf.getvalue())
 
 
 def load_source(path: str | Path) -> MarkovWordSource:
@@ -247,7 +249,7 @@ def prepare_synthetic(folder: Path, vocab_size: int, seed: int, train_docs: int,
 
     model = train_sentencepiece(train_text, vocab_size)  # one line per document
     tokenizer = tokenizer_file_name(vocab_size)
-    (folder / tokenizer).write_bytes(model)
+    atomic_write_bytes(folder / tokenizer, model)
     sp = load_processor(model)
     train_stream = encode_documents(sp, train_text)
     val_stream = encode_documents(sp, val_text)

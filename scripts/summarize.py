@@ -27,11 +27,14 @@ message.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import statistics
 import sys
 from pathlib import Path
+
+from challenge_format import atomic_write_bytes
 
 EVAL_NAMES = ("eval_cf.json", "final_model.eval_cf.json")
 CELL_JSON = "cell.json"
@@ -148,8 +151,8 @@ def welch_t(a: list[float], b: list[float]) -> dict | None:
 
 def read_json(path: Path) -> dict:
     try:
-        value = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # ValueError: bad JSON or bad UTF-8
         raise InputError(f"{path}: unreadable JSON ({type(e).__name__}: {e})") from None
     if not isinstance(value, dict):
         raise InputError(f"{path}: expected a JSON object")
@@ -422,8 +425,10 @@ def plot(path: Path, title: str, groups: list[dict]) -> str:
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
     return f"{path.name}: written"
 
 
@@ -462,15 +467,20 @@ def main(argv=None) -> int:
         return 1
     text = markdown(args.title, rows, groups, tests)
     print(text, end="")
-    summary = summary_json(args.title, rows, groups, tests)
-    if args.json_out:
-        args.json_out.write_text(json.dumps(summary, indent=2) + "\n")
-    if args.out_dir:
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        (args.out_dir / "results.md").write_text(text)
-        (args.out_dir / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
-        print(plot(args.out_dir / "results.png", args.title, groups))
-        print(f"written: {args.out_dir / 'results.md'} {args.out_dir / 'results.json'}")
+    summary = (json.dumps(summary_json(args.title, rows, groups, tests), indent=2) + "\n").encode("utf-8")
+    # Each file is replaced atomically: a failed write (disk full) leaves its previous version.
+    try:
+        if args.json_out:
+            atomic_write_bytes(args.json_out, summary)
+        if args.out_dir:
+            atomic_write_bytes(args.out_dir / "results.md", text.encode("utf-8"))
+            atomic_write_bytes(args.out_dir / "results.json", summary)
+            print(plot(args.out_dir / "results.png", args.title, groups))
+            print(f"written: {args.out_dir / 'results.md'} {args.out_dir / 'results.json'}")
+    except OSError as e:
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"error: {where}cannot write ({e.strerror or e})", file=sys.stderr)
+        return 1
     return 0
 
 

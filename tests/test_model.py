@@ -296,10 +296,25 @@ def test_param_groups_cover_every_parameter_once():
     assert {"skip_weights", "smear.gate", "bigram.scale", "blocks.0.resid_mix", "blocks.0.attn.q_gain"} <= names["scalar"]
 
 
+def test_rope_tables_are_cached_but_never_saved(monkeypatch):
+    model = M.GPT(tiny(num_layers=2, xsa_last_n=1))
+    cos, sin = M.rope_cos_sin(M.ROPE_CACHE_LEN, model.config.head_dim, model.config.rope_base)
+    assert torch.equal(model.rope_cos, cos) and torch.equal(model.rope_sin, sin)
+    assert not {"rope_cos", "rope_sin"} & set(model.state_dict())
+    # Beyond the cache the tables are computed per forward: the same logits as a longer cache.
+    idx = torch.randint(0, model.config.vocab_size, (2, 12))
+    monkeypatch.setattr(M, "ROPE_CACHE_LEN", 8)
+    short = M.GPT(model.config)
+    short.load_state_dict(model.state_dict())
+    assert short.rope_cos.size(0) == 8
+    for causal in (True, False):
+        assert torch.equal(short(idx, is_causal=causal), model(idx, is_causal=causal))
+
+
 def test_state_dict_names_and_no_buffers():
     model = M.GPT(tiny(num_layers=2, xsa_last_n=1))
     keys = set(model.state_dict())
-    assert keys == {name for name, _ in model.named_parameters()}  # no buffers (RoPE) at all
+    assert keys == {name for name, _ in model.named_parameters()}  # no saved buffers (RoPE) at all
     expected_block = {"attn.q.weight", "attn.k.weight", "attn.v.weight", "attn.proj.weight", "attn.q_gain", "mlp.up.weight", "mlp.down.weight", "attn_scale", "mlp_scale", "resid_mix"}
     expected = {"tok_emb.weight", "bigram.embed.weight", "bigram.proj.weight", "bigram.scale", "smear.gate", "skip_weights"}
     expected |= {f"blocks.{i}.{n}" for i in range(2) for n in expected_block}

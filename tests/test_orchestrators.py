@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from checkpoint import load_npz
+from kill_harness import run_with_kills
 
 REPO = Path(__file__).resolve().parents[1]
 EXP = REPO / "experiments" / "2026-04-09_matched_ablation"
@@ -112,6 +117,32 @@ def test_rerun_skips_finished_cells_and_resumes_an_interrupted_one(ablation6, tm
     assert redone["final_val_bpb"] == pytest.approx(before["final_val_bpb"], abs=1e-6)  # resume is exact
     assert len(lines_for(ev.stdout, "[done ]", victim.name)) == 1  # its evaluation is redone
     assert (victim / "eval_cf.json").stat().st_mtime_ns >= (victim / "results.json").stat().st_mtime_ns
+
+
+def test_random_kills_during_the_sweep_change_no_result(ablation6, tmp_path):
+    """Soak: run_6.sh then eval_6.sh, each SIGKILLed (the whole process group, as a preempted pod)
+    at random moments and rerun until it finishes; every cell ends with the uninterrupted run's
+    results.json values, weights and eval_cf.json numbers."""
+    root, settings, _, _ = ablation6
+    rng = random.Random(11)
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+    env.update({"PRESET": "smoke", "PYTHON": sys.executable, **dirs(tmp_path, Path(settings["DATA_DIR"]))})
+    kills = 0
+    for script, n in (("run_6.sh", 6), ("eval_6.sh", 3)):
+        report = run_with_kills(["bash", str(EXP / script)], env, kills=n, rng=rng, delay=(0.5, 4.0), timeout=600)
+        assert report.returncode == 0, report.outputs[-1][-3000:]
+        kills += report.kills
+    print(f"soak: kills_survived:{kills}")
+    assert kills >= 4
+    for name in CELLS6:
+        new, ref = tmp_path / "cells" / name, root / "cells" / name
+        a, b = results(new), results(ref)
+        assert (a["steps"], a["tokens_seen"], a["final_val_bpb"]) == (b["steps"], b["tokens_seen"], b["final_val_bpb"])
+        _, wa = load_npz(new / "final_model.npz")
+        _, wb = load_npz(ref / "final_model.npz")
+        assert all(np.array_equal(wa[k], wb[k]) for k in wb)
+        ea, eb = (json.loads((c / "eval_cf.json").read_text())["decoders"] for c in (new, ref))
+        assert {d: ea[d]["bpb"] for d in DECODERS} == {d: eb[d]["bpb"] for d in DECODERS}
 
 
 def test_changed_recipe_is_refused(ablation6, tmp_path):

@@ -57,12 +57,23 @@ def read_json(path: Path) -> dict:
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
+    """Temporary file in the same folder, fsync, rename: a failure leaves no partial cell.json and
+    no temporary file. (challenge_format.atomic_write_bytes does the same, but imports numpy.)"""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(payload, indent=2) + "\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(payload, indent=2) + "\n")
+            f.flush()
+            os.fchmod(f.fileno(), 0o644)
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 # ----------------------------------------------------------------------------- state

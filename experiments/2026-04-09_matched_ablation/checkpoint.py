@@ -10,6 +10,12 @@ Three forms, all written atomically (temporary file in the same folder, fsync, r
   compressed with lzma. Its size is what the challenge's 16,000,000-byte limit is about.
 
 Only numpy is needed to read `.npz` and artifacts; torch is imported lazily for `.pt`.
+
+Every reader turns any failure to read a file (missing, truncated, corrupt, foreign) into one
+CheckpointError whose one-line message starts with the file's path. The parsers underneath
+(zipfile, numpy, lzma, torch's zip reader and unpickler) raise a wide and version-dependent
+range of exception types for damaged input, so the readers catch Exception around the parsing
+itself and nowhere else.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import io
 import json
 import lzma
-import zipfile
+import re
 from pathlib import Path
 
 import numpy as np
@@ -47,22 +53,58 @@ def save_npz(path, weights: dict[str, np.ndarray], config: dict) -> None:
     atomic_write_bytes(path, _npz_bytes(arrays))
 
 
+def error_reason(e: BaseException) -> str:
+    """`Type: first sentence of the message` on one short line, for a message that names the file
+    first (torch's messages go on for several sentences of advice)."""
+    text = " ".join(str(e).split())
+    text = text.split(". ")[0][:200]
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _require_file(path: Path) -> None:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found" if not path.exists() else f"{path}: not a file")
+
+
+def _config_dict(path: Path, text: str) -> dict:
+    try:
+        config = json.loads(text)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {CONFIG_KEY} is not valid JSON ({error_reason(e)})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: {CONFIG_KEY} is not a JSON object")
+    return config
+
+
+def _float_arrays(path: Path, arrays: dict) -> dict[str, np.ndarray]:
+    """The weights as float32, refusing entries that are not real numbers (a damaged dtype)."""
+    out = {}
+    for name, arr in arrays.items():
+        arr = np.asarray(arr)
+        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+            raise CheckpointError(f"{path}: entry {name!r} has dtype {arr.dtype}, not a real number type")
+        out[name] = arr.astype(np.float32, copy=False)
+    return out
+
+
 def load_npz(path) -> tuple[dict, dict[str, np.ndarray]]:
     """Return (config dict, {name: float32 array}) from a portable .npz."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+    _require_file(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             if CONFIG_KEY not in z.files:
-                raise CheckpointError(f"{path}: no {CONFIG_KEY} entry (not a meadow-golf .npz)")
-            config = json.loads(str(z[CONFIG_KEY]))
-            weights = {k: z[k] for k in z.files if k != CONFIG_KEY}
+                raise CheckpointError(
+                    f"{path}: no {CONFIG_KEY} entry, so the model config is unknown (a weights-only .npz, "
+                    "e.g. saved by a backend's own save_weights, is not a meadow-golf checkpoint; use the "
+                    "trainer's final_model.npz or a step checkpoint)")
+            config_text = str(z[CONFIG_KEY])
+            arrays = {k: z[k] for k in z.files if k != CONFIG_KEY}
     except CheckpointError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: unreadable or truncated .npz ({type(e).__name__}: {e})") from None
-    return config, weights
+    except Exception as e:  # zipfile, zlib, numpy's .npy parser, MemoryError for a damaged shape, ...
+        raise CheckpointError(f"{path}: unreadable or truncated .npz ({error_reason(e)})") from None
+    return _config_dict(path, config_text), _float_arrays(path, arrays)
 
 
 def save_torch_checkpoint(path, payload: dict) -> None:
@@ -73,17 +115,41 @@ def save_torch_checkpoint(path, payload: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _numpy_pickle_globals() -> list:
+    """What a step checkpoint pickles beyond torch's weights_only defaults: the numpy RNG state
+    (np.random.get_state(): a uint32 ndarray). Everything else in it is tensors, numbers,
+    strings, lists, tuples and dicts. A new kind of object in the payload must be added here."""
+    try:
+        from numpy._core.multiarray import _reconstruct  # numpy >= 2
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import _reconstruct
+    allowed = [_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+    # A checkpoint written under numpy 1.x names _reconstruct by its old module path.
+    allowed.append((_reconstruct, "numpy.core.multiarray._reconstruct"))
+    return allowed
+
+
+def _torch_load_reason(e: BaseException) -> str:
+    # torch's weights_only refusal is a long multi-line text; its useful part is the global it refused.
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+    if refused:
+        return f"it pickles {refused.group(1)}, which is not on the weights_only allow list"
+    return error_reason(e)
+
+
 def load_torch_checkpoint(path) -> dict:
+    """A step checkpoint's payload, unpickled with weights_only (no arbitrary code from the file)."""
     import torch
 
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+    _require_file(path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # torch raises many types for a corrupt zip / pickle
-        raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({type(e).__name__})") from None
-    if not isinstance(payload, dict) or "model" not in payload or "config" not in payload:
+        with torch.serialization.safe_globals(_numpy_pickle_globals()):
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch's zip reader and unpickler raise many types for a damaged file
+        raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({_torch_load_reason(e)})") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict) \
+            or not isinstance(payload.get("config"), dict):
         raise CheckpointError(f"{path}: not a meadow-golf step checkpoint (no model/config)")
     return payload
 
@@ -94,9 +160,20 @@ def load_weights(path) -> tuple[dict, dict[str, np.ndarray]]:
     if path.suffix == ".npz":
         return load_npz(path)
     if path.suffix == ".pt":
+        import torch
+
         payload = load_torch_checkpoint(path)
-        weights = {k: v.detach().float().cpu().numpy() for k, v in payload["model"].items()}
+        bad = [k for k, v in payload["model"].items() if not isinstance(v, torch.Tensor)]
+        if bad:
+            raise CheckpointError(f"{path}: model entry {bad[0]!r} is not a tensor")
+        try:
+            weights = {k: v.detach().float().cpu().numpy() for k, v in payload["model"].items()}
+        except Exception as e:  # e.g. a complex or quantized tensor from a damaged file
+            raise CheckpointError(f"{path}: model weights cannot be read as float32 ({error_reason(e)})") from None
         return payload["config"], weights
+    if path.suffix == ".safetensors":
+        raise CheckpointError(f"{path}: an MLX step checkpoint, which this backend does not read; "
+                              "use the run's final_model.npz (both backends read it)")
     raise CheckpointError(f"{path}: unknown checkpoint type (expected .npz or .pt)")
 
 
@@ -144,12 +221,18 @@ def save_int6_artifact(path, weights: dict[str, np.ndarray], config: dict) -> in
 
 def load_int6_artifact(path) -> tuple[dict, dict[str, np.ndarray]]:
     path = Path(path)
+    _require_file(path)
     try:
         raw = lzma.decompress(path.read_bytes())
         with np.load(io.BytesIO(raw), allow_pickle=False) as z:
             packed = {k: z[k] for k in z.files}
-    except (OSError, lzma.LZMAError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise CheckpointError(f"{path}: unreadable artifact ({type(e).__name__}: {e})") from None
+    except Exception as e:  # lzma, zipfile, numpy's .npy parser, ... (xz's CRC catches flipped bytes)
+        raise CheckpointError(f"{path}: unreadable or truncated artifact ({error_reason(e)})") from None
     if CONFIG_KEY not in packed:
         raise CheckpointError(f"{path}: artifact has no {CONFIG_KEY}")
-    return json.loads(str(packed[CONFIG_KEY])), dequantize_int6(packed)
+    config = _config_dict(path, str(packed.pop(CONFIG_KEY)))
+    try:
+        weights = dequantize_int6(packed)
+    except (KeyError, ValueError, TypeError, IndexError) as e:  # a scale missing or of the wrong shape
+        raise CheckpointError(f"{path}: inconsistent int6 artifact ({error_reason(e)})") from None
+    return config, _float_arrays(path, weights)

@@ -33,17 +33,22 @@ def read_meta(data_dir: str | Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ShardError(f"{path}: unreadable meta.json ({e})") from None
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # ValueError: bad JSON or bad UTF-8
+        raise ShardError(f"{path}: unreadable meta.json ({type(e).__name__}: {e})") from None
+    if not isinstance(meta, dict):
+        raise ShardError(f"{path}: meta.json is not a JSON object")
+    return meta
 
 
 def resolve_tokenizer(data_dir: str | Path, tokenizer_path: str | Path | None) -> Path:
     """--tokenizer_path if given, else the tokenizer named in the data folder's meta.json."""
+    if not Path(data_dir).is_dir():
+        raise ShardError(f"{data_dir}: data folder does not exist")
     if tokenizer_path:
         return Path(tokenizer_path)
     meta = read_meta(data_dir)
-    if meta is None or "tokenizer" not in meta:
+    if meta is None or not isinstance(meta.get("tokenizer"), str):
         raise ShardError(f"{data_dir}: no meta.json naming a tokenizer; pass --tokenizer_path")
     return Path(data_dir) / meta["tokenizer"]
 
@@ -55,10 +60,15 @@ def check_vocab(data_dir: str | Path, tables: ByteTables, tokenizer_path: Path, 
             f"{tokenizer_path}: tokenizer vocab {tables.vocab_size} is larger than the model vocab {model_vocab}"
         )
     meta = read_meta(data_dir)
-    if meta is not None and "vocab_size" in meta and int(meta["vocab_size"]) != tables.vocab_size:
+    if meta is None or "vocab_size" not in meta:
+        return
+    meta_path = Path(data_dir) / "meta.json"
+    if not isinstance(meta["vocab_size"], int):
+        raise ShardError(f"{meta_path}: vocab_size {meta['vocab_size']!r} is not an integer")
+    if meta["vocab_size"] != tables.vocab_size:
         raise ValueError(
             f"{tokenizer_path}: tokenizer vocab {tables.vocab_size} does not match "
-            f"{Path(data_dir) / 'meta.json'} (vocab_size {meta['vocab_size']})"
+            f"{meta_path} (vocab_size {meta['vocab_size']}): not the tokenizer of these shards"
         )
 
 
@@ -74,10 +84,19 @@ def check_train_shards(data_dir: str | Path, vocab: int) -> None:
 
 
 def load_validation(data_dir: str | Path, n_tokens: int, vocab: int) -> np.ndarray:
-    """The first n_tokens+1 validation tokens (all of them if n_tokens <= 0)."""
-    tokens = load_tokens(data_dir, "val", limit=None if n_tokens <= 0 else n_tokens + 1)
-    check_token_range(tokens, vocab, f"{data_dir} (validation shards)")
-    return tokens
+    """The first n_tokens+1 validation tokens (all of them if n_tokens <= 0), every id < vocab.
+
+    Checked shard by shard, so an out-of-range id is reported with the shard that holds it."""
+    limit = None if n_tokens <= 0 else n_tokens + 1
+    parts, total = [], 0
+    for path in list_shards(data_dir, "val"):
+        part = np.asarray(read_shard(path)[: None if limit is None else max(0, limit - total)], dtype=np.int64)
+        check_token_range(part, vocab, str(path))
+        parts.append(part)
+        total += part.size
+        if limit is not None and total >= limit:
+            break
+    return np.concatenate(parts)
 
 
 def validation_windows(tokens: np.ndarray, seq_len: int) -> np.ndarray:

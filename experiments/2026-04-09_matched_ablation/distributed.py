@@ -11,7 +11,7 @@ test checks):
   generator, and each rank keeps its rows, so the noise does not depend on the number of ranks;
 - gradients are averaged by DistributedDataParallel, and each rank's losses are scaled so that
   the average is the gradient of the global-batch loss (see train_cdm.joint_losses);
-- the wall-clock budget is rank 0's clock, broadcast every step, so every rank takes the same
+- the wall-clock budget is rank 0's clock, shared every step (with any rank's stop request), so every rank takes the same
   number of steps with the same learning rate.
 """
 
@@ -39,13 +39,13 @@ class DistContext:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def broadcast_float(self, value: float) -> float:
-        """Rank 0's value on every rank."""
+    def agree(self, elapsed: float, stop: bool) -> tuple[float, bool]:
+        """(rank 0's elapsed, whether any rank wants to stop): one collective per step."""
         if not self.enabled:
-            return value
-        t = torch.tensor([value], dtype=torch.float64, device=self.device)
-        dist.broadcast(t, src=0)
-        return float(t.item())
+            return elapsed, stop
+        t = torch.tensor([elapsed if self.is_main else 0.0, float(stop)], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return float(t[0].item()), bool(t[1].item() > 0)
 
     def all_reduce_sum(self, values: list[float]) -> list[float]:
         """Element-wise float64 sums over the ranks."""

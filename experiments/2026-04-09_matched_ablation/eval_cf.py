@@ -70,6 +70,12 @@ class UsageError(ValueError):
     """Bad command-line input (reported as one `error:` line)."""
 
 
+def error_line(e: BaseException) -> str:
+    """The `error: ...` line for a bad input. Messages from libraries (sentencepiece, torch) may
+    span several lines; the contract is one line, so whitespace runs are folded."""
+    return "error: " + " ".join(str(e).split())
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a bad command line as UsageError (one `error:` line from main)
     instead of printing the usage block and exiting."""
@@ -96,18 +102,18 @@ def window_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, WINDOW_STREAM])
 
 
-def random_offsets(n_tokens: int, window_len: int, n_windows: int, seed: int) -> np.ndarray:
+def random_offsets(n_tokens: int, window_len: int, n_windows: int, seed: int, where: str = "the data") -> np.ndarray:
     """n_windows offsets drawn uniformly (with replacement) so that each window fits."""
     if n_tokens < window_len:
-        raise UsageError(f"windows of {window_len} tokens do not fit in {n_tokens} validation tokens")
+        raise UsageError(f"{where}: windows of {window_len} tokens do not fit in its {n_tokens} validation tokens")
     return window_rng(seed).integers(0, n_tokens - window_len + 1, size=n_windows, dtype=np.int64)
 
 
-def full_val_offsets(n_tokens: int, seq_len: int) -> np.ndarray:
+def full_val_offsets(n_tokens: int, seq_len: int, where: str = "the data") -> np.ndarray:
     """Offsets of every non-overlapping window k = tokens[k*T : k*T+T+1] (as ar_nll_sum)."""
     n_windows = (n_tokens - 1) // seq_len
     if n_windows < 1:
-        raise UsageError(f"windows of {seq_len + 1} tokens do not fit in {n_tokens} validation tokens")
+        raise UsageError(f"{where}: windows of {seq_len + 1} tokens do not fit in its {n_tokens} validation tokens")
     return np.arange(n_windows, dtype=np.int64) * seq_len
 
 
@@ -122,17 +128,25 @@ def windows_digest(windows: np.ndarray) -> str:
 
 def load_checkpoint(path: str, device: torch.device):
     """(model, config) from a .npz or step_*.pt; the checkpoint's config builds the model."""
-    return load_model(Path(path), device)
+    try:
+        return load_model(Path(path), device)
+    except CheckpointError:
+        raise
+    except (ValueError, TypeError, KeyError, RuntimeError, ArithmeticError) as e:
+        # The file was read, but its config or weights do not make this model (another model's
+        # checkpoint, unknown config keys, missing or mis-shaped weights).
+        raise CheckpointError(f"{path}: does not make a model ({type(e).__name__}: {e})") from None
 
 
 def load_data(data_dir: str, tokenizer_path: str | None, model_vocab: int, val_tokens: int):
     """(byte tables, tokenizer path, validation tokens), with the vocabularies cross-checked."""
+    data_mod.list_shards(data_dir, "val")  # a missing folder or no shards: say so before anything else
     tokenizer = data_mod.resolve_tokenizer(data_dir, tokenizer_path)
     tables = data_mod.load_byte_tables(tokenizer)
     data_mod.check_vocab(data_dir, tables, tokenizer, model_vocab)
-    tokens = data_mod.load_validation(data_dir, val_tokens, model_vocab)
-    # Bytes come from the tokenizer's tables: every validation id must be one of its pieces.
-    data_mod.check_token_range(tokens, tables.vocab_size, f"{data_dir} (validation shards)")
+    # check_vocab made the tokenizer's vocabulary the smaller one. Bytes come from its tables, so
+    # every validation id must be one of its pieces (and so also fits the model).
+    tokens = data_mod.load_validation(data_dir, val_tokens, tables.vocab_size)
     return tables, tokenizer, tokens
 
 
@@ -202,15 +216,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def validate_args(args) -> list[str]:
     """Check the flags before anything is loaded; return the decoder list."""
-    for flag, minimum in (("stride", 2), ("rounds", 1), ("n_random", 1), ("n_seqs", 1), ("seq_len", 1),
+    for flag, minimum in (("stride", 2), ("rounds", 1), ("n_random", 1), ("n_seqs", 1), ("seq_len", 2),
                           ("batch_size", 1)):
         if getattr(args, flag) < minimum:
             raise UsageError(f"--{flag} must be >= {minimum}, got {getattr(args, flag)}")
     if args.val_tokens < 0:
         raise UsageError(f"--val_tokens must be >= 0 (0 = all), got {args.val_tokens}")
-    if not Path(args.checkpoint).is_file():
-        raise UsageError(f"{args.checkpoint}: checkpoint not found")
+    check_paths(args.checkpoint, args.json_out)
     return parse_decoders(args.decoders)
+
+
+def check_paths(checkpoint: str | None, json_out: str | None) -> None:
+    """Before anything is loaded: the checkpoint exists, and --json_out can be a file."""
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise UsageError(f"{checkpoint}: checkpoint not found" if not Path(checkpoint).exists()
+                         else f"{checkpoint}: checkpoint is not a file")
+    if json_out is not None and Path(json_out).is_dir():
+        raise UsageError(f"--json_out {json_out} is a folder, not a file")
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -269,8 +291,12 @@ def summarize(name: str, totals: dict) -> dict:
 
 def score_decoders(scorer, windows: np.ndarray, target_bytes: np.ndarray, decoders: list[str], *,
                    batch_size: int, vocab_size: int, cf_kwargs: dict) -> dict:
-    """Every decoder on every batch of windows; a batch is scored by all decoders in turn."""
+    """Every decoder on every batch of windows; a batch is scored by all decoders in turn, through
+    one cf.MemoScorer per batch, so a forward two decoders share (ar = cf_published's pass 1, the
+    pass-2 rounds of every CF decoder) runs once. A decoder's `seconds` include only the forwards
+    it ran first."""
     totals = {name: empty_totals() for name in decoders}
+    scorer = cf.MemoScorer(scorer)
     n_batches = math.ceil(len(windows) / batch_size)
     progress = Progress(n_batches, "batches", every=max(1, n_batches // 20))
     for b, start in enumerate(range(0, len(windows), batch_size)):
@@ -280,6 +306,7 @@ def score_decoders(scorer, windows: np.ndarray, target_bytes: np.ndarray, decode
             parts = cf.decode_parts(scorer, batch, name, vocab_size=vocab_size, **cf_kwargs)
             totals[name]["seconds"] += time.perf_counter() - t0
             accumulate(totals[name], parts, target_bytes[start : start + batch_size], batch)
+        scorer.clear()
         progress.update(b + 1, f"windows:{min(start + batch_size, len(windows))}/{len(windows)} ")
     return {name: summarize(name, totals[name]) for name in decoders}
 
@@ -364,10 +391,11 @@ def evaluate(args, decoders: list[str]) -> dict:
     model, config = load_checkpoint(args.checkpoint, device)
     tables, tokenizer, tokens = load_data(args.data_dir, args.tokenizer_path, config.vocab_size, args.val_tokens)
     T = args.seq_len
+    where = f"{args.data_dir} (--seq_len {T})"
     if args.full_val:
-        offsets = full_val_offsets(len(tokens), T)
+        offsets = full_val_offsets(len(tokens), T, where)
     else:
-        offsets = random_offsets(len(tokens), T + 1, args.n_seqs, args.seed)
+        offsets = random_offsets(len(tokens), T + 1, args.n_seqs, args.seed, where)
     windows = gather_windows(tokens, offsets, T + 1)
     target_bytes = tables.stream_bytes(windows)  # (N, T) SPEC §2 bytes of x given prev, no clamping
 
@@ -418,7 +446,7 @@ def main(argv=None) -> int:
         result["json_out"] = str(json_out)
         write_json(json_out, result)
     except (ValueError, OSError, CheckpointError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         return EXIT_BAD_INPUT
     print_report(result)
     if not result["consistency"]["passed"]:

@@ -30,8 +30,9 @@ import numpy as np
 import torch
 
 from checkpoint import CheckpointError
-from eval_cf import (EXIT_BAD_INPUT, EXIT_OK, OneLineParser, UsageError, default_json_path, gather_windows,
-                     load_checkpoint, load_data, precision_name, random_offsets, write_json)
+from eval_cf import (EXIT_BAD_INPUT, EXIT_OK, OneLineParser, UsageError, check_paths, default_json_path,
+                     error_line, gather_windows, load_checkpoint, load_data, precision_name, random_offsets,
+                     write_json)
 from run_log import git_commit, versions
 from torch_backend import autocast_for, resolve_device
 
@@ -88,7 +89,8 @@ def fill_spans(model, device, windows: np.ndarray, starts: np.ndarray, noise: np
 
 def span_fill_experiment(model, device, tokens: np.ndarray, args, vocab_size: int, predict_vocab: int, sp) -> dict:
     T = args.seq_len
-    windows = gather_windows(tokens, random_offsets(len(tokens), T, args.n_windows, args.seed), T)
+    offsets = random_offsets(len(tokens), T, args.n_windows, args.seed, f"{args.data_dir} (--seq_len {T})")
+    windows = gather_windows(tokens, offsets, T)
     rng = np.random.default_rng([args.seed, 1])  # span positions and noise; windows have their own stream
     configs, examples = [], []
     for L in args.spans:
@@ -219,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def validate_args(args) -> None:
-    for flag, minimum in (("n_windows", 1), ("seq_len", 1), ("batch_size", 1), ("n_examples", 0),
+    for flag, minimum in (("n_windows", 1), ("seq_len", 2), ("batch_size", 1), ("n_examples", 0),
                           ("max_new_tokens", 0), ("n_samples", 1)):
         if getattr(args, flag) < minimum:
             raise UsageError(f"--{flag} must be >= {minimum}, got {getattr(args, flag)}")
@@ -229,8 +231,7 @@ def validate_args(args) -> None:
         raise UsageError(f"--rounds must be >= 1, got {args.rounds}")
     if not args.temperature >= 0 or not math.isfinite(args.temperature):
         raise UsageError(f"--temperature must be a finite number >= 0, got {args.temperature}")
-    if not Path(args.checkpoint).is_file():
-        raise UsageError(f"{args.checkpoint}: checkpoint not found")
+    check_paths(args.checkpoint, args.json_out)
 
 
 def load_sentencepiece(path: Path):
@@ -265,7 +266,7 @@ def main(argv=None) -> int:
                       versions=versions())
         write_json(json_out, result)
     except (ValueError, OSError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         return EXIT_BAD_INPUT
     print_examples(result)
     return EXIT_OK

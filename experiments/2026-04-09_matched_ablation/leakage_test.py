@@ -34,10 +34,10 @@ import torch
 
 import audits
 import cf
-import data as data_mod
 from checkpoint import CheckpointError
-from eval_cf import (EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, OneLineParser, UsageError, default_json_path,
-                     gather_windows, load_checkpoint, parse_decoders, precision_name, random_offsets, write_json)
+from eval_cf import (EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, OneLineParser, UsageError, check_paths,
+                     default_json_path, error_line, gather_windows, load_checkpoint, load_data, parse_decoders,
+                     precision_name, random_offsets, write_json)
 from model import GPT, GPTConfig
 from run_log import git_commit, versions
 from toy_scorers import MarkovScorer
@@ -118,10 +118,11 @@ def coupled_toy_scorer(vocab_size: int) -> MarkovScorer:
 # ----------------------------------------------------------------------------- checks
 
 
-def sample_rows(n_rows: int, length: int, vocab_size: int, seed: int, val_tokens: np.ndarray | None) -> np.ndarray:
+def sample_rows(n_rows: int, length: int, vocab_size: int, seed: int, val_tokens: np.ndarray | None,
+                where: str = "the validation data") -> np.ndarray:
     """n_rows windows of `length` tokens: validation windows if given, else uniform random ids."""
     if val_tokens is not None:
-        return gather_windows(val_tokens, random_offsets(len(val_tokens), length, n_rows, seed), length)
+        return gather_windows(val_tokens, random_offsets(len(val_tokens), length, n_rows, seed, where), length)
     return np.random.default_rng(seed).integers(0, vocab_size, size=(n_rows, length), dtype=np.int64)
 
 
@@ -180,10 +181,12 @@ def run_checks(model: GPT, device: torch.device, args, decoders: list[str], val_
                          value=value, value_name=value_name, note=note, counts_as_failure=failure))
 
     t0 = time.perf_counter()
-    base = sample_rows(1, ATTENTION_LEN, vocab, args.seed, val_tokens)[0]
+    # Both windows are drawn before any check runs, so a data folder too small for them is refused up front.
+    base = sample_rows(1, ATTENTION_LEN, vocab, args.seed, val_tokens, f"{args.data_dir} (attention check)")[0]
+    seqs = sample_rows(args.audit_windows, args.audit_seq_len + 1, vocab, args.seed + 2, val_tokens,
+                       f"{args.data_dir} (--audit_seq_len {args.audit_seq_len})")
     results["attention"] = attention = attention_check(model, device, base, vocab, args.seed + 1)
 
-    seqs = sample_rows(args.audit_windows, args.audit_seq_len + 1, vocab, args.seed + 2, val_tokens)
     model_scorer = hook(TorchScorer(model, device))
     results["order_audit_model"] = {}
     for name in decoders:
@@ -281,16 +284,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def validate_args(args) -> list[str]:
+    # A sequence of one token has nothing decoded after anything: the audits need at least two.
     for flag, minimum in (("stride", 2), ("rounds", 1), ("n_random", 1), ("audit_windows", 1),
-                          ("audit_seq_len", 1), ("norm_vocab", 2), ("norm_len", 1), ("vocab_size", 2)):
+                          ("audit_seq_len", 2), ("norm_vocab", 2), ("norm_len", 2), ("vocab_size", 2)):
         if getattr(args, flag) < minimum:
             raise UsageError(f"--{flag} must be >= {minimum}, got {getattr(args, flag)}")
     if args.norm_vocab ** args.norm_len > 200_000:
         raise UsageError(f"--norm_vocab ** --norm_len = {args.norm_vocab ** args.norm_len} sequences; keep it <= 200000")
     if args.tolerance is not None and args.tolerance < 0:
         raise UsageError("--tolerance must be >= 0")
-    if args.checkpoint and not Path(args.checkpoint).is_file():
-        raise UsageError(f"{args.checkpoint}: checkpoint not found")
+    if args.tokenizer_path and not args.data_dir:
+        raise UsageError("--tokenizer_path needs --data_dir (the tokenizer is only used to check the data)")
+    check_paths(args.checkpoint, args.json_out)
     return parse_decoders(args.decoders)
 
 
@@ -308,9 +313,7 @@ def main(argv=None, scorer_hook=None) -> int:
             source = args.checkpoint
         val_tokens = None
         if args.data_dir:
-            tokenizer = data_mod.resolve_tokenizer(args.data_dir, args.tokenizer_path)
-            data_mod.check_vocab(args.data_dir, data_mod.load_byte_tables(tokenizer), tokenizer, config.vocab_size)
-            val_tokens = data_mod.load_validation(args.data_dir, 0, config.vocab_size)
+            _, _, val_tokens = load_data(args.data_dir, args.tokenizer_path, config.vocab_size, 0)
         json_out = Path(args.json_out) if args.json_out else (
             None if args.random_init else default_json_path(args.checkpoint, "leakage"))
         result = run_checks(model, device, args, decoders, val_tokens, scorer_hook)
@@ -323,7 +326,7 @@ def main(argv=None, scorer_hook=None) -> int:
         if json_out:
             write_json(json_out, result)
     except (ValueError, OSError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         return EXIT_BAD_INPUT
     print_report(result)
     return result["exit_status"]

@@ -37,7 +37,7 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
 from challenge_format import atomic_write_bytes
-from checkpoint import CheckpointError, load_weights
+from checkpoint import CheckpointError, error_reason, load_weights
 from data import validation_result, validation_windows
 from model_mlx import GPT, GPTConfig, load_state_numpy
 
@@ -113,25 +113,33 @@ def load_step_checkpoint(path) -> dict:
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
         arrays, metadata = mx.load(str(path), return_metadata=True)
-        if metadata.get("format") != STEP_FORMAT:
-            raise CheckpointError(f"{path}: not an MLX step checkpoint (format {metadata.get('format')!r})")
+    except Exception as e:  # mx.load raises RuntimeError / ValueError / OSError for a damaged file
+        raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({error_reason(e)})") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != STEP_FORMAT:
+        found = metadata.get("format") if isinstance(metadata, dict) else None
+        raise CheckpointError(f"{path}: not an MLX step checkpoint (format {found!r})")
+    try:
         state = json.loads(metadata["state"])
-    except CheckpointError:
-        raise
-    except (OSError, ValueError, RuntimeError, KeyError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({type(e).__name__}: {e})") from None
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: unreadable state metadata ({error_reason(e)})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
+        raise CheckpointError(f"{path}: no model config in the state metadata")
     parts: dict[str, dict] = {"model": {}, "optimizer": {}, "ema": {}, "rng": {}}
     for key, value in arrays.items():
         head, _, name = key.partition("/")
         if head not in parts:
             raise CheckpointError(f"{path}: unexpected entry {key!r}")
         parts[head][name] = value
-    if not parts["model"] or "config" not in state:
-        raise CheckpointError(f"{path}: no model weights or config")
+    if not parts["model"]:
+        raise CheckpointError(f"{path}: no model weights")
+    try:
+        optimizer = tree_unflatten(list(parts["optimizer"].items())) if parts["optimizer"] else None
+    except Exception as e:  # entry names that do not form one tree (a damaged key)
+        raise CheckpointError(f"{path}: inconsistent optimizer entries ({error_reason(e)})") from None
     return {
         "state": state,
         "model": parts["model"],
-        "optimizer": tree_unflatten(list(parts["optimizer"].items())) if parts["optimizer"] else None,
+        "optimizer": optimizer,
         "ema": parts["ema"] or None,
         "cdm_key": parts["rng"].get("cdm_key"),
     }

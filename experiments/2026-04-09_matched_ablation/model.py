@@ -33,7 +33,8 @@ Parameter names and layouts (the contract shared with the checkpoint format and 
     blocks.{i}.mlp.down.weight     (model_dim, mlp_mult * model_dim)  zero-init
 Every Linear weight is in torch's (out_features, in_features) layout: y = x @ W.T. No biases.
 Components switched off in the config have no parameters at all (their keys are absent).
-There are no buffers in the state dict: RoPE tables are computed on the fly.
+There are no buffers in the state dict: the RoPE tables are a non-persistent buffer (made at init
+for ROPE_CACHE_LEN positions, computed on the fly beyond), never saved or loaded.
 
 Conventions a second backend must reproduce exactly:
 - rms_norm(x) = x * rsqrt(mean(x^2, last axis) + 1e-6), computed in float32, no weight.
@@ -57,6 +58,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 RMS_EPS = 1e-6
+# Positions whose RoPE tables are precomputed. Precomputed, because a compiled model otherwise
+# recomputes cos/sin inside every attention kernel of every layer (about a fifth of an 11L step on
+# an H200, profile_step.py); a longer sequence still works, its tables computed per forward.
+ROPE_CACHE_LEN = 4096
 # Multipliers of the BigramHash (SPEC §3).
 BIGRAM_MUL_CUR = 36313
 BIGRAM_MUL_PREV = 27191
@@ -162,8 +167,8 @@ def rms_norm(x: torch.Tensor) -> torch.Tensor:
 def rope_cos_sin(seq_len: int, head_dim: int, base: float, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin tables of shape (seq_len, head_dim // 2), float32.
 
-    Computed per call instead of cached in buffers, so they never enter the state dict, never
-    get cast with the model, and never go stale when the sequence length changes.
+    Position p's row does not depend on seq_len, so a prefix of a longer table is the table of a
+    shorter sequence (GPT keeps one of ROPE_CACHE_LEN rows as a non-persistent buffer).
     """
     inv_freq = base ** (-torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
     angles = torch.outer(torch.arange(seq_len, device=device, dtype=torch.float32), inv_freq)
@@ -352,6 +357,9 @@ class GPT(nn.Module):
         else:
             self.register_parameter("skip_weights", None)
         self.blocks = nn.ModuleList(Block(config, layer) for layer in range(config.num_layers))
+        cos, sin = rope_cos_sin(ROPE_CACHE_LEN, config.head_dim, config.rope_base)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
 
     def num_params(self) -> int:
         """Number of distinct parameters (the tied embedding counted once)."""
@@ -373,7 +381,10 @@ class GPT(nn.Module):
         if self.smear is not None:
             x = self.smear(x)
         x0 = x
-        cos, sin = rope_cos_sin(T, cfg.head_dim, cfg.rope_base, device=idx.device)
+        if T <= self.rope_cos.size(0):
+            cos, sin = self.rope_cos[:T].float(), self.rope_sin[:T].float()  # float32 even if the model was cast
+        else:
+            cos, sin = rope_cos_sin(T, cfg.head_dim, cfg.rope_base, device=idx.device)
 
         skips: list[torch.Tensor] = []
         num_encoder = self.num_skips  # blocks that push; 0 when U-Net skips are off

@@ -398,6 +398,11 @@ train_cell() {  # NAME SCALE WEIGHT SEED MATCHED_TO
   [[ "$NPROC" == 1 ]] || launch+=(-m torch.distributed.run --standalone "--nproc_per_node=$NPROC")
   run_logged "$log" "${launch[@]}" "$TRAINER" "${recipe[@]}" "${io[@]}" ${TOKENIZER_FLAGS[@]+"${TOKENIZER_FLAGS[@]}"} || rc=$?
   [[ "$rc" == 0 ]] || fail_with_log "training $name" "$rc" "$log"
+  if [[ ! -f "$cell/results.json" ]]; then
+    # The trainer took SIGTERM/SIGINT: it saved a step checkpoint and exited 0 without finishing.
+    echo "[stop ] $name: stopped by a signal after a step checkpoint; rerun the same command to resume" >&2
+    exit 143
+  fi
   cell_py train-line "$cell" --prefix "[done ]"
 }
 

@@ -194,7 +194,9 @@ class Trainer(TrainerBase):
         self.model = GPT(self.config).to(self.device)
         ddp = None
         if self.dist.enabled:
-            ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            # The only buffers are the constant RoPE tables: nothing to broadcast every forward.
+            ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                                          broadcast_buffers=False)
         wrapped = ddp if ddp is not None else self.model
         # Both passes go through the compiled module (the original compiled only the causal one).
         self.forward_model = torch.compile(wrapped) if args.compile else wrapped
@@ -205,6 +207,7 @@ class Trainer(TrainerBase):
                                  cdm_weight=args.cdm_weight, retro_alpha=args.retro_alpha, fused=args.fuse_passes,
                                  grad_clip=args.grad_clip, rank=self.rank, world_size=self.world_size,
                                  no_sync=ddp.no_sync if ddp is not None else None)
+        self._bad_step = None
         self.model.train()
 
     # ------------------------------------------------------------------ hooks
@@ -237,8 +240,23 @@ class Trainer(TrainerBase):
             torch.cuda.synchronize(self.device)
         return True
 
-    def sync_elapsed(self, elapsed: float) -> float:
-        return self.dist.broadcast_float(elapsed)
+    def agree(self, elapsed: float, stop: bool) -> tuple[float, bool]:
+        return self.dist.agree(elapsed, stop)
+
+    def track_losses(self, ar_v, cdm_v) -> None:
+        """On the device, no host sync: the first step whose losses were not finite (or 2**62)."""
+        ok = torch.isfinite(ar_v) if cdm_v is None else torch.isfinite(ar_v) & torch.isfinite(cdm_v)
+        if self._bad_step is None:
+            self._bad_step = torch.full((), NO_BAD_STEP, dtype=torch.long, device=ar_v.device)
+        self._bad_step = torch.where(ok | (self._bad_step != NO_BAD_STEP), self._bad_step, self.step)
+
+    def first_nonfinite_step(self) -> int | None:
+        if self._bad_step is None or int(self._bad_step) == NO_BAD_STEP:
+            return None
+        return int(self._bad_step)
+
+    def weights_finite(self) -> bool:
+        return bool(torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all())
 
     def mean_over_ranks(self, values: list[float]) -> list[float]:
         return self.dist.all_reduce_mean(values)
@@ -313,6 +331,9 @@ class Trainer(TrainerBase):
             torch.cuda.set_rng_state_all(rng["cuda"])
         self.load_counters(payload)
         self.ema = payload["ema"]
+
+
+NO_BAD_STEP = 2 ** 62
 
 
 def main(argv=None) -> int:

@@ -13,6 +13,9 @@ import argparse
 import json
 import math
 import random
+import shlex
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -136,6 +139,46 @@ def newest_step_checkpoint(ckpt_dir: Path, suffix: str) -> Path | None:
     return max(steps)[1] if steps else None
 
 
+class StopRequest:
+    """SIGTERM / SIGINT ask the loop to stop after the current step (checkpoint, exit 0).
+
+    A second SIGINT raises KeyboardInterrupt at once. The previous handlers come back on restore().
+    Signals can only be caught in the main thread; elsewhere (a test runner's worker) nothing is installed.
+    """
+
+    def __init__(self):
+        self.signal_name: str | None = None
+        self._previous: dict = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal_name is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(signum).name
+
+    @property
+    def requested(self) -> bool:
+        return self.signal_name is not None
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def resume_command() -> str:
+    """This process's command line with --resume auto (what to run to continue after a stop)."""
+    argv = list(sys.argv)
+    if "--resume" in argv:
+        i = argv.index("--resume")
+        argv[i : i + 2] = []
+    argv = [a for a in argv if not a.startswith("--resume=")]
+    return shlex.join([sys.executable, *argv, "--resume", "auto"])
+
+
 class TrainerBase:
     """The training loop. Hooks a backend implements:
 
@@ -157,7 +200,7 @@ class TrainerBase:
     backend = "none"
     checkpoint_suffix = ".pt"
     # Data parallelism (torchrun): a backend that supports it sets these before TrainerBase.__init__
-    # and overrides sync_elapsed / mean_over_ranks / rank_weight_spread.
+    # and overrides agree / mean_over_ranks / rank_weight_spread.
     rank = 0
     world_size = 1
 
@@ -179,6 +222,7 @@ class TrainerBase:
         self.step, self.elapsed, self.tokens_seen = 0, 0.0, 0
         self.ema = None
         self.ema_steps = 0
+        self._first_bad: int | None = None
         self.val_history: list[dict] = []
 
     @property
@@ -186,9 +230,36 @@ class TrainerBase:
         """Rank 0: the only process that logs and writes files."""
         return self.rank == 0
 
-    def sync_elapsed(self, elapsed: float) -> float:
-        """The wall-clock every rank uses (rank 0's), so all stop at the same step with the same LR."""
-        return elapsed
+    def agree(self, elapsed: float, stop: bool) -> tuple[float, bool]:
+        """What every rank uses: rank 0's wall-clock (so all take the same steps with the same LR)
+        and whether any rank was asked to stop."""
+        return elapsed, stop
+
+    def track_losses(self, ar_v, cdm_v) -> None:
+        """Note whether this step's losses are finite (a backend may do this without a host sync)."""
+        if self._first_bad is None:
+            ar = self.scalar(ar_v)
+            cdm = self.scalar(cdm_v) if cdm_v is not None else 0.0
+            if not (math.isfinite(ar) and math.isfinite(cdm)):
+                self._first_bad = self.step
+
+    def first_nonfinite_step(self) -> int | None:
+        return self._first_bad
+
+    def weights_finite(self) -> bool:
+        return all(np.isfinite(w).all() for w in self.weights_numpy().values())
+
+    def check_finite(self, before_save: bool = False) -> None:
+        """Stop on a non-finite loss (or, before a save, non-finite weights): the last step
+        checkpoint on disk stays the last good state and nothing after it is written."""
+        bad = self.first_nonfinite_step()
+        if bad is None and before_save and not self.weights_finite():
+            bad = self.step
+        if bad is not None:
+            last = newest_step_checkpoint(self.ckpt_dir, self.checkpoint_suffix)
+            raise FloatingPointError(
+                f"non-finite loss or weights at step {bad}: training stopped; the last good checkpoint is "
+                f"{last if last else 'none (no step checkpoint was written before it)'}")
 
     def mean_over_ranks(self, values: list[float]) -> list[float]:
         return values
@@ -252,11 +323,9 @@ class TrainerBase:
         """One `train` record; fails loudly on a non-finite loss. Returns the new (time, tokens) mark."""
         args = self.args
         # Each rank's losses are its part of the global-batch loss; the global one is their mean.
+        self.check_finite()
         ar, cdm = self.mean_over_ranks([self.scalar(ar_v), self.scalar(cdm_v) if cdm_v is not None else 0.0])
         cdm = cdm if cdm_v is not None else None
-        if not math.isfinite(ar) or (cdm is not None and not math.isfinite(cdm)):
-            raise FloatingPointError(f"non-finite loss at step {self.step} (ar {ar}, cdm {cdm}); "
-                                     "the last step checkpoint is the last good state")
         now = time.perf_counter()
         tok_s = (self.tokens_seen - since[1]) / max(now - since[0], 1e-9)
         frac = progress(self.step, self.elapsed, args)
@@ -270,7 +339,20 @@ class TrainerBase:
         return now, self.tokens_seen
 
     # ------------------------------------------------------------------ loop
-    def run(self) -> dict:
+    def run(self) -> dict | None:
+        """Train to the end (-> results) or until SIGTERM/SIGINT (-> None, after a step checkpoint)."""
+        stop = StopRequest()
+        try:
+            return self._run(stop)
+        finally:
+            stop.restore()
+
+    def save_checked(self, name: str) -> None:
+        self.check_finite(before_save=True)
+        if self.is_main:
+            self.save_step(name)
+
+    def _run(self, stop: StopRequest) -> dict | None:
         args = self.args
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         if args.resume == "auto":
@@ -295,7 +377,8 @@ class TrainerBase:
             ar_v, cdm_v = self.train_step(x, y)
             self.step += 1
             self.tokens_seen += args.batch_tokens
-            self.elapsed = self.sync_elapsed(self.elapsed + time.perf_counter() - t0)
+            self.track_losses(ar_v, cdm_v)
+            self.elapsed, stop_now = self.agree(self.elapsed + time.perf_counter() - t0, stop.requested)
             frac_now = progress(self.step, self.elapsed, args)
             self.update_ema(frac_now)
             last = frac_now >= 1.0
@@ -303,8 +386,17 @@ class TrainerBase:
                 mark = self.log_step(log, ar_v, cdm_v, mark)
             if args.val_every > 0 and self.step % args.val_every == 0 and not last:
                 self.validate(log)
-            if args.save_every > 0 and self.step % args.save_every == 0 and not last and self.is_main:
-                self.save_step(f"step_{self.step}")
+            saved = args.save_every > 0 and self.step % args.save_every == 0 and not last
+            if saved:
+                self.save_checked(f"step_{self.step}")
+            if stop_now and not last:
+                if not saved:
+                    self.save_checked(f"step_{self.step}")
+                log.note(f"stopped:{stop.signal_name or 'signal'} step:{self.step} "
+                         f"checkpoint:{self.ckpt_dir / f'step_{self.step}{self.checkpoint_suffix}'} "
+                         f"resume_with: {resume_command()}")
+                log.close()
+                return None
         return self.finish(log)
 
     def finish(self, log: RunLog) -> dict:
@@ -313,6 +405,7 @@ class TrainerBase:
         if ema_used:
             self.load_ema()
         log.note(f"ema_used:{str(ema_used).lower()} ema_steps:{self.ema_steps}")
+        self.check_finite(before_save=True)
         final = self.validate(log)
         spread = self.rank_weight_spread()
         if not self.is_main:

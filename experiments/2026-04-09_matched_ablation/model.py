@@ -59,8 +59,9 @@ import torch.nn.functional as F
 
 RMS_EPS = 1e-6
 # Positions whose RoPE tables are precomputed. Precomputed, because a compiled model otherwise
-# recomputes cos/sin inside every attention kernel of every layer (about a fifth of an 11L step on
-# an H200, profile_step.py); a longer sequence still works, its tables computed per forward.
+# recomputes cos/sin inside the q/k kernels of every layer, forward and backward (those kernels
+# were 23% of an 11L step's kernel time on an H200, perf/h200/profile_11L_ar.log); a longer
+# sequence still works, its tables computed per forward.
 ROPE_CACHE_LEN = 4096
 # Multipliers of the BigramHash (SPEC §3).
 BIGRAM_MUL_CUR = 36313

@@ -140,3 +140,31 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(shakespeare_dat
     assert not (ckpt / "results.json").exists() and not (ckpt / "final_model.npz").exists()
     good = load_torch_checkpoint(ckpt / "step_4.pt")["model"]
     assert all(torch.isfinite(t).all() for t in good.values())
+
+
+@pytest.mark.mlx
+def test_mlx_sigkill_then_resume_is_bitwise_identical(shakespeare_data, tmp_path):
+    """The MLX trainer on the CPU under the same harness: killed twice, resumed, bitwise equal."""
+    pytest.importorskip("mlx.core")
+    import train_cdm_mlx
+
+    script = str(Path(train_cdm_mlx.__file__).resolve())
+    common = flags(shakespeare_data, tmp_path / "unused", 16, "--save_every", "1")
+    common = common[:common.index("--checkpoint_dir")] + common[common.index("--checkpoint_dir") + 2:]
+    ref_dir, ckpt = tmp_path / "ref", tmp_path / "killed"
+    assert train_cdm_mlx.main([*common, "--checkpoint_dir", str(ref_dir)]) == 0
+    rng = random.Random(5)
+    targets = sorted(rng.sample(range(2, 14), 2))
+
+    def ready(i: int) -> bool:
+        path = newest_step_checkpoint(ckpt, ".safetensors")
+        return path is not None and int(path.stem.split("_")[1]) >= targets[i]
+
+    cmd = [sys.executable, script, *common, "--checkpoint_dir", str(ckpt), "--resume", "auto"]
+    report = run_with_kills(cmd, ENV, kills=2, rng=rng, ready=ready, delay=(0.0, 0.05), timeout=400)
+    assert report.returncode == 0, report.outputs[-1][-2000:]
+    print(f"preemption(mlx): launches:{report.launches} kills_survived:{report.kills}")
+    assert report.kills >= 1
+    assert same_weights(weights(ckpt), weights(ref_dir))
+    res, ref = (json.loads((d / "results.json").read_text()) for d in (ckpt, ref_dir))
+    assert (res["steps"], res["final_val_bpb"]) == (ref["steps"], ref["final_val_bpb"])

@@ -9,8 +9,10 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -239,6 +241,51 @@ def test_bad_values_are_one_error_line(shakespeare_data, tmp_path, settings, mes
     assert proc.returncode != 0
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("error: ")
     assert message in proc.stderr
+
+
+def trainer_pids(marker: str) -> list[int]:
+    """PIDs of running train_cdm.py processes whose command line contains marker (Linux /proc)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if "train_cdm.py" in cmdline and marker in cmdline:
+                pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux /proc")
+def test_sigterm_to_a_cell_stops_the_recipe_and_a_rerun_resumes(shakespeare_data, tmp_path):
+    """A pod's SIGTERM reaching the trainer: it checkpoints and exits 0, the recipe stops with a
+    [stop ] line and exit 143 (not "done"), and the same command then finishes the cell."""
+    settings = dict(SCALES="5L", WEIGHTS="0.3", STEPS="300", **dirs(tmp_path, shakespeare_data))
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+    env.update({"PRESET": "smoke", "PYTHON": sys.executable, **settings})
+    proc = subprocess.Popen(["bash", str(EXP / "run_6.sh")], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    cell = tmp_path / "cells" / "5L_w0.3_s1337"
+    sent = False
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        log = cell / "train_log.jsonl"
+        if not sent and log.is_file() and log.read_text().count('"event": "train"') >= 3:
+            for pid in trainer_pids(str(cell)):
+                os.kill(pid, signal.SIGTERM)
+                sent = True
+        time.sleep(0.01)
+    out, err = proc.communicate(timeout=60)
+    assert sent, out + err
+    if proc.returncode == 0:
+        pytest.skip("the cell finished before the signal arrived")
+    assert proc.returncode == 143, out + err
+    assert "[stop ] 5L_w0.3_s1337: stopped by a signal" in err
+    assert not (cell / "results.json").exists() and list(cell.glob("step_*.pt"))
+    again = orchestrate("run_6.sh", **settings)
+    assert "resuming from its newest step checkpoint" in again.stdout
+    assert results(cell)["steps"] == 300
 
 
 def test_nproc_2_trains_with_two_gloo_processes(shakespeare_data, tmp_path):

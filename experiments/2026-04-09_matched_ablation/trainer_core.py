@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import shlex
 import signal
@@ -176,7 +177,10 @@ def resume_command() -> str:
         i = argv.index("--resume")
         argv[i : i + 2] = []
     argv = [a for a in argv if not a.startswith("--resume=")]
-    return shlex.join([sys.executable, *argv, "--resume", "auto"])
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    launcher = [sys.executable] if world == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                                     f"--nproc_per_node={world}"]
+    return shlex.join([*launcher, *argv, "--resume", "auto"])
 
 
 class TrainerBase:

@@ -205,9 +205,11 @@ def test_presets_print_their_table_and_default_plans(shakespeare_data, tmp_path)
     for text in ("--num_layers 5 --model_dim 256 --bigram_dim 128 --xsa_last_n 2",
                  "--num_layers 11 --model_dim 512 --bigram_dim 128 --xsa_last_n 4",
                  "--seq_len 1024 --batch_tokens 65536", "budget per cell: 540 s", "--n_seqs 500 --seq_len 1024",
-                 "cells  5L_w0.3_s1337 5L_w1.0_s1337 5L_w0_s1337 11L_w0.3_s1337 11L_w1.0_s1337 11L_w0_s1337"):
+                 "cells  5L_w0.3_s1337 5L_w1.0_s1337 5L_w0_s1337 11L_w0.3_s1337 11L_w1.0_s1337 11L_w0_s1337",
+                 "COMPILE=1"):  # the original compiled; here both passes, before the clock starts
         assert text in proc.stdout
     proc = orchestrate("eval_seeds.sh", check=False, **dirs(tmp_path, shakespeare_data))
+    assert "COMPILE=0" in proc.stdout  # smoke (and cpu, mac): eager
     assert ("cells  11L_w0.3_s1337 11L_w0.3_s42 11L_w0.3_s2024 11L_w0.3_s7 11L_w0.3_s100 "
             "11L_w0_s1337 11L_w0_s42 11L_w0_s2024") in proc.stdout
 

@@ -35,8 +35,8 @@
 #                         preset's, so a cell's recipe (and its results, up to float rounding) does not
 #                         depend on NPROC. torch only.
 #   FUSE_PASSES [0]       1: --fuse_passes (the passes of a joint step in one batched forward; torch)
-#   COMPILE [0]           1: torch.compile the model (torch backend; its compile time counts
-#                         against the wall-clock budget, as the trainer measures it)
+#   COMPILE [1 for h100, as the original; 0 elsewhere]  1: torch.compile both passes (torch
+#                         backend; compiled in a warm-up before the wall-clock budget starts)
 #   EVAL_N_SEQS [preset]  random evaluation windows per cell
 #   THREADS [1 for cpu and smoke; empty (the library default) for h100 and mac]  exported as
 #                         OMP_NUM_THREADS / MKL_NUM_THREADS. On a CPU shared with other jobs, torch's
@@ -88,7 +88,7 @@ cell_py() { "$PYTHON" "$EXP_DIR/cell_status.py" "$@"; }
 # and the evaluation protocol.
 
 preset_h100() {
-  P_THREADS=""
+  P_THREADS="" P_COMPILE=1
   P_DATA_DIR="$ROOT/data/v4096" P_DEVICE=cuda P_BUDGET_SECS=540 P_STEPS=0
   FLAGS_5L="--num_layers 5 --model_dim 256 --bigram_dim 128 --xsa_last_n 2"
   FLAGS_11L="--num_layers 11 --model_dim 512 --bigram_dim 128 --xsa_last_n 4"
@@ -193,7 +193,7 @@ recipe_init() {
   BUDGET_SECS="${BUDGET_SECS:-$P_BUDGET_SECS}"
   STEPS="${STEPS:-$P_STEPS}"
   DEVICE="${DEVICE:-$P_DEVICE}"
-  COMPILE="${COMPILE:-0}"
+  COMPILE="${COMPILE:-${P_COMPILE:-0}}"
   FUSE_PASSES="${FUSE_PASSES:-0}"
   [[ "$FUSE_PASSES" == 0 || "$BACKEND" == torch ]] || die "FUSE_PASSES=1 is torch only (BACKEND=$BACKEND)"
   EVAL_N_SEQS="${EVAL_N_SEQS:-$P_EVAL_N_SEQS}"

@@ -209,3 +209,41 @@ def test_compile_warm_up_leaves_training_bit_for_bit_unchanged(shakespeare_data,
     assert all(np.array_equal(a[k], b[k]) for k in a)
     events = [json.loads(r)["event"] for r in (tmp_path / "warm" / "train_log.jsonl").open()]
     assert "warmup" in events and "warmup" not in [json.loads(r)["event"] for r in (tmp_path / "plain" / "train_log.jsonl").open()]
+
+
+def test_benchmark_writes_records_ratios_and_the_stated_flop_count(tmp_path):
+    """benchmark.py end to end at a tiny size (the numbers are timings; only their form is checked),
+    and its FLOP formula against a hand count."""
+    import benchmark
+
+    out = tmp_path / "bench.json"
+    assert benchmark.main(["--scales", "5L", "--vocab_size", "256", "--seq_len", "32", "--batch_tokens", "64",
+                           "--steps", "1", "--warmup", "0", "--cf_windows", "2", "--cf_seq_len", "16",
+                           "--cf_scales", "5L", "--device", "cpu", "--json_out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["complete"]
+    steps = [r for r in result["records"] if r["kind"] == "train_step"]
+    assert [r["mode"] for r in steps] == ["ar", "joint", "joint_fused"]
+    assert all(r["losses_finite"] and r["tokens_per_s"] > 0 and "error" not in r for r in steps)
+    assert {r["mode"] for r in result["ratios"]} == {"joint", "joint_fused"}
+    ar = steps[0]
+    assert [r["ratio_to_ar"] for r in result["ratios"] if r["mode"] == "joint"][0] == \
+        pytest.approx(steps[1]["tokens_per_s"] / ar["tokens_per_s"])
+    cf_rec = [r for r in result["records"] if r["kind"] == "cf_eval"][0]
+    assert cf_rec["windows"] == 2 and "not a code length" in cf_rec["note"]
+
+    # Hand count for 5L d256 (8 heads, 4 KV heads: kv dim 128), mlp 3, bigram 128, V 256, T 32.
+    d, L, T, V = 256, 5, 32, 256
+    n_matmul = L * (2 * d * d + 2 * d * 128 + 2 * 3 * d * d) + 128 * d
+    causal = 6 * (n_matmul + V * d) + 6 * L * T * d
+    cfg = GPTConfig(vocab_size=V, **benchmark.SCALES["5L"])
+    assert benchmark.flops_per_token(cfg, T, joint=False) == causal
+    assert benchmark.flops_per_token(cfg, T, joint=True) == causal + 6 * (n_matmul + V * d) + 12 * L * T * d
+
+
+def test_benchmark_refuses_bad_input_with_one_line(capsys):
+    import benchmark
+
+    assert benchmark.main(["--scales", "7L"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: unknown scales")

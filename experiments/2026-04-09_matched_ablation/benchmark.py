@@ -85,6 +85,15 @@ def max_rss_bytes() -> int:
     return rss if sys.platform == "darwin" else rss * 1024  # Linux reports KiB
 
 
+def time_steps(run_one, n: int, sync=lambda: None):
+    """(seconds for run_one(0), ..., run_one(n-1) up to sync(), the last call's result)."""
+    t0, result = time.perf_counter(), None
+    for i in range(n):
+        result = run_one(i)
+    sync()
+    return time.perf_counter() - t0, result
+
+
 # ----------------------------------------------------------------------------- torch
 
 
@@ -139,24 +148,18 @@ def bench_torch_step(cfg: GPTConfig, mode: str, device, *, seq_len: int, batch_t
     step, batches, model = make_torch_step(cfg, mode, device, seq_len=seq_len, batch_tokens=batch_tokens,
                                            compile_model=compile_model)
 
+    def run_one(i):
+        b = batches[i % 2]
+        return step(b[:, :-1], b[:, 1:])
+
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    t0 = time.perf_counter()
-    for i in range(warmup):
-        b = batches[i % 2]
-        step(b[:, :-1], b[:, 1:])
-    sync()
-    warmup_s = time.perf_counter() - t0
+    warmup_s, _ = time_steps(run_one, warmup, sync)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    t0 = time.perf_counter()
-    for i in range(steps):
-        b = batches[i % 2]
-        losses = step(b[:, :-1], b[:, 1:])
-    sync()
-    seconds = time.perf_counter() - t0
+    seconds, losses = time_steps(run_one, steps, sync)
     finite = all(v is None or bool(torch.isfinite(v)) for v in losses)
     peak_mem = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     return step_record(cfg, mode, seq_len, batch_tokens, steps, seconds, warmup, warmup_s, peak_tflops,
@@ -190,17 +193,15 @@ def bench_mlx_step(cfg: GPTConfig, mode: str, *, seq_len: int, batch_tokens: int
     rng = np.random.default_rng(2)
     B = batch_tokens // seq_len
     batches = [rng.integers(0, cfg.vocab_size, (B, seq_len + 1)) for _ in range(2)]
-    key = mx.random.key(1)
-    t0 = time.perf_counter()
-    for i in range(warmup):
+    key = [mx.random.key(1)]  # the noise key each step hands to the next
+
+    def run_one(i):
         b = batches[i % 2]
-        _, _, key = run_step(step_fn, model, optimizer, b[:, :-1], b[:, 1:], key, cdm_weight=weight)
-    warmup_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for i in range(steps):
-        b = batches[i % 2]
-        ar, cdm, key = run_step(step_fn, model, optimizer, b[:, :-1], b[:, 1:], key, cdm_weight=weight)
-    seconds = time.perf_counter() - t0
+        ar, cdm, key[0] = run_step(step_fn, model, optimizer, b[:, :-1], b[:, 1:], key[0], cdm_weight=weight)
+        return ar, cdm
+
+    warmup_s, _ = time_steps(run_one, warmup)  # run_step evaluates each step: no sync needed
+    seconds, (ar, cdm) = time_steps(run_one, steps)
     finite = bool(np.isfinite(ar.item())) and (cdm is None or bool(np.isfinite(cdm.item())))
     peak = getattr(mx, "get_peak_memory", None)
     rec = step_record(cfg, mode, seq_len, batch_tokens, steps, seconds, warmup, warmup_s, peak_tflops,

@@ -85,7 +85,7 @@ def random_init_model(vocab_size: int, seed: int, device: torch.device) -> tuple
     return model.to(device).eval(), config
 
 
-class RestrictedVocabScorer:
+class RestrictedVocabScorer(TorchScorer):
     """The model as a conditional over its first V token ids only (cf scorer contract).
 
     The logits of ids >= V are dropped and log-softmax is taken over the V that remain, in
@@ -98,16 +98,11 @@ class RestrictedVocabScorer:
     def __init__(self, model: GPT, device: torch.device, vocab_size: int):
         if vocab_size > model.config.vocab_size:
             raise UsageError(f"--norm_vocab {vocab_size} exceeds the model vocabulary {model.config.vocab_size}")
-        self.model, self.device, self.vocab_size = model.eval(), device, vocab_size
+        super().__init__(model, device)
+        self.vocab_size = vocab_size
 
-    @torch.no_grad()
-    def __call__(self, inputs: np.ndarray, is_causal: bool, targets: np.ndarray) -> np.ndarray:
-        x = torch.as_tensor(np.asarray(inputs), dtype=torch.long, device=self.device)
-        y = torch.as_tensor(np.asarray(targets), dtype=torch.long, device=self.device)
-        with autocast_for(self.device):
-            logits = self.model(x, is_causal=is_causal)
-        logp = torch.log_softmax(logits[..., : self.vocab_size].double(), dim=-1)
-        return logp.gather(-1, y.unsqueeze(-1)).squeeze(-1).cpu().numpy()
+    def log_probs(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(logits[..., : self.vocab_size].double(), dim=-1)
 
 
 def coupled_toy_scorer(vocab_size: int) -> MarkovScorer:

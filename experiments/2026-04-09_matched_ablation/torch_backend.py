@@ -92,12 +92,17 @@ def ar_val_bpb(model: GPT, tokens: np.ndarray, seq_len: int, batch_size: int, de
 class TorchScorer:
     """scorer(inputs (B,T) int64, is_causal, targets (B,T) int64) -> log-probs (B,T) float64.
 
-    Only the target log-probabilities leave the device.
+    Only the target log-probabilities leave the device. A subclass changes how logits become
+    log-probabilities by overriding log_probs.
     """
 
     def __init__(self, model: GPT, device: torch.device):
         self.model = model.eval()
         self.device = device
+
+    def log_probs(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, T, V) logits -> (B, T, V) log-probabilities over the full vocabulary, float32."""
+        return torch.log_softmax(logits.float(), dim=-1)
 
     @torch.no_grad()
     def __call__(self, inputs: np.ndarray, is_causal: bool, targets: np.ndarray) -> np.ndarray:
@@ -105,5 +110,5 @@ class TorchScorer:
         y = torch.as_tensor(np.asarray(targets), dtype=torch.long, device=self.device)
         with autocast_for(self.device):
             logits = self.model(x, is_causal=is_causal)
-        logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
+        logp = self.log_probs(logits).gather(-1, y.unsqueeze(-1)).squeeze(-1)
         return logp.double().cpu().numpy()

@@ -63,6 +63,12 @@ def token_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
                            reduction="none").view(targets.shape)
 
 
+def masked_cdm_loss(ce: torch.Tensor, mask: torch.Tensor, n_masked: torch.Tensor, world_size: int) -> torch.Tensor:
+    """The denoising loss: CE summed over this rank's corrupted positions, divided by the GLOBAL
+    count of corrupted positions, times world_size (so DDP's average over ranks is the global mean)."""
+    return (ce * mask).sum() * world_size / n_masked.clamp_min(1)
+
+
 def causal_ce(model, x, y, autocast) -> torch.Tensor:
     """Mean causal next-token cross-entropy (the plain path's AR loss)."""
     with autocast:
@@ -110,7 +116,7 @@ def train_step(model, x, y, *, cdm_weight: float, vocab_size: int, gen: torch.Ge
     noisy, mask, n_masked = cdm_corrupt(x, vocab_size, gen, rank, world_size)
     with autocast:
         logits = model(noisy, is_causal=False)
-    cdm_loss = (token_ce(logits, x) * mask).sum() * world_size / n_masked.clamp_min(1)
+    cdm_loss = masked_cdm_loss(token_ce(logits, x), mask, n_masked, world_size)
     (cdm_weight * cdm_loss).backward()
     return ar_loss.detach(), cdm_loss.detach()
 
@@ -136,7 +142,7 @@ def _fused_step(model, x, y, *, cdm_weight, vocab_size, gen, autocast, retro_alp
         total = total + retro_alpha * ce[B:2 * B].mean()
     cdm_loss = None
     if cdm_weight > 0:
-        cdm_loss = (ce[causal_rows:] * mask).sum() * world_size / n_masked.clamp_min(1)
+        cdm_loss = masked_cdm_loss(ce[causal_rows:], mask, n_masked, world_size)
         total = total + cdm_weight * cdm_loss
     total.backward()
     return ar_loss.detach(), None if cdm_loss is None else cdm_loss.detach()

@@ -31,7 +31,6 @@ MLX specifics:
 
 from __future__ import annotations
 
-import os
 import sys
 from functools import partial
 from pathlib import Path
@@ -43,6 +42,7 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from checkpoint import CheckpointError
+from distributed import launched_by_torchrun
 from mlx_backend import (ar_val_bpb, cross_entropy, device_name, load_step_checkpoint, resolve_device,
                          resolve_dtype, save_step_checkpoint)
 from model_mlx import GPT, load_state_numpy, param_groups, state_dict_numpy
@@ -77,7 +77,7 @@ def check_supported(parser, args) -> None:
                    if a.dest not in SUPPORTED_FLAGS and getattr(args, a.dest, a.default) != a.default]
     if unsupported:
         raise ValueError(f"{', '.join(unsupported)}: not implemented by the MLX trainer (train_cdm_mlx.py)")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if launched_by_torchrun():
         raise ValueError("the MLX trainer runs one process; multi-process training (torchrun) is torch only")
 
 

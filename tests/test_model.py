@@ -166,12 +166,19 @@ def test_bf16_autocast_forward_backward():
 
 def test_bigram_hash_hand_computed():
     idx = torch.tensor([[3, 7, 0, 1000]])
-    expected = [2047, (36313 * 7 + 27191 * 3) % 2047, (36313 * 0 + 27191 * 7) % 2047, (36313 * 1000 + 27191 * 0) % 2047]
-    # By hand: 335764 - 164*2047 = 56; 190337 - 92*2047 = 2013; 36313000 - 17739*2047 = 1267.
-    assert expected == [2047, 56, 2013, 1267]
+    # Position 0 sees the original's fake previous token 2047 (= buckets - 1), and
+    # 27191 * 2047 = 0 mod 2047, so its bucket is 36313 * t_0 mod 2047.
+    expected = [(36313 * 3 + 27191 * 2047) % 2047, (36313 * 7 + 27191 * 3) % 2047,
+                (36313 * 0 + 27191 * 7) % 2047, (36313 * 1000 + 27191 * 0) % 2047]
+    # By hand: 108939 - 53*2047 = 448; 335764 - 164*2047 = 56; 190337 - 92*2047 = 2013;
+    # 36313000 - 17739*2047 = 1267.
+    assert expected == [448, 56, 2013, 1267]
     assert M.bigram_bucket_ids(idx, 2048).tolist() == [expected]
-    # Small table: the modulus is buckets - 1, the last bucket is reserved for position 0.
-    assert M.bigram_bucket_ids(torch.tensor([[1, 2]]), 16).tolist() == [[15, (36313 * 2 + 27191 * 1) % 15]]
+    # Small table: the modulus is buckets - 1 and the fake previous token is buckets - 1 = 15.
+    assert M.bigram_bucket_ids(torch.tensor([[1, 2]]), 16).tolist() == [[36313 % 15, (36313 * 2 + 27191 * 1) % 15]]
+    # The last bucket is never produced, at any position.
+    many = torch.arange(4096).view(1, -1)
+    assert int(M.bigram_bucket_ids(many, 2048).max()) <= 2046
 
 
 def test_bigram_module_output():

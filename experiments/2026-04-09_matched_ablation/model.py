@@ -111,7 +111,7 @@ class GPTConfig:
         if self.bigram_dim < 0:
             problems.append("bigram_dim must be >= 0 (0 disables BigramHash)")
         if self.bigram_dim > 0 and self.bigram_buckets < 2:
-            problems.append("bigram_buckets must be >= 2 (one bucket is reserved for position 0)")
+            problems.append("bigram_buckets must be >= 2 (the hash is taken mod bigram_buckets - 1)")
         if self.logit_softcap < 0:
             problems.append("logit_softcap must be >= 0 (0 disables)")
         if problems:
@@ -186,14 +186,16 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 def bigram_bucket_ids(idx: torch.Tensor, num_buckets: int) -> torch.Tensor:
-    """Hash bucket of each (previous, current) token pair; position 0 gets the reserved last bucket.
+    """Hash bucket of each (previous, current) token pair, as the original computes it.
 
-    bucket_i = (36313 * t_i + 27191 * t_{i-1}) mod (num_buckets - 1), bucket_0 = num_buckets - 1.
+    bucket_i = (36313 * t_i + 27191 * t_{i-1}) mod (num_buckets - 1), where position 0 sees the
+    fake previous token num_buckets - 1. With 2048 buckets that previous token is 2047, and
+    27191 * 2047 = 0 mod 2047, so bucket_0 = (36313 * t_0) mod 2047: position 0 shares the
+    buckets of every other position, and the last row of the table is never read.
     """
     idx = idx.long()  # int64: the products cannot overflow for any realistic vocabulary
-    buckets = torch.full_like(idx, num_buckets - 1)
-    buckets[..., 1:] = (BIGRAM_MUL_CUR * idx[..., 1:] + BIGRAM_MUL_PREV * idx[..., :-1]) % (num_buckets - 1)
-    return buckets
+    prev = torch.cat([torch.full_like(idx[..., :1], num_buckets - 1), idx[..., :-1]], dim=-1)
+    return (BIGRAM_MUL_CUR * idx + BIGRAM_MUL_PREV * prev) % (num_buckets - 1)
 
 
 def shift_right(x: torch.Tensor) -> torch.Tensor:

@@ -52,18 +52,18 @@ def apply_rope(x: mx.array, base: float) -> mx.array:
 
 
 def bigram_bucket_ids(idx: mx.array, num_buckets: int) -> mx.array:
-    """Hash bucket of each (previous, current) pair; position 0 gets the reserved last bucket.
+    """Hash bucket of each (previous, current) pair, as model.bigram_bucket_ids: position 0 sees
+    the fake previous token num_buckets - 1.
 
-    bucket_i = (36313 * t_i + 27191 * t_{i-1}) mod (num_buckets - 1), as in model.py. The
-    multipliers are reduced mod (num_buckets - 1) first, which gives the same residue while
-    keeping every product inside int32 (Metal has no fast int64) for any realistic vocabulary.
+    bucket_i = (36313 * t_i + 27191 * t_{i-1}) mod (num_buckets - 1). The multipliers are
+    reduced mod (num_buckets - 1) first, which gives the same residue while keeping every product
+    inside int32 (Metal has no fast int64) for any realistic vocabulary.
     """
     m = num_buckets - 1
     idx = idx.astype(mx.int32)
-    cur = ((BIGRAM_MUL_CUR % m) * idx[:, 1:]) % m
-    prev = ((BIGRAM_MUL_PREV % m) * idx[:, :-1]) % m
-    first = mx.full((idx.shape[0], 1), m, dtype=mx.int32)
-    return mx.concatenate([first, (cur + prev) % m], axis=1)
+    prev = mx.concatenate([mx.full((idx.shape[0], 1), m, dtype=mx.int32), idx[:, :-1]], axis=1)
+    cur = ((BIGRAM_MUL_CUR % m) * idx) % m
+    return (cur + ((BIGRAM_MUL_PREV % m) * prev) % m) % m
 
 
 def shift_right(x: mx.array) -> mx.array:

@@ -21,6 +21,24 @@ trainer's own Pure-AR validation (torch_backend.ar_nll_sum) on the same windows.
 Progress lines (with ETA) go to stderr, the report to stdout, the same numbers as JSON to
 --json_out (default: next to the checkpoint). Exit status: 0 done; 1 bad input (one `error:`
 line, nothing written); 2 the consistency check failed (JSON written).
+
+Two protocols (--protocol):
+  shared    (default) the project's protocol above.
+  original  the original record's evaluator, eval_cf_ablation.py, draw for draw (cf_original.py):
+            Pure-AR and CF on their own RandomState windows of the first validation shard, its
+            fills in its order, bytes clamped to max(b, 1), one window per forward. It prints
+            and writes the published kind of numbers (pure_ar_bpb, cf_ar_part, cf_cdm_part,
+            cf_total); cf_total and its parts are NOT a valid code length (experiments/METHOD.md
+            §6) and say so on every line. --decoders, --full_val, --val_tokens and --batch_size
+            do not apply. JSON default: <stem>.eval_cf_original.json next to the checkpoint.
+
+        python eval_cf.py --protocol original --checkpoint ckpt/5L_w03/step_final.pt \\
+            --original_arch 5L --data_dir DIR --n_seqs 500 --seq_len 1024
+
+Checkpoints: ours carry their config. The original record's (a raw state dict in a .npz, or
+{"model": state dict, ...} in a .pt) carry none; their architecture is read from the shapes
+except the XSA depth: give --xsa_last_n N, or --original_arch 5L|11L for the record's two sizes
+(checkpoint.read_checkpoint). The same two flags work in leakage_test.py and gen_test.py.
 """
 
 from __future__ import annotations
@@ -37,14 +55,17 @@ import numpy as np
 import torch
 
 import cf
+import cf_original
 import data as data_mod
 from challenge_format import atomic_write_bytes, bits_per_byte
-from checkpoint import CheckpointError
+from checkpoint import ORIGINAL_ARCHS, CheckpointError, check_arch_flags, read_checkpoint
 from run_log import git_commit, versions
 from torch_backend import TorchScorer, ar_nll_sum, load_model, resolve_device
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DECODERS = ("ar", "cf_published", "cf_valid")
+DEFAULT_BATCH_SIZE = 16
+PROTOCOLS = ("shared", "original")
 # cf_bidir_skeleton costs one forward per skeleton token: opt-in only (--decoders).
 EXPENSIVE_DECODERS = ("cf_bidir_skeleton",)
 # The window offsets get their own stream: default_rng([seed, WINDOW_STREAM]) is unrelated to
@@ -126,10 +147,30 @@ def windows_digest(windows: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(windows, dtype="<i8").tobytes()).hexdigest()
 
 
-def load_checkpoint(path: str, device: torch.device):
-    """(model, config) from a .npz or step_*.pt; the checkpoint's config builds the model."""
+def add_checkpoint_flags(p: argparse.ArgumentParser) -> None:
+    """The flags that complete an original record's checkpoint (see checkpoint.read_checkpoint)."""
+    p.add_argument("--xsa_last_n", type=int, default=None,
+                   help="original (config-less) checkpoints: XSA on the last N blocks (the shapes cannot show it)")
+    p.add_argument("--original_arch", default=None, choices=sorted(ORIGINAL_ARCHS),
+                   help="original checkpoints: the record's 5L (xsa 2, d 256) or 11L (xsa 4, d 512) model; "
+                        "the shapes must agree")
+
+
+def check_checkpoint_flags(args) -> None:
     try:
-        return load_model(Path(path), device)
+        check_arch_flags(args.xsa_last_n, args.original_arch)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def load_checkpoint(path: str, device: torch.device, xsa_last_n: int | None = None,
+                    original_arch: str | None = None):
+    """(model, config, how it was read) from a .npz or .pt, ours (the stored config builds the
+    model) or the original record's (config from the shapes and the two flags)."""
+    try:
+        loaded = read_checkpoint(Path(path), xsa_last_n=xsa_last_n, original_arch=original_arch)
+        model, config = load_model(loaded, device)
+        return model, config, loaded.describe()
     except CheckpointError:
         raise
     except (ValueError, TypeError, KeyError, RuntimeError, ArithmeticError) as e:
@@ -138,14 +179,25 @@ def load_checkpoint(path: str, device: torch.device):
         raise CheckpointError(f"{path}: does not make a model ({type(e).__name__}: {e})") from None
 
 
-def load_data(data_dir: str, tokenizer_path: str | None, model_vocab: int, val_tokens: int):
-    """(byte tables, tokenizer path, validation tokens), with the vocabularies cross-checked."""
-    data_mod.list_shards(data_dir, "val")  # a missing folder or no shards: say so before anything else
+def load_data(data_dir: str, tokenizer_path: str | None, model_vocab: int, val_tokens: int,
+              first_shard: bool = False):
+    """(byte tables, tokenizer path, validation tokens), with the vocabularies cross-checked.
+
+    first_shard: the whole of fineweb_val_000000.bin and nothing else, as the original record's
+    evaluator read it (val_tokens is then ignored)."""
+    shards = data_mod.list_shards(data_dir, "val")  # a missing folder or no shards: say so before anything else
     tokenizer = data_mod.resolve_tokenizer(data_dir, tokenizer_path)
     tables = data_mod.load_byte_tables(tokenizer)
     data_mod.check_vocab(data_dir, tables, tokenizer, model_vocab)
     # check_vocab made the tokenizer's vocabulary the smaller one. Bytes come from its tables, so
     # every validation id must be one of its pieces (and so also fits the model).
+    if first_shard:
+        shard = Path(data_dir) / cf_original.VAL_SHARD
+        if shard not in shards:
+            raise data_mod.ShardError(f"{shard}: not found (the original protocol reads this shard)")
+        tokens = np.asarray(data_mod.read_shard(shard), dtype=np.int64)
+        data_mod.check_token_range(tokens, tables.vocab_size, str(shard))
+        return tables, tokenizer, tokens
     tokens = data_mod.load_validation(data_dir, val_tokens, tables.vocab_size)
     return tables, tokenizer, tokens
 
@@ -193,12 +245,19 @@ def parse_decoders(text: str) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help=".npz or step_*.pt; carries its own model config")
+    p.add_argument("--checkpoint", required=True,
+                   help=".npz or step_*.pt carrying its own model config, or an original record's .npz / .pt "
+                        "(with --xsa_last_n or --original_arch)")
     p.add_argument("--data_dir", required=True, help="prepared folder with fineweb_val_*.bin shards")
     p.add_argument("--tokenizer_path", default=None, help="default: the tokenizer named in DATA_DIR/meta.json")
-    p.add_argument("--decoders", default=",".join(DEFAULT_DECODERS),
+    p.add_argument("--protocol", default="shared", choices=PROTOCOLS,
+                   help="shared: the project's protocol (default); original: the original record's "
+                        "eval_cf_ablation.py, draw for draw (cf_original.py)")
+    add_checkpoint_flags(p)
+    p.add_argument("--decoders", default=None,
                    help=f"comma-separated names from {', '.join(cf.DECODERS)}, or 'all' "
-                        f"({', '.join(EXPENSIVE_DECODERS)}: one forward per skeleton token)")
+                        f"({', '.join(EXPENSIVE_DECODERS)}: one forward per skeleton token); "
+                        f"default {','.join(DEFAULT_DECODERS)}")
     p.add_argument("--n_seqs", type=int, default=500, help="random windows (ignored with --full_val)")
     p.add_argument("--seq_len", type=int, default=1024, help="T: targets per window (windows are T+1 tokens)")
     p.add_argument("--stride", type=int, default=2)
@@ -206,24 +265,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n_random", type=int, default=3, help="random fills averaged per CF pass")
     p.add_argument("--seed", type=int, default=42, help="window offsets and (separately) the CF fill")
     p.add_argument("--full_val", action="store_true", help="every non-overlapping window instead of random ones")
-    p.add_argument("--val_tokens", type=int, default=0,
-                   help="use the first N validation tokens (+1), like train_cdm.py; 0 = all")
-    p.add_argument("--batch_size", type=int, default=16, help="windows per forward")
+    p.add_argument("--val_tokens", type=int, default=None,
+                   help="use the first N validation tokens (+1), like train_cdm.py; 0 = all (default)")
+    p.add_argument("--batch_size", type=int, default=None, help=f"windows per forward (default {DEFAULT_BATCH_SIZE})")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
-    p.add_argument("--json_out", default=None, help="default: next to the checkpoint, <stem>.eval_cf.json")
+    p.add_argument("--json_out", default=None,
+                   help="default: next to the checkpoint, <stem>.eval_cf.json (--protocol original: "
+                        "<stem>.eval_cf_original.json)")
     return p
 
 
 def validate_args(args) -> list[str]:
-    """Check the flags before anything is loaded; return the decoder list."""
+    """Check the flags before anything is loaded; return the decoder list (empty for --protocol
+    original). Fills in the defaults of the flags that only the shared protocol has."""
+    if args.protocol == "original":
+        given = [flag for flag, value in (("--decoders", args.decoders), ("--val_tokens", args.val_tokens),
+                                          ("--batch_size", args.batch_size)) if value is not None]
+        given += ["--full_val"] if args.full_val else []
+        if given:
+            raise UsageError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to --protocol "
+                             "original (its decoders, windows and one-window batches are fixed)")
+    args.batch_size = DEFAULT_BATCH_SIZE if args.batch_size is None else args.batch_size
+    args.val_tokens = 0 if args.val_tokens is None else args.val_tokens
     for flag, minimum in (("stride", 2), ("rounds", 1), ("n_random", 1), ("n_seqs", 1), ("seq_len", 2),
                           ("batch_size", 1)):
         if getattr(args, flag) < minimum:
             raise UsageError(f"--{flag} must be >= {minimum}, got {getattr(args, flag)}")
     if args.val_tokens < 0:
         raise UsageError(f"--val_tokens must be >= 0 (0 = all), got {args.val_tokens}")
+    check_checkpoint_flags(args)
     check_paths(args.checkpoint, args.json_out)
-    return parse_decoders(args.decoders)
+    if args.protocol == "original":
+        return []
+    return parse_decoders(args.decoders if args.decoders is not None else ",".join(DEFAULT_DECODERS))
 
 
 def check_paths(checkpoint: str | None, json_out: str | None) -> None:
@@ -388,7 +462,7 @@ def print_report(result: dict) -> None:
 def evaluate(args, decoders: list[str]) -> dict:
     t_start = time.perf_counter()
     device = resolve_device(args.device)
-    model, config = load_checkpoint(args.checkpoint, device)
+    model, config, checkpoint_format = load_checkpoint(args.checkpoint, device, args.xsa_last_n, args.original_arch)
     tables, tokenizer, tokens = load_data(args.data_dir, args.tokenizer_path, config.vocab_size, args.val_tokens)
     T = args.seq_len
     where = f"{args.data_dir} (--seq_len {T})"
@@ -411,6 +485,7 @@ def evaluate(args, decoders: list[str]) -> dict:
     return {
         "tool": "eval_cf",
         "checkpoint": str(args.checkpoint),
+        "checkpoint_format": checkpoint_format,
         "config": config.to_dict(),
         "params": model.num_params(),
         "data_dir": str(args.data_dir),
@@ -418,6 +493,7 @@ def evaluate(args, decoders: list[str]) -> dict:
         "device": str(device),
         "precision": precision_name(device),
         "protocol": {
+            "name": "shared",
             "mode": "full_val" if args.full_val else "random",
             "n_seqs": int(offsets.size), "seq_len": T, "stride": args.stride, "rounds": args.rounds,
             "n_random": args.n_random, "seed": args.seed, "batch_size": args.batch_size,
@@ -437,17 +513,102 @@ def evaluate(args, decoders: list[str]) -> dict:
     }
 
 
+# ----------------------------------------------------------------------------- --protocol original
+
+
+def evaluate_original(args) -> dict:
+    """cf_original.run through TorchScorer, one window per forward, plus what ran it."""
+    t_start = time.perf_counter()
+    device = resolve_device(args.device)
+    model, config, checkpoint_format = load_checkpoint(args.checkpoint, device, args.xsa_last_n, args.original_arch)
+    tables, tokenizer, val = load_data(args.data_dir, args.tokenizer_path, config.vocab_size, 0, first_shard=True)
+    settings = cf_original.Settings(n_seqs=args.n_seqs, seq_len=args.seq_len, stride=args.stride, rounds=args.rounds,
+                                    n_random=args.n_random, seed=args.seed, vocab_size=config.vocab_size)
+    try:
+        settings.check(len(val))
+    except ValueError as e:
+        raise UsageError(f"{Path(args.data_dir) / cf_original.VAL_SHARD} (--seq_len {args.seq_len}): {e}") from None
+    bars: dict[str, Progress] = {}
+
+    def on_window(stage: str, done: int, total: int) -> None:
+        if done == 0:  # the stage starts: its clock (and so its ETA) starts here
+            bars[stage] = Progress(total, stage, every=max(1, total // 20))
+        else:
+            bars[stage].update(done)
+
+    result = cf_original.run(TorchScorer(model, device), val, tables, settings, on_window=on_window)
+    precision = precision_name(device)
+    result.update({
+        "tool": "eval_cf",
+        "checkpoint": str(args.checkpoint),
+        "checkpoint_format": checkpoint_format,
+        "config": config.to_dict(),
+        "params": model.num_params(),
+        "data_dir": str(args.data_dir),
+        "val_shard": str(Path(args.data_dir) / cf_original.VAL_SHARD),
+        "tokenizer": str(tokenizer),
+        "device": str(device),
+        "precision": precision,
+        "precision_detail": ("float32 forward and log-softmax" if precision == "float32" else
+                             "bf16 autocast forward (torch_backend.autocast_for) with a float32 tied head, softcap "
+                             "and log-softmax; the original ran its forward in bf16 too, tied head and softcap "
+                             "included, so the two agree only to bf16 rounding"),
+        "batch_size": 1,
+        "seconds": time.perf_counter() - t_start,
+        "git_commit": git_commit(REPO_ROOT),
+        "versions": versions(),
+    })
+    return result
+
+
+def original_lines(r: dict) -> list[str]:
+    """The report of --protocol original. Every line with cf_total or a part of it carries the
+    NOT-a-code-length label; the Pure-AR line says its bytes are clamped."""
+    valid, why = r["valid_code_length"], r["valid_code_length_reasons"]
+
+    def label(key: str) -> str:
+        return "valid code length" if valid[key] else f"NOT a valid code length: {why[key]}"
+
+    clamp = ("computed with clamped bytes max(b, 1) per token, not the challenge's byte count; "
+             + ("the clamp changed no token here, a valid code length" if valid["pure_ar_bpb"]
+                else f"NOT a valid code length: {why['pure_ar_bpb']}"))
+    t = r["totals"]
+    return [
+        f"protocol:original (the published protocol: the original record's eval_cf_ablation.py) "
+        f"checkpoint:{r['checkpoint']} format:{r['checkpoint_format']['format']} device:{r['device']} "
+        f"precision:{r['precision']} batch:1",
+        f"n_seqs:{r['n_seqs']} seq_len:{r['seq_len']} stride:{r['stride']} rounds:{r['rounds']} "
+        f"n_random:{r['n_random']} seed:{r['seed']} fill_vocab:{r['fill_vocab_size']} "
+        f"val_tokens:{r['val_tokens']} (whole first validation shard)",
+        f"published pure_ar_bpb:{r['pure_ar_bpb']:.6f} ({clamp})",
+        f"pure_ar_bpb_unclamped_bytes:{r['pure_ar_bpb_unclamped_bytes']:.6f} (same windows, the challenge's "
+        f"byte count; {label('pure_ar_bpb_unclamped_bytes')})",
+        f"published cf_ar_part:{r['cf_ar_part']:.6f} (pass 1, {t['pass1_ar_nll']:.4f} nats; "
+        f"{label('cf_ar_part')})",
+        f"published cf_cdm_part:{r['cf_cdm_part']:.6f} (pass 2, {t['pass2_cdm_nll']:.4f} nats; "
+        f"{label('cf_cdm_part')})",
+        f"published cf_total:{r['cf_total']:.6f} (over {t['bytes_clamped']:.0f} clamped bytes; {label('cf_total')})",
+        f"published cf_vs_ar_pct:{r['cf_vs_ar_pct']:+.2f}% ({label('cf_vs_ar_pct')})",
+        f"seconds:{r['seconds']:.1f} json:{r['json_out']}",
+    ]
+
+
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         decoders = validate_args(args)
-        json_out = Path(args.json_out) if args.json_out else default_json_path(args.checkpoint, "eval_cf")
-        result = evaluate(args, decoders)
+        original = args.protocol == "original"
+        json_out = Path(args.json_out) if args.json_out else default_json_path(
+            args.checkpoint, "eval_cf_original" if original else "eval_cf")
+        result = evaluate_original(args) if original else evaluate(args, decoders)
         result["json_out"] = str(json_out)
         write_json(json_out, result)
     except (ValueError, OSError, CheckpointError, FloatingPointError) as e:
         print(error_line(e), file=sys.stderr)
         return EXIT_BAD_INPUT
+    if original:
+        print("\n".join(original_lines(result)))
+        return EXIT_OK
     print_report(result)
     if not result["consistency"]["passed"]:
         print("check failed: the ar decoder disagrees with the trainer's ar_nll_sum (see consistency)",

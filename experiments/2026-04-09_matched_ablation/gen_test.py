@@ -14,6 +14,7 @@ document in the shards starts), then extended greedily (--temperature 0) or by s
 a seeded generator, and decoded back to text.
 
     python gen_test.py --checkpoint runs/x/final_model.npz --data_dir data/shakespeare --prompt "ROMEO:"
+    python gen_test.py --checkpoint 11L_w0.3.npz --original_arch 11L --data_dir DIR   (an original record's .npz)
 
 Exit status: 0 done; 1 bad input (one `error:` line).
 """
@@ -30,9 +31,9 @@ import numpy as np
 import torch
 
 from checkpoint import CheckpointError
-from eval_cf import (EXIT_BAD_INPUT, EXIT_OK, OneLineParser, UsageError, check_paths, default_json_path,
-                     error_line, gather_windows, load_checkpoint, load_data, precision_name, random_offsets,
-                     write_json)
+from eval_cf import (EXIT_BAD_INPUT, EXIT_OK, OneLineParser, UsageError, add_checkpoint_flags, check_checkpoint_flags,
+                     check_paths, default_json_path, error_line, gather_windows, load_checkpoint, load_data,
+                     precision_name, random_offsets, write_json)
 from run_log import git_commit, versions
 from torch_backend import autocast_for, resolve_device
 
@@ -201,7 +202,9 @@ def int_list(text: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help=".npz or step_*.pt (carries its own config)")
+    p.add_argument("--checkpoint", required=True, help=".npz or .pt: ours (carries its config) or the original "
+                                                     "record's (with --xsa_last_n or --original_arch)")
+    add_checkpoint_flags(p)
     p.add_argument("--data_dir", required=True)
     p.add_argument("--tokenizer_path", default=None, help="default: the tokenizer named in DATA_DIR/meta.json")
     p.add_argument("--n_windows", type=int, default=32, help="validation windows (one span each)")
@@ -231,6 +234,7 @@ def validate_args(args) -> None:
         raise UsageError(f"--rounds must be >= 1, got {args.rounds}")
     if not args.temperature >= 0 or not math.isfinite(args.temperature):
         raise UsageError(f"--temperature must be a finite number >= 0, got {args.temperature}")
+    check_checkpoint_flags(args)
     check_paths(args.checkpoint, args.json_out)
 
 
@@ -251,13 +255,15 @@ def main(argv=None) -> int:
         validate_args(args)
         t0 = time.perf_counter()
         device = resolve_device(args.device)
-        model, config = load_checkpoint(args.checkpoint, device)
+        model, config, checkpoint_format = load_checkpoint(args.checkpoint, device, args.xsa_last_n,
+                                                           args.original_arch)
         tables, tokenizer, tokens = load_data(args.data_dir, args.tokenizer_path, config.vocab_size, 0)
         sp = load_sentencepiece(tokenizer)
         json_out = Path(args.json_out) if args.json_out else default_json_path(args.checkpoint, "gen_test")
         # Predictions come from the tokenizer's pieces only, so every output decodes to text.
         predict_vocab = tables.vocab_size
-        result = dict(tool="gen_test", checkpoint=str(args.checkpoint), config=config.to_dict(),
+        result = dict(tool="gen_test", checkpoint=str(args.checkpoint), checkpoint_format=checkpoint_format,
+                      config=config.to_dict(),
                       data_dir=str(args.data_dir), tokenizer=str(tokenizer), device=str(device),
                       precision=precision_name(device))
         result["fill"] = span_fill_experiment(model, device, tokens, args, config.vocab_size, predict_vocab, sp)

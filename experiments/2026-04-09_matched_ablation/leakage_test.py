@@ -17,6 +17,7 @@ attention check fails.
 
     python leakage_test.py --checkpoint runs/x/final_model.npz [--data_dir DIR]
     python leakage_test.py --random_init --json_out /tmp/leak.json
+    python leakage_test.py --checkpoint ckpt/5L_w03/step_final.pt --original_arch 5L   (an original record's checkpoint)
 
 Exit status: 0 all claimed-valid decoders pass; 1 bad input (one `error:` line); 2 a check failed.
 """
@@ -35,9 +36,9 @@ import torch
 import audits
 import cf
 from checkpoint import CheckpointError
-from eval_cf import (EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, OneLineParser, UsageError, check_paths,
-                     default_json_path, error_line, gather_windows, load_checkpoint, load_data, parse_decoders,
-                     precision_name, random_offsets, write_json)
+from eval_cf import (EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, OneLineParser, UsageError, add_checkpoint_flags,
+                     check_checkpoint_flags, check_paths, default_json_path, error_line, gather_windows,
+                     load_checkpoint, load_data, parse_decoders, precision_name, random_offsets, write_json)
 from model import GPT, GPTConfig
 from run_log import git_commit, versions
 from toy_scorers import MarkovScorer
@@ -255,8 +256,10 @@ def print_report(result: dict) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help=".npz or step_*.pt (carries its own config)")
+    source.add_argument("--checkpoint", help=".npz or .pt: ours (carries its config) or the original record's "
+                                             "(with --xsa_last_n or --original_arch)")
     source.add_argument("--random_init", action="store_true", help="a tiny random-init GPT (zero-init matrices re-drawn)")
+    add_checkpoint_flags(p)
     p.add_argument("--vocab_size", type=int, default=64, help="--random_init only")
     p.add_argument("--data_dir", default=None, help="optional: audit validation windows instead of random tokens")
     p.add_argument("--tokenizer_path", default=None)
@@ -290,6 +293,9 @@ def validate_args(args) -> list[str]:
         raise UsageError("--tolerance must be >= 0")
     if args.tokenizer_path and not args.data_dir:
         raise UsageError("--tokenizer_path needs --data_dir (the tokenizer is only used to check the data)")
+    if args.random_init and (args.xsa_last_n is not None or args.original_arch is not None):
+        raise UsageError("--xsa_last_n and --original_arch describe a --checkpoint; --random_init has its own config")
+    check_checkpoint_flags(args)
     check_paths(args.checkpoint, args.json_out)
     return parse_decoders(args.decoders)
 
@@ -304,8 +310,9 @@ def main(argv=None, scorer_hook=None) -> int:
             model, config = random_init_model(args.vocab_size, args.seed, device)
             source = f"random_init(vocab={args.vocab_size}, seed={args.seed}, {TINY_RANDOM_CONFIG})"
         else:
-            model, config = load_checkpoint(args.checkpoint, device)
-            source = args.checkpoint
+            model, config, checkpoint_format = load_checkpoint(args.checkpoint, device, args.xsa_last_n,
+                                                               args.original_arch)
+            source = f"{args.checkpoint} ({checkpoint_format['format']})"
         val_tokens = None
         if args.data_dir:
             _, _, val_tokens = load_data(args.data_dir, args.tokenizer_path, config.vocab_size, 0)

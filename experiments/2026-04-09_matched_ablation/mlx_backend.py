@@ -2,9 +2,10 @@
 
     resolve_device(name) -> mx.Device          auto | cpu | mps (Apple GPU) | cuda (MLX CUDA build)
     resolve_dtype(name, device) -> mx.Dtype    auto: bfloat16 on a GPU, float32 on the CPU
-    load_model(path, dtype="auto") -> (model_mlx.GPT, GPTConfig)
+    load_model(path, dtype="auto", *, xsa_last_n=None, original_arch=None) -> (model_mlx.GPT, GPTConfig)
         from a portable .npz, a torch step_*.pt or an MLX step_*.safetensors; the config is the
-        checkpoint's own. The same .npz loads into either backend (no conversion).
+        checkpoint's own. The same .npz loads into either backend (no conversion). The original
+        record's config-less .npz / .pt load too, given xsa_last_n or original_arch.
     ar_val_bpb(model, tokens, seq_len, batch_size, tables) -> dict
         the trainer's Pure-AR val_bpb, same definition as torch_backend.ar_val_bpb: consecutive
         non-overlapping windows, trailing partial window dropped, NLL summed in float32 per
@@ -37,7 +38,7 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
 from challenge_format import atomic_write_bytes
-from checkpoint import CheckpointError, error_reason, load_weights
+from checkpoint import CheckpointError, check_arch_flags, check_config_against_flags, error_reason, load_weights
 from data import validation_result, validation_windows
 from model_mlx import GPT, GPTConfig, load_state_numpy
 
@@ -145,20 +146,26 @@ def load_step_checkpoint(path) -> dict:
     }
 
 
-def read_weights(path) -> tuple[dict, dict[str, np.ndarray]]:
-    """(config dict, float32 numpy weights) from .npz, step_*.pt or an MLX step_*.safetensors."""
+def read_weights(path, *, xsa_last_n: int | None = None,
+                 original_arch: str | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+    """(config dict, float32 numpy weights) from .npz, step_*.pt or an MLX step_*.safetensors;
+    the original record's .npz / .pt too, given one of the two flags (checkpoint.read_checkpoint)."""
     path = Path(path)
     if path.suffix == ".safetensors":
+        check_arch_flags(xsa_last_n, original_arch)
         ckpt = load_step_checkpoint(path)
+        check_config_against_flags(path, ckpt["state"]["config"], xsa_last_n, original_arch)
         return ckpt["state"]["config"], {k: np.array(v.astype(mx.float32)) for k, v in ckpt["model"].items()}
-    return load_weights(path)
+    return load_weights(path, xsa_last_n=xsa_last_n, original_arch=original_arch)
 
 
-def load_model(path, dtype="auto") -> tuple[GPT, GPTConfig]:
-    """Build the MLX model from the checkpoint's own config and load its weights (strict).
+def load_model(path, dtype="auto", *, xsa_last_n: int | None = None,
+               original_arch: str | None = None) -> tuple[GPT, GPTConfig]:
+    """Build the MLX model from the checkpoint's config and load its weights (strict).
 
-    dtype is the compute dtype (see model_mlx): "auto" follows the default device."""
-    config_dict, weights = read_weights(path)
+    dtype is the compute dtype (see model_mlx): "auto" follows the default device. The two flags
+    are for the original record's config-less checkpoints (see read_weights)."""
+    config_dict, weights = read_weights(path, xsa_last_n=xsa_last_n, original_arch=original_arch)
     config = GPTConfig.from_dict(config_dict)
     model = GPT(config, compute_dtype=resolve_dtype(dtype))
     load_state_numpy(model, weights)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from checkpoint import load_weights
+from checkpoint import LoadedCheckpoint, read_checkpoint
 from data import validation_result, validation_windows
 from model import GPT, GPTConfig, load_state_numpy
 
@@ -44,9 +44,15 @@ def autocast_for(device: torch.device):
     return contextlib.nullcontext()
 
 
-def load_model(path, device: torch.device) -> tuple[GPT, GPTConfig]:
-    """Build the model from the config stored in the checkpoint and load its weights."""
-    config_dict, weights = load_weights(path)
+def load_model(source, device: torch.device, *, xsa_last_n: int | None = None,
+               original_arch: str | None = None) -> tuple[GPT, GPTConfig]:
+    """Build the model from the checkpoint's config and load its weights.
+
+    source: a checkpoint path (ours, or the original record's with one of the two flags; see
+    checkpoint.read_checkpoint) or a checkpoint.LoadedCheckpoint already read."""
+    loaded = source if isinstance(source, LoadedCheckpoint) else read_checkpoint(
+        source, xsa_last_n=xsa_last_n, original_arch=original_arch)
+    config_dict, weights = loaded.config, loaded.weights
     config = GPTConfig.from_dict(config_dict)
     model = GPT(config)
     load_state_numpy(model, weights)

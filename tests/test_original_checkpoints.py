@@ -158,7 +158,8 @@ def test_project_checkpoints_unchanged_and_flags_only_repeat_their_config(tmp_pa
             model, got, how = eval_cf.load_checkpoint(str(path), CPU, **flags)
             assert got == config and how["format"] == "meadow-golf"
             assert torch.equal(logits(model)[True], expected[True])
-        with pytest.raises(CheckpointError, match=r"--xsa_last_n 2 contradicts the checkpoint's own config \(xsa_last_n 1\)"):
+        contradiction = r"--xsa_last_n 2 contradicts the checkpoint's own config \(xsa_last_n 1\)"
+        with pytest.raises(CheckpointError, match=contradiction):
             read_checkpoint(path, xsa_last_n=2)
         with pytest.raises(CheckpointError, match=r"--original_arch 5L \(num_layers 5\) contradicts"):
             read_checkpoint(path, original_arch="5L")

@@ -1,8 +1,9 @@
 """eval_cf.py --protocol original (cf_original.py) against the CF reference recorded by running the
 original record's eval_cf_ablation.py (tests/fixtures/original_recipe/cf_reference.json, see the
 README there): the same window offsets and fill tokens from the seed, the same per-window pass-1
-and pass-2 sums, cf_total and Pure-AR; and the CLI end to end on the checkpoint saved under the
-original's parameter names.
+and pass-2 sums, cf_total and Pure-AR (through the torch scorer, and through the MLX one where
+mlx is installed); and the CLI end to end on the checkpoint saved under the original's parameter
+names.
 """
 
 from __future__ import annotations
@@ -127,6 +128,21 @@ def test_pure_ar_matches_the_reference(result, val, tables):
     assert result["valid_code_length"]["pure_ar_bpb"] is True
     assert result["pure_ar_bpb"] == pytest.approx(
         result["pure_ar"]["nll_sum"] / result["pure_ar"]["bytes_clamped"] / math.log(2), rel=1e-15)
+
+
+@pytest.mark.mlx
+def test_an_mlx_scorer_drives_the_same_protocol(val, tables, tmp_path):
+    pytest.importorskip("mlx.core")
+    import mlx_backend
+
+    with np.load(FIXTURE / "final_w0.3.npz") as z:
+        np.savez(tmp_path / "m.npz", **{original_name(k): z[k] for k in z.files})
+    model, _ = mlx_backend.load_model(tmp_path / "m.npz", dtype="float32", xsa_last_n=1)
+    r = cf_original.run(mlx_backend.MLXScorer(model), val, tables, SETTINGS)
+    for a, b in zip(r["per_window"], REFERENCE["per_window"]):
+        assert abs(a["pass1_ar_nll_sum"] - b["pass1_ar_nll_sum"]) <= SUM_TOL_NATS
+        assert abs(a["pass2_cdm_nll_sum"] - b["pass2_cdm_nll_sum"]) <= SUM_TOL_NATS
+    assert abs(r["cf_total"] - REFERENCE["totals"]["cf_total_bpb"]) <= BPB_TOL
 
 
 class CountingScorer:

@@ -489,9 +489,10 @@ def read_checkpoint(path, *, xsa_last_n: int | None = None, original_arch: str |
         del weights["skip_weights"]
     if original_arch is not None:
         for key in ("num_layers", "model_dim"):
-            if config[key] != ORIGINAL_ARCHS[original_arch][key]:
-                raise CheckpointError(f"{path}: --original_arch {original_arch} has {key} "
-                                      f"{ORIGINAL_ARCHS[original_arch][key]}, the checkpoint's shapes give {config[key]}")
+            named = ORIGINAL_ARCHS[original_arch][key]
+            if config[key] != named:
+                raise CheckpointError(f"{path}: --original_arch {original_arch} has {key} {named}, "
+                                      f"the checkpoint's shapes give {config[key]}")
     if xsa_last_n > config["num_layers"]:
         raise CheckpointError(f"{path}: xsa_last_n {xsa_last_n} (from {xsa_from}) exceeds the model's "
                               f"{config['num_layers']} layers")

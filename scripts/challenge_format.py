@@ -1,10 +1,10 @@
 """The parameter-golf data format and metric, written once for every experiment.
 
-Shards (SPEC §1): a header of 256 little-endian int32 (magic 20240520, version 1,
+Shards (METHOD.md §1): a header of 256 little-endian int32 (magic 20240520, version 1,
 num_tokens, zeros) followed by num_tokens little-endian uint16 token ids. The file size
 must be exactly 1024 + 2 * num_tokens.
 
-Bits per byte (SPEC §2): per-token byte counts from lookup tables over the tokenizer's
+Bits per byte (METHOD.md §2): per-token byte counts from lookup tables over the tokenizer's
 pieces; a leading "▁" adds one byte unless the previous token is a boundary token.
 No per-token clamping.
 
@@ -182,7 +182,7 @@ def load_tokens(data_dir: str | os.PathLike, split: str, limit: int | None = Non
 
 
 class TokenStream:
-    """The training stream of SPEC §1: shards in sorted order, read contiguously, wrapping.
+    """The training stream of METHOD.md §1: shards in sorted order, read contiguously, wrapping.
 
     `take(n)` returns the next n tokens and advances. `state()` / `load_state()` capture the
     read position so that training can resume exactly where it stopped.
@@ -242,7 +242,7 @@ class TokenStream:
 
 @dataclass(frozen=True)
 class ByteTables:
-    """Per-id lookup tables of SPEC §2."""
+    """Per-id lookup tables of METHOD.md §2."""
 
     base_bytes: np.ndarray  # int64 (V,)
     has_leading_space: np.ndarray  # bool (V,)

@@ -11,7 +11,7 @@ split. Both are in sorted path order. The tokenizer is trained on the training p
 Text: the plays' markdown is kept exactly as shipped (titles and scene headings with '#',
 speakers in '**', stage directions in '_'). SentencePiece's nmt_nfkc normalization turns each
 line break into a space and collapses runs of whitespace, so a play's token stream is its text
-on one line; the SPEC §2 byte counts refer to that normalized text.
+on one line; the METHOD.md §2 byte counts refer to that normalized text.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ transition matrix:  H = H(pi) + (n-1) * sum_i pi_i H(P_i,.), because every posit
 distributed as pi. Its expected size in bytes is n * E_pi[len(w)] + (n-1) spaces, and the
 long-run rate over many documents is `entropy_bits_per_byte = H / expected bytes`.
 
-Those are the SPEC §2 bytes of the validation targets: the text is lowercase ASCII with single
+Those are the METHOD.md §2 bytes of the validation targets: the text is lowercase ASCII with single
 spaces, so nmt_nfkc leaves it unchanged, and with add_dummy_prefix=False the first word after
 BOS has no leading "▁" (no space byte) while every later word carries its space. Preparation
 verifies this equality (ByteTables count == UTF-8 length, and decode(encode(doc)) == doc) for
@@ -221,13 +221,13 @@ def build_source(
 
 
 def check_bytes_equal_text(sp, stream: np.ndarray, texts: list[str], split: str) -> int:
-    """Verify SPEC §2 bytes of the split == UTF-8 bytes of its text, and exact round trip."""
+    """Verify METHOD.md §2 bytes of the split == UTF-8 bytes of its text, and exact round trip."""
     tables = byte_tables_from_sentencepiece(sp)
     counted = int(tables.stream_bytes(stream.astype(np.int64)).sum())
     text_bytes = sum(len(t.encode("utf-8")) for t in texts)
     if counted != text_bytes:
         raise PrepareError(
-            f"synthetic {split}: SPEC §2 byte count {counted} != text bytes {text_bytes}; "
+            f"synthetic {split}: METHOD.md §2 byte count {counted} != text bytes {text_bytes}; "
             "the exact entropy would not be in the metric's bytes"
         )
     decoded = sp.decode([doc.tolist() for doc in split_documents(stream)])
@@ -284,7 +284,7 @@ def prepare_synthetic(folder: Path, vocab_size: int, seed: int, train_docs: int,
         "entropy_bits_per_byte": entropy["entropy_bits_per_byte"],
         "entropy": {
             "definition": "long-run rate E[H(document)] / E[bytes(document)], exact from the chain; "
-            "bytes are SPEC §2 bytes (= UTF-8 length of the text)",
+            "bytes are METHOD.md §2 bytes (= UTF-8 length of the text)",
             **entropy,
         },
         "val_entropy_bits_exact_sum": val_bits,

@@ -83,7 +83,7 @@ def file_sha256(path: Path) -> str:
 
 
 def stream_byte_count(tables, shard_paths: list[Path]) -> int:
-    """SPEC §2 bytes of tokens 1..n of the stream formed by the shards in order, in blocks."""
+    """METHOD.md §2 bytes of tokens 1..n of the stream formed by the shards in order, in blocks."""
     total = 0
     previous = None  # the last token of the previous block: the predecessor of the next block's first
     for path in shard_paths:
@@ -121,7 +121,7 @@ def complete_meta(folder: Path, request: dict, meta: dict) -> dict:
 
     The corpus module has written the shards and the tokenizer and named the tokenizer file in
     meta["tokenizer"]; this counts the tokens, checks every id against the tokenizer's
-    vocabulary and computes the SPEC §2 byte count of the validation stream.
+    vocabulary and computes the METHOD.md §2 byte count of the validation stream.
     """
     import sentencepiece as spm
 

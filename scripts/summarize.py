@@ -10,7 +10,7 @@ name, is accepted too) and cell.json (written by the orchestrators: scale label,
 Columns: the original table's (run, params, objective, Pure-AR BPB, CF BPB) plus cf_valid BPB,
 the trainer's final val_bpb, steps and tokens seen. Pure-AR BPB, CF BPB and cf_valid BPB are
 eval_cf.py's decoders ar, cf_published and cf_valid on the same windows. CF BPB is the decoder
-as first published and is NOT a valid code length (SPEC §6); every header showing it says so.
+as first published and is NOT a valid code length (METHOD.md §6); every header showing it says so.
 
 Runs with the same configuration and different seeds form a group: mean ± sample standard
 deviation (n - 1). Each group of shared runs (cdm_weight > 0) is compared with each control
@@ -363,7 +363,7 @@ def markdown(title: str, rows: list[dict], groups: list[dict], tests: list[dict]
     lines += ["",
               "Pure-AR BPB, CF BPB and cf_valid BPB: eval_cf.py's decoders ar, cf_published and cf_valid, all "
               "on the same windows. CF BPB is the coarse-to-fine decoder as first published: its pass 1 "
-              "conditions on tokens decoded later, so it is NOT a valid code length (SPEC §6). "
+              "conditions on tokens decoded later, so it is NOT a valid code length (METHOD.md §6). "
               "val_bpb (trainer): the trainer's last validation (Pure-AR). — : not evaluated."]
     matched = [r for r in rows if r["matched_to"]]
     if matched:
@@ -438,7 +438,7 @@ def plot(path: Path, title: str, groups: list[dict]) -> str:
 def summary_json(title: str, rows: list[dict], groups: list[dict], tests: list[dict]) -> dict:
     return {
         "title": title,
-        "notes": {"cf_published": "NOT a valid code length (SPEC §6)",
+        "notes": {"cf_published": "NOT a valid code length (METHOD.md §6)",
                   "tests": "one-sample t against the control group's mean Pure-AR BPB (df = n - 1, two-sided); "
                            "Welch two-sample alongside"},
         "rows": rows,

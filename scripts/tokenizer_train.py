@@ -1,4 +1,4 @@
-"""Train the SPEC §1 SentencePiece tokenizer and encode documents into a BOS-delimited stream.
+"""Train the METHOD.md §1 SentencePiece tokenizer and encode documents into a BOS-delimited stream.
 
 Every prepared corpus that builds its own tokenizer (shakespeare, synthetic) goes through
 `train_sentencepiece`, so all of them share the challenge's settings: BPE with byte fallback,
@@ -20,7 +20,7 @@ import numpy as np
 
 from challenge_format import BOS_ID
 
-# The SPEC §1 tokenizer settings (shared by every tokenizer this project trains).
+# The METHOD.md §1 tokenizer settings (shared by every tokenizer this project trains).
 SPEC_TRAINER_SETTINGS = dict(
     model_type="bpe",
     byte_fallback=True,
@@ -70,7 +70,7 @@ def training_lines(texts: Iterable[str]) -> list[str]:
 
 
 def train_sentencepiece(lines: Iterable[str], vocab_size: int) -> bytes:
-    """Train the SPEC §1 BPE tokenizer on the given lines; return the serialized model."""
+    """Train the METHOD.md §1 BPE tokenizer on the given lines; return the serialized model."""
     import sentencepiece as spm
 
     if not 260 < vocab_size <= MAX_VOCAB:
@@ -102,7 +102,7 @@ def load_processor(model: bytes):
 
 
 def encode_documents(sp, documents: list[str]) -> np.ndarray:
-    """The SPEC §1 stream of the documents: for each one, BOS then its tokens (no EOS), as uint16."""
+    """The METHOD.md §1 stream of the documents: for each one, BOS then its tokens (no EOS), as uint16."""
     encoded = sp.encode(list(documents), out_type=int)
     total = sum(len(ids) + 1 for ids in encoded)
     stream = np.empty(total, dtype=np.uint16)

@@ -54,7 +54,7 @@ def synthetic_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_sp_model(tmp_path_factory) -> Path:
-    """A SentencePiece model with the SPEC §1 settings and a 320-piece vocabulary."""
+    """A SentencePiece model with the METHOD.md §1 settings and a 320-piece vocabulary."""
     path = tmp_path_factory.mktemp("tokenizer") / "tiny_320_bpe.model"
     path.write_bytes(train_sentencepiece(tiny_training_lines(), TINY_SP_VOCAB))
     return path

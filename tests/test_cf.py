@@ -17,7 +17,7 @@ CF_DECODERS = ["cf_published", "cf_valid", "cf_bidir_skeleton"]
 
 
 def test_schedule_matches_spec_round_robin():
-    # SPEC §5 with s=2, r=2: skeleton 0,2,4,...; round 0 = {1,5,9,...}, round 1 = {3,7,11,...}.
+    # METHOD.md §5 with s=2, r=2: skeleton 0,2,4,...; round 0 = {1,5,9,...}, round 1 = {3,7,11,...}.
     assert cf.decoding_order("cf_published", 12, 2, 2) == [
         [0], [2], [4], [6], [8], [10], [1, 5, 9], [3, 7, 11]
     ]

@@ -1,4 +1,4 @@
-"""The shared format module: shards, the training stream, SPEC §2 byte tables, bits per byte."""
+"""The shared format module: shards, the training stream, METHOD.md §2 byte tables, bits per byte."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""eval_cf.py: every decoder on the same windows, SPEC §2 bytes, labels, the ar consistency
+"""eval_cf.py: every decoder on the same windows, METHOD.md §2 bytes, labels, the ar consistency
 check against the trainer's own validation, and one-line errors for bad input."""
 
 from __future__ import annotations

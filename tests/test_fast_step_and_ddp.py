@@ -197,11 +197,13 @@ def test_memo_scorer_gives_the_same_numbers_with_10_of_17_forwards():
 
 
 def test_compile_warm_up_leaves_training_bit_for_bit_unchanged(shakespeare_data, tmp_path, monkeypatch):
-    """The --compile warm-up (outside the budget) runs a forward+backward and then restores
-    everything: a run with it ends with the weights of a run without it. Compilation itself is
+    """The --compile warm-up (--clock train_only: outside the budget) runs a forward+backward and
+    then restores everything: a run with it ends with the weights of a run without it. Under the
+    original's clock there is no warm-up (compilation counts in the budget). Compilation itself is
     replaced by the identity here (its numerics are checked in test_compiled_step_equals_the_plain_step)."""
     monkeypatch.setattr(torch, "compile", lambda module, **_: module)
-    common = [*TINY_TRAIN_FLAGS, "--data_dir", str(shakespeare_data), "--steps", "3", "--cdm_weight", "0.3"]
+    common = [*TINY_TRAIN_FLAGS, "--data_dir", str(shakespeare_data), "--steps", "3", "--cdm_weight", "0.3",
+              "--clock", "train_only"]
     assert train_cdm.main([*common, "--checkpoint_dir", str(tmp_path / "plain")]) == 0
     assert train_cdm.main([*common, "--checkpoint_dir", str(tmp_path / "warm"), "--compile"]) == 0
     _, a = load_npz(tmp_path / "plain" / "final_model.npz")
@@ -209,6 +211,9 @@ def test_compile_warm_up_leaves_training_bit_for_bit_unchanged(shakespeare_data,
     assert all(np.array_equal(a[k], b[k]) for k in a)
     events = [json.loads(r)["event"] for r in (tmp_path / "warm" / "train_log.jsonl").open()]
     assert "warmup" in events and "warmup" not in [json.loads(r)["event"] for r in (tmp_path / "plain" / "train_log.jsonl").open()]
+    original_clock = [a for a in common if a not in ("--clock", "train_only")]
+    assert train_cdm.main([*original_clock, "--checkpoint_dir", str(tmp_path / "orig"), "--compile"]) == 0
+    assert "warmup" not in [json.loads(r)["event"] for r in (tmp_path / "orig" / "train_log.jsonl").open()]
 
 
 def test_benchmark_writes_records_ratios_and_the_stated_flop_count(tmp_path):

@@ -395,13 +395,13 @@ def test_mlx_trained_model_gives_the_same_bpb_in_both_evaluators(shakespeare_dat
 
 def test_mlx_seeded_runs_repeat_and_resume_is_exact(shakespeare_data, tmp_path):
     common = ["--steps", "6", "--save_every", "3", "--val_every", "0", "--cdm_weight", "0.5", "--ema_decay", "0.5",
-              "--ema_start_frac", "0.5"]
+              "--ema_start_step", "2"]
     a = run_mlx_trainer(shakespeare_data, tmp_path / "a", *common)
     b = run_mlx_trainer(shakespeare_data, tmp_path / "b", *common)
     wa = load_npz(tmp_path / "a" / "final_model.npz")[1]
     wb = load_npz(tmp_path / "b" / "final_model.npz")[1]
     assert all(np.array_equal(wa[k], wb[k]) for k in wa) and a["final_val_bpb"] == b["final_val_bpb"]
-    assert a["ema"] == {"enabled": True, "used": True, "steps": 4}
+    assert a["ema"] == {"enabled": True, "used": True, "steps": 4, "decay": 0.5, "start_step": 2}
 
     c_dir = tmp_path / "c"
     c_dir.mkdir()

@@ -198,7 +198,7 @@ def test_match_tokens_gives_the_control_the_shared_runs_tokens(shakespeare_data,
 
 
 def test_presets_print_their_table_and_default_plans(shakespeare_data, tmp_path):
-    """PRESET=h100 is the original recipe; the seed plan defaults to SPEC §7's seeds plus 3 control seeds.
+    """PRESET=h100 is the original recipe; the seed plan defaults to METHOD.md §7's seeds plus 3 control seeds.
     (Evaluating an empty CKPT_DIR prints the table, then stops with one error line.)"""
     proc = orchestrate("eval_6.sh", check=False, PRESET="h100", **dirs(tmp_path, shakespeare_data))
     assert proc.returncode != 0 and proc.stderr.startswith("error: ") and "not trained yet" in proc.stderr

@@ -86,7 +86,7 @@ def test_val_bytes_equal_an_independent_recount(shakespeare_data):
     meta = read_meta(shakespeare_data)
     sp = spm.SentencePieceProcessor(model_file=str(shakespeare_data / meta["tokenizer"]))
     # Decoding a document gives its normalized text; with no dummy prefix and byte fallback,
-    # the SPEC §2 bytes of BOS + document are exactly that text's UTF-8 length.
+    # the METHOD.md §2 bytes of BOS + document are exactly that text's UTF-8 length.
     documents = split_documents(load_tokens(shakespeare_data, "val"))
     recount = sum(len(sp.decode(doc.tolist()).encode("utf-8")) for doc in documents)
     assert meta["val_bytes"] == recount

@@ -106,13 +106,13 @@ def test_runs_table_is_exact(tmp_path, capsys):
         "",
     ])
     assert out.startswith(expected)
-    assert "NOT a valid code length (SPEC §6)" in out
+    assert "NOT a valid code length (METHOD.md §6)" in out
     assert "## Seed groups" not in out and "## t-tests" not in out  # one seed per configuration
 
 
 # ----------------------------------------------------------------------------- seed groups and t-tests
 
-# SPEC §7: the 5-seed CF BPB of 11L w=0.3 (mean 1.3009, sample std 0.0051); control seed 1337
+# METHOD.md §7: the 5-seed CF BPB of 11L w=0.3 (mean 1.3009, sample std 0.0051); control seed 1337
 # Pure-AR 1.3214, plus two control seeds made up for the test.
 SHARED = {1337: 1.2924, 42: 1.3027, 2024: 1.3060, 7: 1.3025, 100: 1.3007}
 SHARED_AR = {1337: 1.4700, 42: 1.4690, 2024: 1.4750, 7: 1.4712, 100: 1.4688}
@@ -146,7 +146,7 @@ def test_seed_groups_and_t_tests(tmp_path, capsys):
     assert (out_dir / "results.md").read_text() in text
 
     n, mean, sd = hand_stats(list(SHARED.values()))
-    assert (round(mean, 4), round(sd, 4)) == (1.3009, 0.0051)  # the numbers SPEC §7 reports
+    assert (round(mean, 4), round(sd, 4)) == (1.3009, 0.0051)  # the numbers METHOD.md §7 reports
     nc, mu0, sdc = hand_stats(list(CONTROL.values()))
     groups = {g["label"]: g for g in summary["groups"]}
     shared, control = groups["11L w=0.3"], groups["11L w=0 (control)"]

@@ -99,7 +99,7 @@ def test_prepared_folder_bytes_and_entropy(synthetic_data):
     np.testing.assert_array_equal(source.transition, rebuilt.transition)
 
     # The validation documents are the generator's [seed, 2] stream; their text's UTF-8 length is
-    # exactly the SPEC §2 byte count of the validation shard.
+    # exactly the METHOD.md §2 byte count of the validation shard.
     val_ids = source.sample_documents(np.random.default_rng([seed, 2]), val_docs)
     text_bytes = sum(len(t.encode("utf-8")) for t in source.render(val_ids))
     tables = load_byte_tables(synthetic_data / meta["tokenizer"])

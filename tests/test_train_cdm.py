@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import train_cdm
+import trainer_core
 from checkpoint import load_npz, load_torch_checkpoint
 from model import GPT, GPTConfig, load_state_numpy
 from optim import newton_schulz_orthogonalize
 from torch_backend import load_model
 
+FIXTURE = Path(__file__).parent / "fixtures" / "original_recipe"
 TINY = ["--num_layers", "2", "--model_dim", "32", "--num_heads", "4", "--num_kv_heads", "2",
         "--bigram_dim", "16", "--xsa_last_n", "1", "--seq_len", "32", "--batch_tokens", "256",
         "--train_budget_secs", "0", "--val_tokens", "2048", "--val_batch_size", "16",
@@ -122,21 +125,55 @@ def test_newton_schulz_is_near_orthogonal():
         assert cos > 0.95
 
 
-def test_lr_schedule_warms_down_to_zero():
-    assert train_cdm.lr_multiplier(0.0, 0.2) == 1.0
-    assert train_cdm.lr_multiplier(0.8, 0.2) == pytest.approx(1.0)
-    assert train_cdm.lr_multiplier(0.9, 0.2) == pytest.approx(0.5)
-    assert train_cdm.lr_multiplier(1.0, 0.2) == 0.0
+def test_progress_lr_schedule_warms_down_to_zero():
+    assert trainer_core.lr_multiplier(0.0, 0.2) == 1.0
+    assert trainer_core.lr_multiplier(0.8, 0.2) == pytest.approx(1.0)
+    assert trainer_core.lr_multiplier(0.9, 0.2) == pytest.approx(0.5)
+    assert trainer_core.lr_multiplier(1.0, 0.2) == 0.0
+
+
+def test_original_lr_schedule_matches_the_recorded_multipliers():
+    """The fixture's 60 lr_mul values, recorded from the original's schedule (--steps 60,
+    warmdown 12, no budget), and the time rule by hand."""
+    traj = json.loads((FIXTURE / "trajectory_w0.3.json").read_text())
+    ours = [trainer_core.original_lr_multiplier(k, traj["K"], traj["warmdown_steps"]) for k in range(traj["K"])]
+    assert ours == [s["lr_mul"] for s in traj["steps"]]
+    # The original recipe: --steps 9999, warmdown 1000 (never reached in 540 s), 80 s time rule.
+    assert trainer_core.original_lr_multiplier(5000, 9999, 1000, remaining_secs=100.0) == 1.0
+    assert trainer_core.original_lr_multiplier(5000, 9999, 1000, remaining_secs=20.0) == 0.25
+    assert trainer_core.original_lr_multiplier(9000, 9999, 1000, remaining_secs=70.0) == 0.875
+    assert trainer_core.original_lr_multiplier(9499, 9999, 1000, remaining_secs=70.0) == 0.5  # step rule wins
+    assert trainer_core.original_lr_multiplier(100, 9999, 1000, remaining_secs=-1.0) == 1.0  # overshoot: rule off
+
+
+def test_ema_timing_is_the_originals():
+    """Created after the update of step int(0.8 * steps), averaged in after every later one."""
+    args = train_cdm.build_parser().parse_args(["--data_dir", "x", "--steps", "60"])
+    assert trainer_core.ema_start_step(args) == 48
+    assert [k for k in range(60) if trainer_core.ema_due(args, k)] == list(range(48, 60))
+    args = train_cdm.build_parser().parse_args(["--data_dir", "x"])  # the recipe's nominal 9999 steps
+    assert trainer_core.ema_start_step(args) == 7999
+    assert trainer_core.departures(args) == []
+    args = train_cdm.build_parser().parse_args(["--data_dir", "x", "--ema_decay", "0", "--clock", "train_only"])
+    assert trainer_core.departures(args) == ["ema_decay=0.0", "clock=train_only"]
 
 
 def test_short_run_lowers_loss_and_writes_everything(shakespeare_data, tmp_path):
     ckpt = tmp_path / "run"
+    # The original's rules scaled to 60 steps: warmdown over the last 12 (its 1000 of 9999 would
+    # keep the LR below 6% of its peak for the whole run), EMA from step 48.
     res = run_trainer(shakespeare_data, ckpt, "--steps", "60", "--val_every", "30", "--save_every", "30",
-                      "--cdm_weight", "0.3")
+                      "--cdm_weight", "0.3", "--warmdown_steps", "12")
     for key in ("final_val_bpb", "steps", "tokens_seen", "train_seconds", "config", "git_commit", "versions"):
         assert key in res
     assert res["steps"] == 60 and res["tokens_seen"] == 60 * 256
     assert res["final_val_bpb"] == res["val_history"][-1]["val_bpb"]  # last evaluation, not best
+    assert res["best_val_bpb"] == min(v["val_bpb"] for v in res["val_history"])  # the original's report
+    # Validations at the top of steps 0 and 30 (raw weights), the final one on the EMA weights.
+    assert [(v["step"], v["ema"]) for v in res["val_history"]] == [(0, False), (30, False), (60, True)]
+    assert res["ema"]["used"] and res["ema"]["start_step"] == 48 and res["ema"]["steps"] == 12
+    assert res["rules"]["departures_from_original"] == [
+        "warmdown_steps=12", "val_tokens=2048", "steps=60", "train_budget_secs=0.0"]
     records = [json.loads(line) for line in (ckpt / "train_log.jsonl").read_text().splitlines()]
     train = [r for r in records if r["event"] == "train"]
     assert train[0]["step"] == "1/60" and "cdm_loss" in train[0]

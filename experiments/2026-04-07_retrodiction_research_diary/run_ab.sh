@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The retrodiction A/B (SPEC §7, the research line before the shared AR + D3PM model):
+# The retrodiction A/B (METHOD.md §7, the research line before the shared AR + D3PM model):
 # a pure causal model (cdm_weight 0) trained with and without the reversed-sequence auxiliary loss
 #     loss = CE(model(x), x) + RETRO_ALPHA * CE(model(flip(x)), flip(x))
 # for the same number of steps, then Pure-AR val_bpb of each (a valid code length).

@@ -1,4 +1,4 @@
-"""Audits that expose a decoder whose NLL is not a code length (SPEC §6); numpy only.
+"""Audits that expose a decoder whose NLL is not a code length (METHOD.md §6); numpy only.
 
 order_audit:          in the decoder's own order, changing tokens decoded later must not change
                       the score of any token decoded earlier; nor may a token's score read

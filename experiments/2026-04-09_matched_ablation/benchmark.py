@@ -40,7 +40,7 @@ import numpy as np
 from challenge_format import atomic_write_bytes
 from model import GPTConfig
 
-SCALES = {  # SPEC §3 (PRESET=h100)
+SCALES = {  # METHOD.md §3 (PRESET=h100)
     "5L": dict(num_layers=5, model_dim=256, bigram_dim=128, xsa_last_n=2),
     "11L": dict(num_layers=11, model_dim=512, bigram_dim=128, xsa_last_n=4),
 }

@@ -14,13 +14,13 @@ Windows: seqs is an int array (B, T+1). Column 0 is context only; the T targets 
 x = seqs[:, 1:]. prev = seqs[:, :-1] is the causal input, so causal row j predicts x[j]
 from seqs[:, 0..j] (context plus x[0..j-1]); bidirectional row j scores x[j] in place.
 
-Schedule (SPEC §5), stride s, rounds r: skeleton = target positions 0, s, 2s, ...;
+Schedule (METHOD.md §5), stride s, rounds r: skeleton = target positions 0, s, 2s, ...;
 gaps = the rest, assigned round-robin by gap index (gap_index % r). With s=2, r=2:
 round 0 = {1, 5, 9, ...}, round 1 = {3, 7, 11, ...}.
 
 Decoders (name: definition):
   ar:                 one causal forward of prev; every target scored by its full true prefix.
-  cf_published:       SPEC §5 as the original computed it. Pass 1: causal forward of the FULL
+  cf_published:       METHOD.md §5 as the original computed it. Pass 1: causal forward of the FULL
                       true prev, score the skeleton. Pass 2: round by round, bidirectional
                       forward of x with this round and all later rounds replaced by random fill,
                       score this round in place; NLL averaged over n_random fills. NOT a code
@@ -58,7 +58,7 @@ so sum_x exp(-total NLL(x)) <= 1: the Kraft inequality holds and the mean NLL is
 a coder with the shared seed could also use the mixture -log mean_f Q_f(x), which is shorter.
 cf_published breaks this: its pass-1 factor for skeleton x[j] reads the gap x[j-1], whose own
 pass-2 factor reads x[j]; no decoding order has both, the product is not normalized and its
-sum over all sequences can exceed 1 (SPEC §6).
+sum over all sequences can exceed 1 (METHOD.md §6).
 """
 
 from __future__ import annotations
@@ -265,7 +265,7 @@ DECODERS: dict[str, Decoder] = {
         Decoder("ar", "causal forward of the full true prefix", True, _ar, _order_ar),
         Decoder(
             "cf_published",
-            "SPEC §5: skeleton by causal forward of the full true prefix, gaps by rounds",
+            "METHOD.md §5: skeleton by causal forward of the full true prefix, gaps by rounds",
             False,
             _cf_published,
             _order_cf,

@@ -1,7 +1,7 @@
 """Data access for this experiment, on top of the shared challenge format (scripts/challenge_format.py).
 
 Re-exports the shard reader (magic/version/size validated, errors name the file), the training
-TokenStream (contiguous, wrapping, DDP slices) and the SPEC §2 byte tables + bits per byte, and
+TokenStream (contiguous, wrapping, DDP slices) and the METHOD.md §2 byte tables + bits per byte, and
 adds what the scripts here need: the prepared folder's meta.json, the tokenizer that belongs to
 it, and validation tokens checked against the model's vocabulary.
 """
@@ -110,7 +110,7 @@ def validation_windows(tokens: np.ndarray, seq_len: int) -> np.ndarray:
 
 
 def validation_result(nll_sum: float, windows: np.ndarray, tables: ByteTables) -> dict:
-    """val_loss / val_bpb (SPEC §2, no clamping) of a Pure-AR pass over `windows`."""
+    """val_loss / val_bpb (METHOD.md §2, no clamping) of a Pure-AR pass over `windows`."""
     n_targets = windows.shape[0] * (windows.shape[1] - 1)
     n_bytes = int(tables.stream_bytes(windows).sum())
     return {"val_loss": nll_sum / n_targets, "val_bpb": nll_sum / (math.log(2.0) * n_bytes),

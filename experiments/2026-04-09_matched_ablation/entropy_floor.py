@@ -1,7 +1,7 @@
 """The entropy floor: on a source whose entropy rate is known exactly, which decoders go below it?
 
 No valid code can beat the entropy rate on average. On the `synthetic` corpus (a Markov chain
-over pseudo-English words, entropy rate in meta.json, exact, in SPEC §2 bytes) this script trains
+over pseudo-English words, entropy rate in meta.json, exact, in METHOD.md §2 bytes) this script trains
 a causal-only control (w=0) and shared models (w>0) for the same number of steps, scores each
 with every decoder on the same validation windows, and prints each BPB against the floor with
 its sampling error:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Evaluate the 6-run matched ablation trained by run_6.sh (same environment, same cells): every
 # cell's final_model.npz with eval_cf.py's decoders ar, cf_published (NOT a valid code length,
-# SPEC §6) and cf_valid on the same windows; the JSON lands next to the cell's results.json as
+# METHOD.md §6) and cf_valid on the same windows; the JSON lands next to the cell's results.json as
 # eval_cf.json. A cell whose eval_cf.json is newer than its results.json and used this protocol
 # is skipped. Ends with scripts/summarize.py -> OUT_DIR/results.{md,json,png}.
 #

@@ -1,15 +1,15 @@
 """Score a checkpoint with Pure-AR and the Coarse-to-Fine decoders on the SAME windows.
 
 Every decoder of cf.py (default: ar, cf_published, cf_valid) scores exactly the same windows:
-one RNG seeded by --seed draws the window offsets (SPEC §5: N windows of T+1 tokens at random
+one RNG seeded by --seed draws the window offsets (METHOD.md §5: N windows of T+1 tokens at random
 offsets in the validation tokens), or --full_val takes every non-overlapping window
 (window k = tokens[k*T : k*T+T+1], the trainer's own validation windows). The random fill of
 the CF passes comes from cf.draw_fills(--seed), a stream of its own (see window_rng).
 
-Bytes follow SPEC §2 on (prev, target) of each window, no clamping; BPB = sum NLL / (ln 2 *
+Bytes follow METHOD.md §2 on (prev, target) of each window, no clamping; BPB = sum NLL / (ln 2 *
 sum bytes). Each decoder's BPB splits into a pass-1 part and a pass-2 part (each part's NLL
 over the TOTAL bytes, so part1 + part2 = BPB); the pass-1-only / pass-2-only BPB on each pass's
-own bytes is printed as well. cf_published is NOT a valid code length (SPEC §6) and is labelled
+own bytes is printed as well. cf_published is NOT a valid code length (METHOD.md §6) and is labelled
 so on every line that shows it.
 
 Consistency check: the `ar` decoder's NLL (TorchScorer through cf.decode_nll) must equal the
@@ -471,7 +471,7 @@ def evaluate(args, decoders: list[str]) -> dict:
     else:
         offsets = random_offsets(len(tokens), T + 1, args.n_seqs, args.seed, where)
     windows = gather_windows(tokens, offsets, T + 1)
-    target_bytes = tables.stream_bytes(windows)  # (N, T) SPEC §2 bytes of x given prev, no clamping
+    target_bytes = tables.stream_bytes(windows)  # (N, T) METHOD.md §2 bytes of x given prev, no clamping
 
     cf_kwargs = dict(stride=args.stride, rounds=args.rounds, n_random=args.n_random, seed=args.seed)
     scorer = TorchScorer(model, device)
@@ -501,7 +501,7 @@ def evaluate(args, decoders: list[str]) -> dict:
             "window_rng": (f"np.random.default_rng([seed, {WINDOW_STREAM}]).integers(0, n_val - T, n_seqs)"
                            if not args.full_val else "none: window k = tokens[k*T : k*T+T+1]"),
             "fill_rng": "cf.draw_fills(seed, ...) = np.random.default_rng(seed), shared by all windows",
-            "bytes": "SPEC §2 on (prev, target) of each window, no clamping",
+            "bytes": "METHOD.md §2 on (prev, target) of each window, no clamping",
         },
         "windows": {"count": int(offsets.size), "tokens_per_window": T + 1, "offsets": offsets.tolist(),
                     "sha256": windows_digest(windows)},

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Evaluate the seed verification trained by run_seeds.sh (same environment, same cells) on the
 # final checkpoints (final_model.npz) with eval_cf.py's decoders ar, cf_published (NOT a valid
-# code length, SPEC §6) and cf_valid; eval_cf.json lands next to each results.json. A cell whose
+# code length, METHOD.md §6) and cf_valid; eval_cf.json lands next to each results.json. A cell whose
 # eval_cf.json is newer than its results.json and used this protocol is skipped. Ends with
 # scripts/summarize.py (mean ± std, t-tests against the control) -> OUT_DIR/results.{md,json,png}.
 #

@@ -1,4 +1,4 @@
-"""Leakage checks of a model and of every CF decoder (SPEC §6), on a checkpoint or a random init.
+"""Leakage checks of a model and of every CF decoder (METHOD.md §6), on a checkpoint or a random init.
 
 1. Attention: two sequences equal on positions 0..15 and different on 16..31. A causal forward
    must leave the prefix logits EXACTLY unchanged (and change the suffix); a bidirectional
@@ -56,7 +56,7 @@ ORDER_TOL = {"float32": 1e-5, "bf16": 5e-2}
 TINY_RANDOM_CONFIG = dict(num_layers=2, model_dim=32, num_heads=4, num_kv_heads=2, bigram_dim=16, xsa_last_n=1)
 EXPECTED_FAILURE_REASON = {
     "cf_published": "expected: pass 1 scores each skeleton token with the later-decoded gap tokens "
-                    "visible, so no decoding order has its conditionals (SPEC §6)",
+                    "visible, so no decoding order has its conditionals (METHOD.md §6)",
 }
 
 

@@ -9,7 +9,7 @@
     ar_val_bpb(model, tokens, seq_len, batch_size, tables) -> dict
         the trainer's Pure-AR val_bpb, same definition as torch_backend.ar_val_bpb: consecutive
         non-overlapping windows, trailing partial window dropped, NLL summed in float32 per
-        batch and in float64 across batches, bytes from the SPEC §2 tables on the same targets.
+        batch and in float64 across batches, bytes from the METHOD.md §2 tables on the same targets.
     MLXScorer(model)(inputs, is_causal, targets) -> float64 (B, T) target log-probs
         the scorer contract of cf.py (see torch_backend.TorchScorer).
     save_step_checkpoint / load_step_checkpoint: the MLX trainer's resumable step checkpoints.
@@ -198,7 +198,7 @@ def ar_nll_sum(model: GPT, tokens: np.ndarray, seq_len: int, batch_size: int) ->
 
 
 def ar_val_bpb(model: GPT, tokens: np.ndarray, seq_len: int, batch_size: int, tables) -> dict:
-    """The trainer's Pure-AR val_bpb (SPEC §2, no clamping); the keys of torch_backend.ar_val_bpb."""
+    """The trainer's Pure-AR val_bpb (METHOD.md §2, no clamping); the keys of torch_backend.ar_val_bpb."""
     nll, _, windows = ar_nll_sum(model, tokens, seq_len, batch_size)
     return validation_result(nll, windows, tables)
 

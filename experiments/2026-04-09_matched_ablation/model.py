@@ -1,4 +1,4 @@
-"""The shared-weight GPT of the matched ablation (SPEC §3), in PyTorch.
+"""The shared-weight GPT of the matched ablation (METHOD.md §3), in PyTorch.
 
 One set of parameters serves two modes: the causal next-token pass and the bidirectional
 denoising pass. The ONLY difference between them is the `is_causal` flag handed to attention;
@@ -63,7 +63,7 @@ RMS_EPS = 1e-6
 # were 23% of an 11L step's kernel time on an H200, perf/h200/profile_11L_ar.log); a longer
 # sequence still works, its tables computed per forward.
 ROPE_CACHE_LEN = 4096
-# Multipliers of the BigramHash (SPEC §3).
+# Multipliers of the BigramHash (METHOD.md §3).
 BIGRAM_MUL_CUR = 36313
 BIGRAM_MUL_PREV = 27191
 
@@ -135,7 +135,7 @@ class GPTConfig:
         return cls(**d)
 
 
-# The configurations of the original ablation (SPEC §3) and a plain baseline for comparison.
+# The configurations of the original ablation (METHOD.md §3) and a plain baseline for comparison.
 # These are shared instances: derive variants with dataclasses.replace(PRESETS[name], ...).
 PRESETS: dict[str, GPTConfig] = {
     "5L": GPTConfig(vocab_size=4096, num_layers=5, model_dim=256, bigram_dim=128, xsa_last_n=2),
@@ -334,7 +334,7 @@ class Block(nn.Module):
             self.resid_mix = nn.Parameter(torch.stack([torch.ones(config.model_dim), torch.zeros(config.model_dim)]))
         else:
             self.register_parameter("resid_mix", None)
-        # A constant, not a parameter: damps the input of deeper blocks (SPEC §3 layer scale).
+        # A constant, not a parameter: damps the input of deeper blocks (METHOD.md §3 layer scale).
         self.input_scale = 1.0 / math.sqrt(layer + 1) if config.layer_scale else 1.0
 
     def forward(self, x, x0, cos, sin, is_causal: bool, causal_rows: int = 0):
@@ -410,24 +410,29 @@ class GPT(nn.Module):
 # ----------------------------------------------------------------------------- parameters
 
 
-def param_groups(model: GPT) -> dict[str, list[tuple[str, nn.Parameter]]]:
-    """Split the parameters for the optimizers of SPEC §4.
+# Name fragments that keep a parameter out of Muon even when it is 2-D (resid_mix, skip_weights),
+# the original's list; the token embedding is the one other exception (METHOD.md §4).
+MUON_EXCLUDED_NAME_PARTS = ("attn_scale", "mlp_scale", "resid_mix", "q_gain", "skip_weight", "gate", "scale",
+                            "ln_scale")
+EMBED_PARAM = "tok_emb.weight"
 
-    "muon":   the 2-D weight matrices of the Linear layers (block q/k/v/proj/up/down, bigram.proj)
-    "embed":  the embedding tables (tok_emb.weight, bigram.embed.weight)
-    "scalar": everything else: gains, scales, gates, resid_mix, skip_weights
-    Grouped by the owning module type, so e.g. resid_mix (2, d) stays out of Muon despite being 2-D.
-    """
-    linear_weights = {id(m.weight) for m in model.modules() if isinstance(m, nn.Linear)}
-    embedding_weights = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+
+def optimizer_group(name: str, ndim: int) -> str:
+    """The original's split by name and rank: "embed" for the token embedding, "muon" for every
+    other 2-D parameter whose name holds none of MUON_EXCLUDED_NAME_PARTS (block matrices AND
+    bigram.embed.weight / bigram.proj.weight), "scalar" for everything else."""
+    if name == EMBED_PARAM:
+        return "embed"
+    if ndim == 2 and not any(part in name for part in MUON_EXCLUDED_NAME_PARTS):
+        return "muon"
+    return "scalar"
+
+
+def param_groups(model: GPT) -> dict[str, list[tuple[str, nn.Parameter]]]:
+    """{"muon": [(name, p)], "embed": [...], "scalar": [...]} by optimizer_group, in model order."""
     groups: dict[str, list[tuple[str, nn.Parameter]]] = {"muon": [], "embed": [], "scalar": []}
     for name, p in model.named_parameters():
-        if id(p) in linear_weights:
-            groups["muon"].append((name, p))
-        elif id(p) in embedding_weights:
-            groups["embed"].append((name, p))
-        else:
-            groups["scalar"].append((name, p))
+        groups[optimizer_group(name, p.ndim)].append((name, p))
     return groups
 
 

@@ -1,4 +1,4 @@
-"""The shared-weight GPT of the matched ablation (SPEC §3), in MLX: the twin of model.py.
+"""The shared-weight GPT of the matched ablation (METHOD.md §3), in MLX: the twin of model.py.
 
 The configuration is model.GPTConfig itself (imported, not redefined). The parameter tree is
 laid out so that `tree_flatten(model.parameters())` yields exactly the names and shapes of the
@@ -31,7 +31,7 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
-from model import BIGRAM_MUL_CUR, BIGRAM_MUL_PREV, RMS_EPS, GPTConfig
+from model import BIGRAM_MUL_CUR, BIGRAM_MUL_PREV, RMS_EPS, GPTConfig, optimizer_group
 
 __all__ = ["GPT", "GPTConfig", "param_groups", "state_dict_numpy", "load_state_numpy", "rms_norm",
            "bigram_bucket_ids", "shift_right"]
@@ -243,18 +243,10 @@ class GPT(nn.Module):
 
 
 def param_groups(model: GPT) -> dict[str, list[str]]:
-    """Flat parameter names per optimizer, with model.param_groups' rule (by owning module type):
-    "muon": Linear weights, "embed": Embedding tables, "scalar": everything else."""
-    linear, embedding = set(), set()
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
-            linear.add(f"{name}.weight")
-        elif isinstance(module, nn.Embedding):
-            embedding.add(f"{name}.weight")
+    """Flat parameter names per optimizer, by model.optimizer_group (the original's name-and-rank rule)."""
     groups: dict[str, list[str]] = {"muon": [], "embed": [], "scalar": []}
-    for name, _ in tree_flatten(model.parameters()):
-        key = "muon" if name in linear else "embed" if name in embedding else "scalar"
-        groups[key].append(name)
+    for name, value in tree_flatten(model.parameters()):
+        groups[optimizer_group(name, value.ndim)].append(name)
     return groups
 
 

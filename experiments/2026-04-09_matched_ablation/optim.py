@@ -1,9 +1,10 @@
-"""Optimizers of the original recipe (SPEC §4): Muon for block matrices, Adam for the rest.
+"""Optimizers of the original recipe (METHOD.md §4): Muon for the matrices, Adam for the rest.
 
-Muon: momentum (Nesterov) on the raw gradient, then the update is replaced by an approximately
-orthogonal matrix with the same row/column spaces (5 quintic Newton-Schulz steps), scaled by
-sqrt(max(1, rows/cols)) so that tall matrices get the same per-element step size as square ones,
-with decoupled weight decay.
+Muon, per matrix: the gradient is clipped to Frobenius norm `clip` (0.3) BEFORE it enters the
+momentum; Nesterov momentum; the update is replaced by an approximately orthogonal matrix with the
+same row/column spaces (5 quintic Newton-Schulz steps, in float32 on every device as in the
+original), scaled by sqrt(max(1, rows/cols)) so that tall matrices get the same per-element step
+size as square ones; decoupled weight decay.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ def newton_schulz_orthogonalize(g: torch.Tensor, steps: int = 5, eps: float = 1e
 
     The coefficients push every singular value into roughly [0.7, 1.2] in 5 steps rather than
     converging exactly; that is all Muon needs. Works on the smaller Gram matrix side.
-    On CUDA the iteration runs in bfloat16 (as the original did); elsewhere in float32.
+    The iteration runs in float32 on every device: the original casts to float32 before it and
+    runs its optimizer outside autocast, so its Newton-Schulz was float32 on the GPU too.
     g may be a stack (S, m, n) of same-shape matrices: each is orthogonalized on its own.
     """
     if g.ndim not in (2, 3):
         raise ValueError(f"Muon orthogonalizes 2-D matrices (or a stack of them), got shape {tuple(g.shape)}")
     a, b, c = NS_COEFFS
-    x = g.to(torch.bfloat16 if g.is_cuda else torch.float32)
+    x = g.to(torch.float32)
     transposed = x.size(-2) > x.size(-1)
     if transposed:
         x = x.mT
@@ -39,12 +41,13 @@ def newton_schulz_orthogonalize(g: torch.Tensor, steps: int = 5, eps: float = 1e
 
 
 class Muon(torch.optim.Optimizer):
-    """Muon with Nesterov momentum and decoupled weight decay; `momentum` may be changed per step."""
+    """Muon with per-matrix gradient clipping, Nesterov momentum and decoupled weight decay;
+    `momentum` may be changed per step. clip = 0 turns the clipping off."""
 
     def __init__(self, params, lr: float = 0.025, momentum: float = 0.92, nesterov: bool = True,
-                 ns_steps: int = 5, weight_decay: float = 0.04, batched: bool = False):
+                 ns_steps: int = 5, weight_decay: float = 0.04, clip: float = 0.3, batched: bool = False):
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps,
-                        weight_decay=weight_decay)
+                        weight_decay=weight_decay, clip=clip)
         super().__init__(params, defaults)
         # batched: one stacked Newton-Schulz per shape instead of one per matrix (far fewer kernel
         # launches on a GPU; the same math, equal up to float rounding).
@@ -79,14 +82,24 @@ class Muon(torch.optim.Optimizer):
         return loss
 
     def _momentum(self, p: torch.Tensor, group: dict) -> torch.Tensor:
-        """Update the momentum buffer with p.grad; return the (Nesterov) momentum to orthogonalize."""
-        g, mom = p.grad, group["momentum"]
+        """Clip p.grad, update the momentum buffer with it; return the (Nesterov) momentum to orthogonalize."""
+        g, mom = clip_matrix_grad(p.grad, group["clip"]), group["momentum"]
         state = self.state[p]
         if "momentum_buffer" not in state:
             state["momentum_buffer"] = torch.zeros_like(g)
         buf = state["momentum_buffer"]
         buf.mul_(mom).add_(g)
         return g.add(buf, alpha=mom) if group["nesterov"] else buf
+
+
+def clip_matrix_grad(g: torch.Tensor, clip: float) -> torch.Tensor:
+    """g * clip / (||g||_F + 1e-8) when ||g||_F > clip (strictly), else g itself (the original's rule).
+
+    Written without a host sync: the unclipped case multiplies by exactly 1.0."""
+    if clip <= 0:
+        return g
+    norm = g.norm()
+    return g * torch.where(norm > clip, clip / (norm + 1e-8), torch.ones_like(norm))
 
 
 def muon_momentum(step: int, start: float = 0.92, end: float = 0.99, warmup_steps: int = 1500) -> float:
@@ -97,8 +110,8 @@ def muon_momentum(step: int, start: float = 0.92, end: float = 0.99, warmup_step
 
 def build_optimizers(groups: dict, *, muon_lr: float = 0.025, embed_lr: float = 0.035,
                      scalar_lr: float = 0.025, muon_wd: float = 0.04, adam_wd: float = 0.0,
-                     betas=(0.9, 0.95), fused: bool = False) -> list[torch.optim.Optimizer]:
-    """One Muon over the block matrices, one AdamW with two groups (embeddings, scalars).
+                     muon_clip: float = 0.3, betas=(0.9, 0.95), fused: bool = False) -> list[torch.optim.Optimizer]:
+    """One Muon over the matrices, one AdamW with two groups (the token embedding, scalars).
 
     fused=True (on CUDA): fused AdamW and Muon's stacked Newton-Schulz per shape; the plain
     per-tensor loops elsewhere (the CPU record's exact arithmetic).
@@ -109,7 +122,7 @@ def build_optimizers(groups: dict, *, muon_lr: float = 0.025, embed_lr: float = 
     opts: list[torch.optim.Optimizer] = []
     muon_params = [p for _, p in groups["muon"]]
     if muon_params:
-        opts.append(Muon(muon_params, lr=muon_lr, weight_decay=muon_wd, batched=fused))
+        opts.append(Muon(muon_params, lr=muon_lr, weight_decay=muon_wd, clip=muon_clip, batched=fused))
     adam_groups = [
         {"params": [p for _, p in groups["embed"]], "lr": embed_lr},
         {"params": [p for _, p in groups["scalar"]], "lr": scalar_lr},

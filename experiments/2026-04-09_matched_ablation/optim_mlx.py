@@ -1,14 +1,15 @@
-"""The optimizers of SPEC §4 for MLX, with the math of optim.py / torch.optim.AdamW.
+"""The optimizers of METHOD.md §4 for MLX, with the math of optim.py / torch.optim.AdamW.
 
 Muon is written here because mlx.optimizers.Muon differs from optim.Muon: it folds weight decay
 into the gradient (coupled, p -= lr*wd*p through the orthogonalization) and keeps an EMA
 momentum (v = mom*v + (1-mom)*g). This one matches optim.Muon exactly:
+    g      = g * clip / (||g||_F + 1e-8)       (only when ||g||_F > clip: per-matrix clipping)
     buf    = mom * buf + g
     update = g + mom * buf                      (Nesterov; buf without it)
     update = NS5(update) * sqrt(max(1, rows / cols))
     p      = p * (1 - lr * wd) - lr * update    (decoupled weight decay)
 with NS5 the quintic Newton-Schulz iteration of optim.newton_schulz_orthogonalize (same
-coefficients, same Gram side, x / (||x||_F + 1e-7), float32 or bfloat16 like torch on CUDA).
+coefficients, same Gram side, x / (||x||_F + 1e-7), float32 by default as in torch).
 
 Adam is mlx.optimizers.AdamW with bias_correction=True, which is torch.optim.AdamW's update:
 p *= 1 - lr*wd; m, v EMAs; p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps).
@@ -56,8 +57,9 @@ class Muon(mlx_optim.Optimizer):
     """
 
     def __init__(self, learning_rate: float = 0.025, momentum: float = 0.92, nesterov: bool = True,
-                 ns_steps: int = 5, weight_decay: float = 0.04, ns_dtype=mx.float32):
+                 ns_steps: int = 5, weight_decay: float = 0.04, clip: float = 0.3, ns_dtype=mx.float32):
         super().__init__()
+        self.clip = clip
         self._maybe_schedule("learning_rate", learning_rate)
         self.momentum = momentum
         self.nesterov = nesterov
@@ -79,6 +81,9 @@ class Muon(mlx_optim.Optimizer):
     def apply_single(self, gradient: mx.array, parameter: mx.array, state: dict) -> mx.array:
         lr = self.learning_rate.astype(gradient.dtype)
         mom = self.momentum.astype(gradient.dtype)
+        if self.clip > 0:
+            norm = mx.sqrt(mx.sum(mx.square(gradient.astype(mx.float32)))).astype(gradient.dtype)
+            gradient = gradient * mx.where(norm > self.clip, self.clip / (norm + 1e-8), 1.0).astype(gradient.dtype)
         buf = mom * state["momentum_buffer"] + gradient
         state["momentum_buffer"] = buf
         update = gradient + mom * buf if self.nesterov else buf
@@ -99,13 +104,14 @@ class GroupedOptimizer(mlx_optim.MultiOptimizer):
 
     def __init__(self, groups: dict[str, list[str]], *, muon_lr: float = 0.025, embed_lr: float = 0.035,
                  scalar_lr: float = 0.025, muon_wd: float = 0.04, adam_wd: float = 0.0,
-                 betas=ADAM_BETAS, ns_dtype=mx.float32):
+                 muon_clip: float = 0.3, betas=ADAM_BETAS, ns_dtype=mx.float32):
         names = [n for key in ("muon", "embed", "scalar") for n in groups.get(key, [])]
         if len(names) != len(set(names)):
             raise ValueError("a parameter is in more than one optimizer group")
         specs = []
         if groups.get("muon"):
-            specs.append(("muon", Muon(learning_rate=muon_lr, weight_decay=muon_wd, ns_dtype=ns_dtype), muon_lr))
+            specs.append(("muon", Muon(learning_rate=muon_lr, weight_decay=muon_wd, clip=muon_clip, ns_dtype=ns_dtype),
+                          muon_lr))
         for key, lr in (("embed", embed_lr), ("scalar", scalar_lr)):
             if groups.get(key):
                 adam = mlx_optim.AdamW(learning_rate=lr, betas=list(betas), eps=ADAM_EPS, weight_decay=adam_wd,

@@ -26,8 +26,10 @@
 #   LOG_DIR [runs/matched_ablation/$PRESET/logs]    <cell>.train.log / <cell>.eval.log (stdout+stderr)
 #   OUT_DIR [runs/matched_ablation/$PRESET/ablation6 (run_6, eval_6) | .../seeds (run/eval_seeds)]
 #                         results.md, results.json, results.png (scripts/summarize.py)
-#   BUDGET_SECS [preset]  wall-clock training budget per cell, validation excluded (0: none)
-#   STEPS [preset]        step cap per cell (0: none); one of BUDGET_SECS / STEPS must be > 0
+#   BUDGET_SECS [preset]  wall-clock budget per cell (0: none); as in the original its clock includes
+#                         compilation, validations and step saves (train_cdm.py --clock original)
+#   STEPS [preset]        step cap per cell, also the nominal length that places the EMA start
+#                         (int(0.8 * STEPS)) and the step-based warmdown; the original passed 9999
 #   DEVICE [preset]       auto | cuda | mps | cpu, for training and evaluation
 #   NPROC [1]             processes per training run; > 1 launches train_cdm.py under
 #                         `python -m torch.distributed.run --standalone --nproc_per_node=NPROC` (DDP:
@@ -48,7 +50,7 @@
 # run_seeds.sh / eval_seeds.sh: SEED_SCALE [11L]  SEED_WEIGHT [0.3]
 #                               SEEDS [1337 42 2024 7 100]  CONTROL_SEEDS [1337 42 2024] ("" = none)
 #
-# Presets. The scale names are those of the original 6-run ablation (SPEC §3); under cpu and
+# Presets. The scale names are those of the original 6-run ablation (METHOD.md §3); under cpu and
 # smoke they stand for smaller models (8 heads / 4 KV heads unless stated):
 # | PRESET | "5L" trains                    | "11L" trains                    | seq  | tokens/step  | per cell           | eval (eval_cf.py)          | data, device        |
 # |--------|--------------------------------|---------------------------------|------|--------------|--------------------|----------------------------|---------------------|
@@ -56,11 +58,16 @@
 # | mac    | 5L d=256 bigram 128 XSA 2      | 11L d=512 bigram 128 XSA 4      | 1024 | 32 x 1024    | 900 s              | 200 random windows x 1024  | data/v4096, auto    |
 # | cpu    | 3L d=128 bigram 64 XSA 1       | 4L d=192 bigram 64 XSA 2        | 256  | 16 x 256     | 300 s              | 64 random windows x 256    | shakespeare, cpu    |
 # | smoke  | 2L d=32 4/2 heads bigram 16 XSA 1 | 3L d=48 4/2 heads bigram 16 XSA 1 | 32 | 8 x 32    | 4 steps, no clock  | 8 random windows x 32      | shakespeare, cpu    |
-# h100 is exactly the original recipe (SPEC §3-§5): vocab-4096 data, 540 s, 64 x 1024 tokens per
-# step, validation every 500 steps on the first 1,048,576 validation tokens, eval on 500 windows
-# of 1024 targets. cpu: the 6-run ablation plus its evaluation in about 40 minutes on 2 cores
-# (6 x 300 s of training, then about a minute of evaluation per cell); mac: an M-series Mac with
-# BACKEND=mlx, 15 minutes a cell. smoke: CI; a step cap (not a clock) makes it deterministic.
+# h100 follows every rule of the original recipe that train_cdm.py implements (METHOD.md §4; the
+# README's rules table lists each rule and its known differences): vocab-4096 data, 540 s on the
+# original's clock, --steps 9999, 64 x 1024 tokens per step, validation every 500 steps on the first
+# 1,000,000 validation tokens (999,424 targets), eval on 500 windows of 1024 targets.
+# The other presets apply the same rules, scaled (rule_flags): the step-based warmdown covers the
+# same share of STEPS as the original's 1000 of 9999, and the time-based warmdown the same share of
+# BUDGET_SECS as the original's 80 of 540 s (cpu: 44.4 s of 300 s; mac: 133.3 s of 900 s).
+# cpu: the 6-run ablation plus its evaluation in about 40 minutes on 2 cores (6 x 300 s of
+# training, then about a minute of evaluation per cell); mac: an M-series Mac with BACKEND=mlx,
+# 15 minutes a cell. smoke: CI; a step cap (not a clock) makes it deterministic.
 
 EXP_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$EXP_DIR/../.." && pwd)"
@@ -89,18 +96,18 @@ cell_py() { "$PYTHON" "$EXP_DIR/cell_status.py" "$@"; }
 
 preset_h100() {
   P_THREADS="" P_COMPILE=1
-  P_DATA_DIR="$ROOT/data/v4096" P_DEVICE=cuda P_BUDGET_SECS=540 P_STEPS=0
+  P_DATA_DIR="$ROOT/data/v4096" P_DEVICE=cuda P_BUDGET_SECS=540 P_STEPS=9999
   FLAGS_5L="--num_layers 5 --model_dim 256 --bigram_dim 128 --xsa_last_n 2"
   FLAGS_11L="--num_layers 11 --model_dim 512 --bigram_dim 128 --xsa_last_n 4"
   SEQ_LEN=1024 BATCH_TOKENS=65536
-  TRAIN_FLAGS=(--seq_len 1024 --batch_tokens 65536 --val_tokens 1048576)
+  TRAIN_FLAGS=(--seq_len 1024 --batch_tokens 65536 --val_tokens 1000000)
   IO_FLAGS=(--val_every 500 --save_every 500 --log_every 50)
   EVAL_SEQ_LEN=1024 P_EVAL_N_SEQS=500 EVAL_BATCH=16
 }
 
 preset_mac() {
   P_THREADS=""
-  P_DATA_DIR="$ROOT/data/v4096" P_DEVICE=auto P_BUDGET_SECS=900 P_STEPS=0
+  P_DATA_DIR="$ROOT/data/v4096" P_DEVICE=auto P_BUDGET_SECS=900 P_STEPS=9999
   FLAGS_5L="--num_layers 5 --model_dim 256 --bigram_dim 128 --xsa_last_n 2"
   FLAGS_11L="--num_layers 11 --model_dim 512 --bigram_dim 128 --xsa_last_n 4"
   SEQ_LEN=1024 BATCH_TOKENS=32768
@@ -111,7 +118,7 @@ preset_mac() {
 
 preset_cpu() {
   P_THREADS=1
-  P_DATA_DIR="$ROOT/data/shakespeare" P_DEVICE=cpu P_BUDGET_SECS=300 P_STEPS=0
+  P_DATA_DIR="$ROOT/data/shakespeare" P_DEVICE=cpu P_BUDGET_SECS=300 P_STEPS=9999
   FLAGS_5L="--num_layers 3 --model_dim 128 --bigram_dim 64 --xsa_last_n 1"
   FLAGS_11L="--num_layers 4 --model_dim 192 --bigram_dim 64 --xsa_last_n 2"
   SEQ_LEN=256 BATCH_TOKENS=4096
@@ -139,7 +146,7 @@ scale_flags() {  # SCALE -> the model flags of that scale under the preset
   esac
 }
 
-spec_scale() {  # SCALE -> what it is in the original ablation (SPEC §3)
+spec_scale() {  # SCALE -> what it is in the original ablation (METHOD.md §3)
   case "$1" in
     5L) echo "5 layers, d=256 (~4.3 M params)" ;;
     11L) echo "11 layers, d=512 (~28.4 M params)" ;;
@@ -209,9 +216,7 @@ recipe_init() {
     export OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"
   fi
   check_number MATCH_WEIGHT "$MATCH_WEIGHT"
-  if is_zero "$BUDGET_SECS" && [[ "$STEPS" == 0 ]]; then
-    die "BUDGET_SECS=0 and STEPS=0: give a wall-clock budget or a step cap"
-  fi
+  [[ "$STEPS" != 0 ]] || die "STEPS=0: the original's rules need a nominal step count (its recipe used 9999)"
   case "$DEVICE" in
     auto | cuda | mps | cpu) ;;
     *) die "DEVICE=$DEVICE: choose auto, cuda, mps or cpu" ;;
@@ -368,6 +373,11 @@ fail_with_log() {  # WHAT RC LOG
   exit "$2"
 }
 
+rule_flags() {  # STEPS BUDGET_SECS -> the original's warmdown rules scaled to this cell's length
+  awk -v steps="$1" -v budget="$2" 'BEGIN {
+    printf "--warmdown_steps %d --warmdown_secs %.6g\n", int(steps * 1000 / 9999 + 0.5), budget * 80 / 540 }'
+}
+
 train_cell() {  # NAME SCALE WEIGHT SEED MATCHED_TO
   local name="$1" scale="$2" weight="$3" seed="$4" matched="$5"
   local cell="$CKPT_DIR/$name" log="$LOG_DIR/$name.train.log" status steps="" rc=0
@@ -376,9 +386,11 @@ train_cell() {  # NAME SCALE WEIGHT SEED MATCHED_TO
   recipe=($(scale_flags "$scale") "${TRAIN_FLAGS[@]}" --cdm_weight "$weight" --seed "$seed")
   if [[ -n "$matched" ]]; then
     steps="$(cell_py match-steps "$CKPT_DIR/$matched" --batch_tokens "$BATCH_TOKENS")"
-    recipe+=(--train_budget_secs 0 --steps "$steps")
+    # shellcheck disable=SC2207  # two flags and their numbers
+    recipe+=(--train_budget_secs 0 --steps "$steps" $(rule_flags "$steps" 0))
   else
-    recipe+=(--train_budget_secs "$BUDGET_SECS" --steps "$STEPS")
+    # shellcheck disable=SC2207
+    recipe+=(--train_budget_secs "$BUDGET_SECS" --steps "$STEPS" $(rule_flags "$STEPS" "$BUDGET_SECS"))
   fi
   status="$(cell_py train-status "$cell")"
   cell_py claim "$cell" --name "$name" --scale "$scale" --backend "$BACKEND" --preset "$PRESET" \

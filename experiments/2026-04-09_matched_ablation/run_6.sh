@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The 6-run matched ablation (SPEC §3/§7): scales 5L and 11L x cdm_weight 0 (causal-only control),
+# The 6-run matched ablation (METHOD.md §3/§7): scales 5L and 11L x cdm_weight 0 (causal-only control),
 # 0.3 and 1.0, one seed. Each cell trains into CKPT_DIR/<scale>_w<weight>_s<seed>/; a finished
 # cell (results.json) is skipped, an interrupted one resumes from its newest step checkpoint
 # (--resume auto). Shared cells of a scale train before its control, so MATCH=tokens can read

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The seed verification (SPEC §7): the shared model at SEED_SCALE (11L) and cdm_weight SEED_WEIGHT
+# The seed verification (METHOD.md §7): the shared model at SEED_SCALE (11L) and cdm_weight SEED_WEIGHT
 # (0.3) with seeds 1337 42 2024 7 100, plus causal-only controls (w=0) with seeds 1337 42 2024:
 # the original measured one control seed, so its seed-to-seed variance was unknown. Cells go to
 # the same CKPT_DIR as run_6.sh, so cells it already trained (same recipe) are reused. A finished

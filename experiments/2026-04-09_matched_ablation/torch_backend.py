@@ -61,7 +61,7 @@ def load_model(source, device: torch.device, *, xsa_last_n: int | None = None,
 
 @torch.no_grad()
 def ar_nll_sum_windows(model: GPT, windows: np.ndarray, batch_size: int, device: torch.device) -> float:
-    """Causal NLL in nats, summed in float64 (SPEC §2, not float32 per batch), over (N, T+1) windows."""
+    """Causal NLL in nats, summed in float64 (METHOD.md §2, not float32 per batch), over (N, T+1) windows."""
     total = 0.0
     was_training = model.training
     model.eval()
@@ -90,7 +90,7 @@ def ar_nll_sum(model: GPT, tokens: np.ndarray, seq_len: int, batch_size: int,
 
 def ar_val_bpb(model: GPT, tokens: np.ndarray, seq_len: int, batch_size: int, device: torch.device,
                tables) -> dict:
-    """The trainer's Pure-AR val_bpb on the given validation tokens (SPEC §2, no clamping)."""
+    """The trainer's Pure-AR val_bpb on the given validation tokens (METHOD.md §2, no clamping)."""
     nll, _, windows = ar_nll_sum(model, tokens, seq_len, batch_size, device)
     return validation_result(nll, windows, tables)
 

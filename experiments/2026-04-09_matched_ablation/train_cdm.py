@@ -1,4 +1,4 @@
-"""Joint causal (AR) + D3PM-uniform denoising (CDM) training with shared weights (SPEC §4).
+"""Joint causal (AR) + D3PM-uniform denoising (CDM) training with shared weights (METHOD.md §4).
 
 One model, one set of parameters. Each step:
   AR loss : causal next-token cross-entropy on (x, y)                         (weight 1)
@@ -9,11 +9,17 @@ One model, one set of parameters. Each step:
 The only difference between the two forwards is `is_causal`. `--cdm_weight 0` is the
 causal-only control and skips the denoising forward and backward entirely.
 
-Fixes of the original's flaws (SPEC §6): every RNG is seeded from --seed (torch, numpy, mask
-rates, noise); the final val_bpb is the LAST evaluation; EMA is either off or really runs
-inside the budget from --ema_start_frac of it, and the log says which.
+Every default is the original recipe's rule (METHOD.md §4; the README's rules table lists them
+with the flag that departs from each): Muon on every 2-D parameter but the token embedding, with
+per-matrix clipping before momentum and float32 Newton-Schulz; the step- and time-based warmdown;
+EMA 0.997 from step int(0.8 * --steps), used by every validation once it exists and saved at the
+end; a clock that includes compilation, validations and step saves; validation on the first
+1,000,000 tokens cut to whole windows; tok_emb a bfloat16 parameter on CUDA.
+Fixes that cannot change the distribution of results stay on: every RNG is seeded from --seed
+(init, mask rates, noise), and results.json reports the LAST validation as final_val_bpb (the
+original reported the best one seen, kept here as best_val_bpb).
 
-    python train_cdm.py --data_dir DIR --train_budget_secs 540          # original recipe
+    python train_cdm.py --data_dir DIR                                  # the original recipe, 540 s
     python train_cdm.py --data_dir DIR --seq_len 256 --batch_tokens 4096 --steps 200 --device cpu
 """
 
@@ -36,8 +42,7 @@ from torch.nn.parallel import DistributedDataParallel
 from data import validation_result, validation_windows
 from distributed import init_distributed
 from torch_backend import ar_nll_sum_windows, autocast_for, resolve_device
-from trainer_core import (MASK_RATE_RANGE, TrainerBase, build_parser, lr_multiplier,  # noqa: F401
-                          validate_args)
+from trainer_core import MASK_RATE_RANGE, TrainerBase, build_parser, validate_args
 
 
 def cdm_corrupt(x: torch.Tensor, vocab_size: int, gen: torch.Generator, rank: int = 0, world_size: int = 1):
@@ -84,11 +89,11 @@ def reversed_window(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, tor
 
 def train_step(model, x, y, *, cdm_weight: float, vocab_size: int, gen: torch.Generator, autocast,
                retro_alpha: float = 0.0, fused: bool = False, rank: int = 0, world_size: int = 1,
-               no_sync=None):
+               no_sync=None, corrupt=None):
     """Forward/backward of one step; gradients accumulate in .grad. Returns (ar_loss, cdm_loss|None).
 
     The gradient is grad(AR) + cdm_weight * grad(CDM) [+ retro_alpha * grad(reversed AR)]. The
-    retrodiction term (SPEC §7, the earlier research line) is causal next-token loss on the
+    retrodiction term (METHOD.md §7, the earlier research line) is causal next-token loss on the
     time-reversed window: the model reads each row right to left and predicts the token before.
 
     Plain path: one forward+backward per pass, each graph freed before the next forward.
@@ -98,12 +103,17 @@ def train_step(model, x, y, *, cdm_weight: float, vocab_size: int, gen: torch.Ge
     GLOBAL masked count times world_size, so the ranks' average gradient (DDP) is the global-batch
     gradient; `no_sync` (DDP's) keeps all but the last backward from all-reducing.
     The returned losses are this rank's parts; their mean over the ranks is the global loss.
+    corrupt(x) -> (noisy, mask, n_masked) replaces the drawn noise (scripts/replay_fixture.py
+    injects the noise recorded from the original); by default cdm_corrupt draws it from gen.
     """
+    if corrupt is None:
+        def corrupt(x):
+            return cdm_corrupt(x, vocab_size, gen, rank, world_size)
     last_sync = contextlib.nullcontext
     no_sync = no_sync or last_sync
     if fused:
-        return _fused_step(model, x, y, cdm_weight=cdm_weight, vocab_size=vocab_size, gen=gen,
-                           autocast=autocast, retro_alpha=retro_alpha, rank=rank, world_size=world_size)
+        return _fused_step(model, x, y, cdm_weight=cdm_weight, corrupt=corrupt, autocast=autocast,
+                           retro_alpha=retro_alpha, world_size=world_size)
     n_backward = 1 + (retro_alpha > 0) + (cdm_weight > 0)
     with no_sync() if n_backward > 1 else last_sync():
         ar_loss = causal_ce(model, x, y, autocast)
@@ -113,7 +123,7 @@ def train_step(model, x, y, *, cdm_weight: float, vocab_size: int, gen: torch.Ge
             (retro_alpha * causal_ce(model, *reversed_window(x, y), autocast)).backward()
     if cdm_weight <= 0:
         return ar_loss.detach(), None
-    noisy, mask, n_masked = cdm_corrupt(x, vocab_size, gen, rank, world_size)
+    noisy, mask, n_masked = corrupt(x)
     with autocast:
         logits = model(noisy, is_causal=False)
     cdm_loss = masked_cdm_loss(token_ce(logits, x), mask, n_masked, world_size)
@@ -121,7 +131,7 @@ def train_step(model, x, y, *, cdm_weight: float, vocab_size: int, gen: torch.Ge
     return ar_loss.detach(), cdm_loss.detach()
 
 
-def _fused_step(model, x, y, *, cdm_weight, vocab_size, gen, autocast, retro_alpha, rank, world_size):
+def _fused_step(model, x, y, *, cdm_weight, corrupt, autocast, retro_alpha, world_size):
     B = x.size(0)
     inputs, targets = [x], [y]
     if retro_alpha > 0:
@@ -130,7 +140,7 @@ def _fused_step(model, x, y, *, cdm_weight, vocab_size, gen, autocast, retro_alp
         targets.append(ry)
     causal_rows = B * len(inputs)
     if cdm_weight > 0:
-        noisy, mask, n_masked = cdm_corrupt(x, vocab_size, gen, rank, world_size)
+        noisy, mask, n_masked = corrupt(x)
         inputs.append(noisy)
         targets.append(x)
     with autocast:
@@ -158,11 +168,11 @@ class TorchStep:
 
     def __init__(self, model, forward_model, optimizers, gen, autocast, *, cdm_weight: float,
                  retro_alpha: float = 0.0, fused: bool = False, grad_clip: float = 0.0,
-                 rank: int = 0, world_size: int = 1, no_sync=None):
+                 rank: int = 0, world_size: int = 1, no_sync=None, corrupt=None):
         self.model, self.forward_model, self.optimizers = model, forward_model, optimizers
         self.gen, self.autocast = gen, autocast
         self.kwargs = dict(cdm_weight=cdm_weight, vocab_size=model.config.vocab_size, retro_alpha=retro_alpha,
-                           fused=fused, rank=rank, world_size=world_size, no_sync=no_sync)
+                           fused=fused, rank=rank, world_size=world_size, no_sync=no_sync, corrupt=corrupt)
         self.grad_clip = grad_clip
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor):
@@ -180,7 +190,40 @@ class TorchStep:
 def build_optimizers_for(model, args, device: torch.device):
     return build_optimizers(param_groups(model), muon_lr=args.muon_lr, embed_lr=args.embed_lr,
                             scalar_lr=args.scalar_lr, muon_wd=args.muon_wd, adam_wd=args.adam_wd,
-                            fused=device.type == "cuda")
+                            muon_clip=args.muon_clip, fused=device.type == "cuda")
+
+
+def apply_schedule(optimizers, lr_mult: float, momentum: float) -> None:
+    """lr = base_lr * lr_mult in every group; Muon's momentum."""
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["lr"] = group["base_lr"] * lr_mult
+            if "momentum" in group:
+                group["momentum"] = momentum
+
+
+def tok_emb_dtype(name: str, device: torch.device) -> torch.dtype:
+    """--tok_emb_dtype: auto is bfloat16 on CUDA (the original cast its tok_emb parameter to its
+    bf16 compute dtype) and float32 elsewhere."""
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
+
+
+class EMA:
+    """The original's EMA over the state dict: created as a copy (same dtypes), then
+    shadow = shadow * decay + weights * (1 - decay), in place, after each later update."""
+
+    def __init__(self, model):
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model, decay: float) -> None:
+        for k, v in model.state_dict().items():
+            self.shadow[k].mul_(decay).add_(v, alpha=1.0 - decay)
+
+    def load_into(self, model) -> None:
+        model.load_state_dict(self.shadow)
 
 
 class Trainer(TrainerBase):
@@ -198,6 +241,8 @@ class Trainer(TrainerBase):
         self.autocast = autocast_for(self.device)
         torch.manual_seed(args.seed)
         self.model = GPT(self.config).to(self.device)
+        emb = self.model.tok_emb.weight
+        emb.data = emb.data.to(tok_emb_dtype(args.tok_emb_dtype, self.device))
         ddp = None
         if self.dist.enabled:
             # The only buffers are the constant RoPE tables: nothing to broadcast every forward.
@@ -271,11 +316,7 @@ class Trainer(TrainerBase):
         return self.dist.weight_spread(list(self.model.state_dict().values()))
 
     def set_schedule(self, lr_mult: float, momentum: float) -> None:
-        for opt in self.optimizers:
-            for group in opt.param_groups:
-                group["lr"] = group["base_lr"] * lr_mult
-                if "momentum" in group:
-                    group["momentum"] = momentum
+        apply_schedule(self.optimizers, lr_mult, momentum)
 
     def train_step(self, x: np.ndarray, y: np.ndarray):
         args = self.args
@@ -289,16 +330,21 @@ class Trainer(TrainerBase):
         return float(value)
 
     def ema_update(self, decay: float) -> None:
-        params = {k: v.detach().float() for k, v in self.model.state_dict().items()}
         if self.ema is None:
-            self.ema = {k: v.clone() for k, v in params.items()}
+            self.ema = EMA(self.model)
         else:
-            for k, v in params.items():
-                self.ema[k].lerp_(v, 1.0 - decay)
+            self.ema.update(self.model, decay)
 
     def load_ema(self) -> None:
-        current = self.model.state_dict()
-        self.model.load_state_dict({k: v.to(current[k].dtype) for k, v in self.ema.items()})
+        self.ema.load_into(self.model)
+
+    def swap_in_ema(self):
+        raw = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.ema.load_into(self.model)
+        return raw
+
+    def restore_weights(self, token) -> None:
+        self.model.load_state_dict(token)
 
     def val_bpb(self) -> dict:
         """Each rank scores every world_size-th window; the float64 sums are added over the ranks."""
@@ -318,7 +364,7 @@ class Trainer(TrainerBase):
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
                     "torch": torch.get_rng_state(), "gen": self.gen.get_state(),
                     "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None},
-            "ema": self.ema,
+            "ema": None if self.ema is None else self.ema.shadow,
         }
         save_torch_checkpoint(self.ckpt_dir / f"{name}.pt", payload)
 
@@ -336,7 +382,9 @@ class Trainer(TrainerBase):
         if rng.get("cuda") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(rng["cuda"])
         self.load_counters(payload)
-        self.ema = payload["ema"]
+        if payload["ema"] is not None:
+            self.ema = EMA(self.model)
+            self.ema.shadow = {k: v.to(self.device) for k, v in payload["ema"].items()}
 
 
 NO_BAD_STEP = 2 ** 62

@@ -64,9 +64,9 @@ _HELP_OVERRIDES = {
 SUPPORTED_FLAGS = frozenset({
     "num_layers", "model_dim", "num_heads", "num_kv_heads", "mlp_mult", "vocab_size", "bigram_dim", "xsa_last_n",
     "no_smear_gate", "no_unet_skips", "no_layer_scale", "no_resid_mix", "no_qk_norm",
-    "cdm_weight", "retro_alpha", "train_budget_secs", "steps", "seq_len", "batch_tokens", "warmdown_frac",
-    "muon_lr", "muon_wd", "embed_lr", "scalar_lr", "adam_wd", "momentum_warmup_steps", "grad_clip",
-    "ema_decay", "ema_start_frac", "seed", "data_dir", "tokenizer_path", "checkpoint_dir", "save_path",
+    "cdm_weight", "retro_alpha", "train_budget_secs", "steps", "seq_len", "batch_tokens", "lr_schedule",
+    "warmdown_steps", "warmdown_secs", "warmdown_frac", "muon_lr", "muon_wd", "muon_clip", "embed_lr", "scalar_lr",
+    "adam_wd", "momentum_warmup_steps", "grad_clip", "ema_decay", "ema_start_step", "clock", "seed", "data_dir", "tokenizer_path", "checkpoint_dir", "save_path",
     "save_every", "val_every", "val_tokens", "val_batch_size", "log_every", "resume", "device", "compile",
     "dtype", "help",
 })
@@ -177,6 +177,17 @@ def run_step(step_fn, model: GPT, optimizer, x: np.ndarray, y: np.ndarray, key: 
     return ar_v, cdm_v, key
 
 
+def ema_step(ema: dict | None, model: GPT, decay: float) -> dict:
+    """The original's EMA: a copy of the weights when ema is None, else ema * decay + weights * (1 - decay)."""
+    params = dict(tree_flatten(model.parameters()))
+    if ema is None:
+        ema = {k: mx.array(v) for k, v in params.items()}
+    else:
+        ema = {k: e * decay + params[k] * (1.0 - decay) for k, e in ema.items()}
+    mx.eval(ema)
+    return ema
+
+
 # ----------------------------------------------------------------------------- trainer
 
 
@@ -196,7 +207,7 @@ class Trainer(TrainerBase):
         mx.eval(self.model.parameters())
         self.optimizer = build_optimizer(
             param_groups(self.model), muon_lr=args.muon_lr, embed_lr=args.embed_lr, scalar_lr=args.scalar_lr,
-            muon_wd=args.muon_wd, adam_wd=args.adam_wd, ns_dtype=self.dtype)
+            muon_wd=args.muon_wd, adam_wd=args.adam_wd, muon_clip=args.muon_clip)
         self.optimizer.check_covers(self.model.parameters())
         self.optimizer.init(self.model.trainable_parameters())
         self.cdm_key = mx.random.key(args.seed + 1)  # corruption stream, separate from init
@@ -229,15 +240,18 @@ class Trainer(TrainerBase):
         return float(value.item())
 
     def ema_update(self, decay: float) -> None:
-        params = dict(tree_flatten(self.model.parameters()))
-        if self.ema is None:
-            self.ema = {k: mx.array(v) for k, v in params.items()}
-        else:
-            self.ema = {k: e + (1.0 - decay) * (params[k] - e) for k, e in self.ema.items()}
-        mx.eval(self.ema)
+        self.ema = ema_step(self.ema, self.model, decay)
 
     def load_ema(self) -> None:
         load_state_numpy(self.model, {k: np.array(v) for k, v in self.ema.items()})
+
+    def swap_in_ema(self):
+        raw = state_dict_numpy(self.model)
+        self.load_ema()
+        return raw
+
+    def restore_weights(self, token) -> None:
+        load_state_numpy(self.model, token)
 
     def val_bpb(self) -> dict:
         return ar_val_bpb(self.model, self.val_tokens, self.args.seq_len, self.args.val_batch_size, self.tables)

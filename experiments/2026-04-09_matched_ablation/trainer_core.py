@@ -31,12 +31,24 @@ from run_log import RunLog, git_commit, versions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MASK_RATE_RANGE = (0.15, 0.50)
+# The original recipe's nominal step count (its run_6.sh passed --steps 9999) and the length of its
+# time-based warmdown (METHOD.md §4).
+ORIGINAL_STEPS = 9999
+ORIGINAL_WARMDOWN_SECS = 80.0
+ORIGINAL_EMA_START_FRAC = 0.8
+LR_SCHEDULES = ("original", "progress")
+CLOCKS = ("original", "train_only")
+# The flags whose value IS one of the original's rules, with that value: a run that sets another
+# value departs from the original on that rule (named in results.json, see departures()).
+ORIGINAL_RULES = {"lr_schedule": "original", "warmdown_steps": 1000, "warmdown_secs": ORIGINAL_WARMDOWN_SECS,
+                  "muon_clip": 0.3, "ema_decay": 0.997, "ema_start_step": -1, "clock": "original",
+                  "val_tokens": 1_000_000, "grad_clip": 0.0, "steps": ORIGINAL_STEPS, "train_budget_secs": 540.0}
 
 
 def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     """The flags of both trainers (the original recipe's names plus what a CPU/Mac user needs)."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    m = p.add_argument_group("model (SPEC §3; defaults are the 5L config)")
+    m = p.add_argument_group("model (METHOD.md §3; defaults are the 5L config)")
     m.add_argument("--num_layers", type=int, default=5)
     m.add_argument("--model_dim", type=int, default=256)
     m.add_argument("--num_heads", type=int, default=8)
@@ -47,24 +59,41 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     m.add_argument("--xsa_last_n", type=int, default=2, help="0 disables XSA")
     for flag in ("smear_gate", "unet_skips", "layer_scale", "resid_mix", "qk_norm"):
         m.add_argument(f"--no_{flag}", action="store_true", help=f"disable {flag}")
-    t = p.add_argument_group("training (SPEC §4)")
+    t = p.add_argument_group("training (METHOD.md §4; every default is the original recipe's rule)")
     t.add_argument("--cdm_weight", type=float, default=0.3, help="0 = causal-only control")
     t.add_argument("--retro_alpha", type=float, default=0.0,
                    help="weight of the reversed-sequence causal loss (retrodiction line); 0 = off")
     t.add_argument("--train_budget_secs", type=float, default=540.0, help="wall-clock budget; 0 = none")
-    t.add_argument("--steps", type=int, default=0, help="step cap; 0 = none (one of the two is needed)")
+    t.add_argument("--steps", type=int, default=ORIGINAL_STEPS,
+                   help="step cap, also the nominal length that places the step-based warmdown and the EMA "
+                        "start (the original recipe passed 9999); 0 = none")
     t.add_argument("--seq_len", type=int, default=1024)
     t.add_argument("--batch_tokens", type=int, default=64 * 1024, help="tokens per step (global)")
-    t.add_argument("--warmdown_frac", type=float, default=0.2, help="final fraction with linear LR decay to 0")
+    t.add_argument("--lr_schedule", default="original", choices=LR_SCHEDULES,
+                   help="original: linear decay over the last --warmdown_steps of --steps, and over the last "
+                        "--warmdown_secs of the budget; progress (the project's earlier rule): linear decay "
+                        "over the last --warmdown_frac of the run's progress")
+    t.add_argument("--warmdown_steps", type=int, default=1000, help="lr_schedule original: step-based warmdown length")
+    t.add_argument("--warmdown_secs", type=float, default=ORIGINAL_WARMDOWN_SECS,
+                   help="lr_schedule original: time-based warmdown over the budget's last N seconds")
+    t.add_argument("--warmdown_frac", type=float, default=0.2,
+                   help="lr_schedule progress: final fraction of progress with linear LR decay to 0")
     t.add_argument("--muon_lr", type=float, default=0.025)
     t.add_argument("--muon_wd", type=float, default=0.04)
+    t.add_argument("--muon_clip", type=float, default=0.3,
+                   help="Muon clips each matrix's gradient to this Frobenius norm before momentum; 0 = off")
     t.add_argument("--embed_lr", type=float, default=0.035)
     t.add_argument("--scalar_lr", type=float, default=0.025)
     t.add_argument("--adam_wd", type=float, default=0.0)
     t.add_argument("--momentum_warmup_steps", type=int, default=1500)
-    t.add_argument("--grad_clip", type=float, default=0.0, help="0 = off")
-    t.add_argument("--ema_decay", type=float, default=0.0, help="0 = EMA off")
-    t.add_argument("--ema_start_frac", type=float, default=0.8, help="EMA starts at this fraction of the budget")
+    t.add_argument("--grad_clip", type=float, default=0.0, help="global gradient-norm clip (not in the original); 0 = off")
+    t.add_argument("--ema_decay", type=float, default=0.997, help="0 = EMA off")
+    t.add_argument("--ema_start_step", type=int, default=-1,
+                   help="0-based step after whose update the EMA starts; -1 = int(0.8 * --steps), the original's")
+    t.add_argument("--clock", default="original", choices=CLOCKS,
+                   help="original: the budget clock runs from the loop's start and includes compilation, "
+                        "validations and step saves; train_only: only the steps count (compilation is done "
+                        "in a warm-up before the clock)")
     t.add_argument("--seed", type=int, default=1337)
     io = p.add_argument_group("data, saves, logs")
     io.add_argument("--data_dir", required=True)
@@ -73,13 +102,17 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     io.add_argument("--save_path", default=None, help="portable .npz (default CHECKPOINT_DIR/final_model.npz)")
     io.add_argument("--save_every", type=int, default=500, help="step_<N>.pt every N steps; 0 = final only")
     io.add_argument("--val_every", type=int, default=500, help="0 = only at the end")
-    io.add_argument("--val_tokens", type=int, default=1 << 20, help="first N validation tokens; 0 = all")
+    io.add_argument("--val_tokens", type=int, default=1_000_000,
+                    help="validate on the first N tokens, cut to whole --seq_len windows; 0 = all")
     io.add_argument("--val_batch_size", type=int, default=32, help="sequences per validation forward")
     io.add_argument("--log_every", type=int, default=50)
     io.add_argument("--resume", default=None, help="a step_*.pt, or 'auto' for the newest in CHECKPOINT_DIR")
     d = p.add_argument_group("device")
     d.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
     d.add_argument("--compile", action="store_true", help="torch.compile the model (both passes)")
+    d.add_argument("--tok_emb_dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                   help="torch: dtype of the tok_emb parameter (and its Adam state); auto = bfloat16 on CUDA "
+                        "as in the original, float32 elsewhere")
     d.add_argument("--fuse_passes", action="store_true",
                    help="torch: run the causal and denoising passes of a step as one batched forward "
                         "(same losses up to float rounding; more activation memory)")
@@ -99,14 +132,39 @@ def model_config(args, vocab_size: int) -> GPTConfig:
 def validate_args(args) -> None:
     if args.seq_len < 1 or args.batch_tokens % args.seq_len:
         raise ValueError(f"--batch_tokens {args.batch_tokens} must be a positive multiple of --seq_len {args.seq_len}")
+    if args.train_budget_secs < 0 or args.steps < 0:
+        raise ValueError("--train_budget_secs and --steps must be >= 0 (0 = none)")
     if args.train_budget_secs <= 0 and args.steps <= 0:
         raise ValueError("give a wall-clock budget (--train_budget_secs > 0) or a step cap (--steps > 0)")
     if args.cdm_weight < 0 or args.retro_alpha < 0:
         raise ValueError("--cdm_weight and --retro_alpha must be >= 0")
-    if not 0 <= args.warmdown_frac <= 1 or not 0 <= args.ema_start_frac <= 1:
-        raise ValueError("--warmdown_frac and --ema_start_frac must lie in [0, 1]")
+    if not 0 <= args.warmdown_frac <= 1:
+        raise ValueError("--warmdown_frac must lie in [0, 1]")
+    if args.warmdown_steps < 0 or args.warmdown_secs < 0 or args.muon_clip < 0:
+        raise ValueError("--warmdown_steps, --warmdown_secs and --muon_clip must be >= 0")
     if not 0 <= args.ema_decay < 1:
         raise ValueError("--ema_decay must lie in [0, 1)")
+    if args.ema_decay > 0 and args.ema_start_step < 0 and args.steps <= 0:
+        raise ValueError("EMA starts at int(0.8 * --steps): give --steps, an explicit --ema_start_step, "
+                         "or --ema_decay 0")
+
+
+def ema_start_step(args) -> int:
+    """0-based index of the step after whose update the EMA shadow is created (the original's
+    int(0.8 * steps), taken from the NOMINAL --steps, not from the time budget)."""
+    return args.ema_start_step if args.ema_start_step >= 0 else int(ORIGINAL_EMA_START_FRAC * args.steps)
+
+
+def ema_due(args, step_index: int) -> bool:
+    """Whether the EMA acts after the update of 0-based step step_index: it is created (a copy)
+    at ema_start_step and averaged in at every later step."""
+    return args.ema_decay > 0 and step_index >= ema_start_step(args)
+
+
+def departures(args) -> list[str]:
+    """`flag=value` for each rule flag set away from the original recipe's value (empty: every
+    rule of the original holds). Model sizes, data, batch and device are not rules."""
+    return [f"{k}={getattr(args, k)}" for k, v in ORIGINAL_RULES.items() if getattr(args, k) != v]
 
 
 def seed_python_numpy(seed: int) -> None:
@@ -125,9 +183,34 @@ def progress(step: int, elapsed: float, args) -> float:
 
 
 def lr_multiplier(frac_done: float, warmdown_frac: float) -> float:
+    """lr_schedule progress: 1, then a linear decay to 0 over the final warmdown_frac of progress."""
     if warmdown_frac <= 0:
         return 1.0
     return max(0.0, min(1.0, (1.0 - frac_done) / warmdown_frac))
+
+
+def original_lr_multiplier(step: int, steps: int, warmdown_steps: int, remaining_secs: float | None = None,
+                           warmdown_secs: float = ORIGINAL_WARMDOWN_SECS) -> float:
+    """The original recipe's LR multiplier for the 0-based step `step` (METHOD.md §4).
+
+    Step rule: 1.0, except (steps - step) / warmdown_steps for steps - warmdown_steps <= step < steps
+    (no warmup; the last trained step gets 1/warmdown_steps). Time rule, when a budget runs:
+    with 0 < remaining_secs < warmdown_secs, the multiplier is at most remaining_secs / warmdown_secs.
+    """
+    mult = 1.0
+    if steps > 0 and max(steps - warmdown_steps, 0) <= step < steps:
+        mult = max((steps - step) / max(warmdown_steps, 1), 0.0)
+    if remaining_secs is not None and 0 < remaining_secs < warmdown_secs:
+        mult = min(mult, remaining_secs / warmdown_secs)
+    return mult
+
+
+def schedule_lr(args, step: int, elapsed: float) -> float:
+    """The LR multiplier of the 0-based step `step` after `elapsed` budget seconds, by --lr_schedule."""
+    if args.lr_schedule == "progress":
+        return lr_multiplier(progress(step, elapsed, args), args.warmdown_frac)
+    remaining = args.train_budget_secs - elapsed if args.train_budget_secs > 0 else None
+    return original_lr_multiplier(step, args.steps, args.warmdown_steps, remaining, args.warmdown_secs)
 
 
 def newest_step_checkpoint(ckpt_dir: Path, suffix: str) -> Path | None:
@@ -191,9 +274,12 @@ class TrainerBase:
                                       update is done (synchronized), losses as backend scalars
                                       (cdm None when cdm_weight == 0)
     scalar(value) -> float
-    ema_update(decay)                 self.ema <- decay * self.ema + (1 - decay) * weights
+    ema_update(decay)                 self.ema <- decay * self.ema + (1 - decay) * weights, as the
+                                      original: ema * decay, then + (1 - decay) * weights
                                       (self.ema is None before the first call: copy the weights)
     load_ema()                        put self.ema into the model
+    swap_in_ema() -> token            put self.ema into the model, returning what restore_weights
+    restore_weights(token)            needs to put the raw weights back (validation on EMA weights)
     val_bpb() -> dict                 the Pure-AR validation on self.val_tokens (val_loss, val_bpb,
                                       val_tokens, val_bytes)
     save_step(name) / load_state(path) / weights_numpy() -> {name: float32 array}
@@ -226,6 +312,8 @@ class TrainerBase:
         self.step, self.elapsed, self.tokens_seen = 0, 0.0, 0
         self.ema = None
         self.ema_steps = 0
+        self.ema_loaded = False  # True once the EMA weights replaced the raw ones for good (the end)
+        self.lr_mult = 1.0
         self._first_bad: int | None = None
         self.val_history: list[dict] = []
 
@@ -298,18 +386,27 @@ class TrainerBase:
         self.tokens_seen, self.ema_steps = state["tokens_seen"], state["ema_steps"]
         self.val_history = state["val_history"]
 
-    def update_ema(self, frac_done: float) -> None:
-        if self.args.ema_decay <= 0 or frac_done < self.args.ema_start_frac:
+    def update_ema(self) -> None:
+        """After the update of 0-based step k = self.step - 1: the shadow is created as a copy at
+        k == ema_start_step and averaged in at every later step (the original's timing)."""
+        if not ema_due(self.args, self.step - 1):
             return
         self.ema_update(self.args.ema_decay)
         self.ema_steps += 1
 
     def validate(self, log: RunLog) -> dict:
+        """Pure-AR validation; while an EMA exists it runs on the EMA weights (as the original's)."""
         t0 = time.perf_counter()
-        res = {"step": self.step, **self.val_bpb(), "val_seconds": time.perf_counter() - t0}
+        on_ema = self.ema is not None
+        token = self.swap_in_ema() if on_ema and not self.ema_loaded else None
+        try:
+            res = {"step": self.step, **self.val_bpb(), "ema": on_ema, "val_seconds": time.perf_counter() - t0}
+        finally:
+            if token is not None:
+                self.restore_weights(token)
         self.val_history.append(res)
         log.record("val", step=self.step, val_loss=res["val_loss"], val_bpb=res["val_bpb"],
-                   val_tokens=res["val_tokens"], val_bytes=res["val_bytes"], train_time=self.elapsed)
+                   val_tokens=res["val_tokens"], val_bytes=res["val_bytes"], ema=on_ema, train_time=self.elapsed)
         return res
 
     def log_header(self, log: RunLog) -> None:
@@ -318,10 +415,13 @@ class TrainerBase:
                                           "backend": self.backend, "device": self.device_name(),
                                           "params": self.num_params(), "tokenizer": str(self.tokenizer_path),
                                           **self.extra_results()}, sort_keys=True))
-        ema_text = (f"ema:on decay:{args.ema_decay} start_frac:{args.ema_start_frac}"
+        ema_text = (f"ema:on decay:{args.ema_decay} start_step:{ema_start_step(args)}"
                     if args.ema_decay > 0 else "ema:off")
         passes = 1 + (args.cdm_weight > 0) + (args.retro_alpha > 0)
         log.note(f"{ema_text} cdm_weight:{args.cdm_weight} retro_alpha:{args.retro_alpha} passes_per_step:{passes}")
+        gone = departures(args)
+        log.note(f"lr_schedule:{args.lr_schedule} clock:{args.clock} muon_clip:{args.muon_clip} "
+                 f"departures_from_original:{','.join(gone) if gone else 'none'}")
 
     def log_step(self, log: RunLog, ar_v, cdm_v, since: tuple[float, int]) -> tuple[float, int]:
         """One `train` record; fails loudly on a non-finite loss. Returns the new (time, tokens) mark."""
@@ -338,7 +438,7 @@ class TrainerBase:
         fields = dict(step=f"{self.step}/{total}", train_loss=ar + args.cdm_weight * (cdm or 0.0), ar_loss=ar)
         if cdm is not None:
             fields["cdm_loss"] = cdm
-        log.record("train", **fields, lr_mult=lr_multiplier(frac, args.warmdown_frac),
+        log.record("train", **fields, lr_mult=self.lr_mult,
                    train_time=self.elapsed, tokens=self.tokens_seen, tok_s=tok_s, eta_s=eta)
         return now, self.tokens_seen
 
@@ -357,6 +457,11 @@ class TrainerBase:
             self.save_step(name)
 
     def _run(self, stop: StopRequest) -> dict | None:
+        """The original's loop order (METHOD.md §4), step k = self.step (updates done so far):
+        top of the step: read the clock; stop for good if k == --steps or the budget is spent; else
+        validate when k % val_every == 0 (k = 0 included); then the LR, the step, the EMA, the log
+        and the step checkpoint. --clock original counts everything from the loop's start (lazy
+        compilation in the first step too); --clock train_only counts the steps alone."""
         args = self.args
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         if args.resume == "auto":
@@ -369,45 +474,59 @@ class TrainerBase:
             log.note(f"resumed_from:{resume_from} step:{self.step} elapsed:{self.elapsed:.1f}")
         self.log_header(log)
         batch = args.batch_tokens // args.seq_len // self.world_size  # this rank's rows
-        t0 = time.perf_counter()
-        if self.warm_up(batch):
-            log.record("warmup", compile_seconds=time.perf_counter() - t0, counted_in_budget=False)
-        mark = (time.perf_counter(), self.tokens_seen)
-        while (frac := progress(self.step, self.elapsed, args)) < 1.0:
+        original_clock = args.clock == "original"
+        if not original_clock:
             t0 = time.perf_counter()
-            self.set_schedule(lr_multiplier(frac, args.warmdown_frac),
-                              muon_momentum(self.step, warmup_steps=args.momentum_warmup_steps))
-            x, y = self.stream.next_batch(batch, args.seq_len, self.rank, self.world_size)
-            ar_v, cdm_v = self.train_step(x, y)
-            self.step += 1
-            self.tokens_seen += args.batch_tokens
-            self.track_losses(ar_v, cdm_v)
-            self.elapsed, stop_now = self.agree(self.elapsed + time.perf_counter() - t0, stop.requested)
-            frac_now = progress(self.step, self.elapsed, args)
-            self.update_ema(frac_now)
-            last = frac_now >= 1.0
-            if self.step % args.log_every == 0 or self.step == 1 or last:
-                mark = self.log_step(log, ar_v, cdm_v, mark)
-            if args.val_every > 0 and self.step % args.val_every == 0 and not last:
-                self.validate(log)
-            saved = args.save_every > 0 and self.step % args.save_every == 0 and not last
-            if saved:
-                self.save_checked(f"step_{self.step}")
-            if stop_now and not last:
-                if not saved:
+            if self.warm_up(batch):
+                log.record("warmup", compile_seconds=time.perf_counter() - t0, counted_in_budget=False)
+        # Step k's checkpoint is written after its update and before step k's validation (which
+        # belongs to the top of the next step), so a resumed run does that validation itself.
+        saved_at = self.step if resume_from is not None else -1  # a stop right away need not re-save
+        clock_base, clock_start = self.elapsed, time.perf_counter()
+        mark = (time.perf_counter(), self.tokens_seen)
+        while True:
+            if original_clock:
+                self.elapsed = clock_base + time.perf_counter() - clock_start
+            self.elapsed, stop_now = self.agree(self.elapsed, stop.requested)
+            if (args.steps > 0 and self.step >= args.steps) or \
+                    (args.train_budget_secs > 0 and self.elapsed >= args.train_budget_secs):
+                break
+            if stop_now:
+                if saved_at != self.step:
                     self.save_checked(f"step_{self.step}")
                 log.note(f"stopped:{stop.signal_name or 'signal'} step:{self.step} "
                          f"checkpoint:{self.ckpt_dir / f'step_{self.step}{self.checkpoint_suffix}'} "
                          f"resume_with: {resume_command()}")
                 log.close()
                 return None
+            if args.val_every > 0 and self.step % args.val_every == 0:
+                self.validate(log)
+            t0 = time.perf_counter()
+            # The time rule reads the clock again after the validation, as the original does.
+            now = clock_base + t0 - clock_start if original_clock else self.elapsed
+            self.lr_mult = schedule_lr(args, self.step, now)
+            self.set_schedule(self.lr_mult, muon_momentum(self.step, warmup_steps=args.momentum_warmup_steps))
+            x, y = self.stream.next_batch(batch, args.seq_len, self.rank, self.world_size)
+            ar_v, cdm_v = self.train_step(x, y)
+            self.step += 1
+            self.tokens_seen += args.batch_tokens
+            self.track_losses(ar_v, cdm_v)
+            if not original_clock:
+                self.elapsed += time.perf_counter() - t0
+            self.update_ema()
+            if self.step % args.log_every == 0 or self.step == 1 or self.step == args.steps:
+                mark = self.log_step(log, ar_v, cdm_v, mark)
+            if args.save_every > 0 and self.step % args.save_every == 0 and self.step != args.steps:
+                self.save_checked(f"step_{self.step}")
+                saved_at = self.step
         return self.finish(log)
 
     def finish(self, log: RunLog) -> dict:
         args = self.args
         ema_used = self.ema is not None
         if ema_used:
-            self.load_ema()
+            self.load_ema()  # for good: the final validation and every final save are the EMA weights
+            self.ema_loaded = True
         log.note(f"ema_used:{str(ema_used).lower()} ema_steps:{self.ema_steps}")
         self.check_finite(before_save=True)
         final = self.validate(log)
@@ -423,12 +542,17 @@ class TrainerBase:
         log.record("artifact", artifact_bytes=artifact_bytes, limit_bytes=ARTIFACT_LIMIT_BYTES,
                    fits=artifact_bytes <= ARTIFACT_LIMIT_BYTES)
         results = {
+            # The LAST validation (the original reported the best one seen; both are here).
             "final_val_bpb": final["val_bpb"], "final_val_loss": final["val_loss"],
+            "best_val_bpb": min(v["val_bpb"] for v in self.val_history),
             "val_tokens": final["val_tokens"], "val_bytes": final["val_bytes"],
             "steps": self.step, "tokens_seen": self.tokens_seen, "train_seconds": self.elapsed,
             "config": {"model": self.config.to_dict(), "train": vars(args)},
             "params": self.num_params(), "cdm_weight": args.cdm_weight,
-            "ema": {"enabled": args.ema_decay > 0, "used": ema_used, "steps": self.ema_steps},
+            "ema": {"enabled": args.ema_decay > 0, "used": ema_used, "steps": self.ema_steps,
+                    "decay": args.ema_decay, "start_step": ema_start_step(args) if args.ema_decay > 0 else None},
+            "rules": {"lr_schedule": args.lr_schedule, "clock": args.clock, "muon_clip": args.muon_clip,
+                      "departures_from_original": departures(args)},
             "val_history": self.val_history, "backend": self.backend, "device": self.device_name(),
             "world_size": self.world_size, "rank_weight_spread": spread,
             "npz": str(save_path), "artifact": str(artifact), "artifact_bytes": artifact_bytes,

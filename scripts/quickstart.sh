@@ -23,7 +23,8 @@ RUN_DIR="${RUN_DIR:-runs/quickstart}"
 CDM_WEIGHT="${CDM_WEIGHT:-0.3}"
 export PRESET=cpu BACKEND=torch PYTHON=python
 export DATA_DIR="${DATA_DIR:-data/shakespeare}"
-export BUDGET_SECS="${BUDGET_SECS:-90}" STEPS=0
+# STEPS is the nominal length the original rules need (EMA start, step warmdown); the budget ends the run.
+export BUDGET_SECS="${BUDGET_SECS:-90}" STEPS=9999
 export DEVICE="${DEVICE:-cpu}"
 export EVAL_N_SEQS="${EVAL_N_SEQS:-32}"
 export SCALES="${SCALE:-5L}" WEIGHTS="$CDM_WEIGHT 0" SEED="${SEED:-1337}" MATCH_WEIGHT="$CDM_WEIGHT"

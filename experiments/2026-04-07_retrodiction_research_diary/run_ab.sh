@@ -37,6 +37,7 @@ for arm in "A 0" "B $RETRO_ALPHA"; do
   # shellcheck disable=SC2086
   "$PYTHON" "$TRAINER" $MODEL_FLAGS --cdm_weight 0 --retro_alpha "$2" --seq_len "$SEQ_LEN" \
     --batch_tokens "$BATCH_TOKENS" --steps "$STEPS" --train_budget_secs 0 --seed "$SEED" \
+    --warmdown_steps "$(( (STEPS * 1000 + 4999) / 9999 ))" \
     --val_every 0 --val_tokens 65536 --save_every 40 --log_every 20 --device "$DEVICE" \
     --data_dir "$DATA_DIR" --checkpoint_dir "$run" --resume auto > "$OUT_DIR/retro_$2.log" 2>&1
 done

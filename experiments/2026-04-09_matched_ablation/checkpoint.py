@@ -509,8 +509,10 @@ def quantize_int6(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     for name, w in weights.items():
         w = np.asarray(w, dtype=np.float32)
         if w.ndim == 2:
-            scale = np.abs(w).max(axis=1) / INT6_MAX
-            scale = np.where(scale > 0, scale, 1.0).astype(np.float16)
+            # A row whose scale is 0 in float16 (all zero, or so small that the float16 scale
+            # underflows) gets scale 1: its values round to 0 either way, without a 0/0.
+            scale = (np.abs(w).max(axis=1) / INT6_MAX).astype(np.float16)
+            scale = np.where(scale > 0, scale, np.float16(1.0))
             q = np.clip(np.rint(w / scale.astype(np.float32)[:, None]), -INT6_MAX, INT6_MAX)
             out[f"{name}::q"] = q.astype(np.int8)
             out[f"{name}::scale"] = scale

@@ -81,6 +81,8 @@ def train(args, data_dir: Path, weight: float) -> Path:
         "--num_layers", str(args.num_layers), "--model_dim", str(args.model_dim), "--bigram_dim", "64",
         "--xsa_last_n", "1", "--seq_len", str(args.seq_len), "--batch_tokens", str(args.batch_tokens),
         "--steps", str(args.steps), "--train_budget_secs", "0", "--seed", str(args.seed),
+        # The original's warmdown (1000 of its 9999 steps) scaled to this run's length.
+        "--warmdown_steps", str(round(args.steps * 1000 / 9999)),
         "--val_every", "0", "--val_tokens", "0", "--save_every", "0", "--log_every", "25",
         "--device", args.device, "--resume", "auto",
     ])

@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 import pytest
+# scipy is a test dependency (the dev extra): an independent implementation of the statistics.
+from scipy import stats
 
 import summarize
 from test_summarize import make_cell
@@ -58,7 +60,6 @@ def loop_window_bootstrap(cells, n_boot, seed, level=0.95):
 
 
 def test_window_ci_matches_a_loop_and_scipy():
-    stats = pytest.importorskip("scipy.stats")
     rng = np.random.default_rng(1)
     nll, n_bytes = fake_windows(rng, 300, 1.4)
     ci = summarize.window_bootstrap([(nll, n_bytes)], 2000, 7)
@@ -75,7 +76,6 @@ def test_window_ci_matches_a_loop_and_scipy():
 
 
 def test_paired_window_ci_matches_a_loop_and_scipy():
-    stats = pytest.importorskip("scipy.stats")
     rng = np.random.default_rng(2)
     nll_a, n_bytes = fake_windows(rng, 300, 1.4)
     # Same windows: the second cell shares each window's difficulty, plus a small own noise.
@@ -140,7 +140,6 @@ def test_hierarchical_bootstrap_reduces_to_scipys_seed_bootstrap():
     """Windows whose NLL is exactly proportional to their bytes carry no window noise: resampling
     them changes nothing, and the hierarchical bootstrap is scipy's two-sample bootstrap of the
     difference of seed means."""
-    stats = pytest.importorskip("scipy.stats")
     rng = np.random.default_rng(4)
     g_values, c_values = 1.40 + 0.02 * rng.standard_normal(8), 1.36 + 0.02 * rng.standard_normal(7)
 

@@ -14,11 +14,22 @@ as first published and is NOT a valid code length (METHOD.md §6); every header 
 
 Runs with the same configuration and different seeds form a group: mean ± sample standard
 deviation (n - 1). Each group of shared runs (cdm_weight > 0) is compared with each control
-group (cdm_weight 0) of the same scale: a one-sample Student t-test of the group's values
-against the control group's MEAN Pure-AR BPB (t = (mean - mu0) / (s / sqrt(n)), df = n - 1,
-two-sided p), and Welch's two-sample t-test, which also counts the control's own seed-to-seed
-variance, where the control has two seeds or more. The Student t distribution is computed here
-(regularized incomplete beta function by continued fraction), numpy-free.
+group (cdm_weight 0) of the same scale, metric by metric against the control's Pure-AR BPB:
+
+- seeds: a paired t-test over the seeds both groups have (same seed = same initialization and
+  data order; t = mean(d) / (sd(d) / sqrt(k)), df = k - 1) where at least two seeds pair, else
+  Welch's two-sample t-test (Welch-Satterthwaite df) where both groups have two seeds or more;
+  no test otherwise, and the table says why. No test treats a sample mean as a known constant.
+- seeds and windows: a hierarchical percentile bootstrap of the difference of seed-mean BPBs
+  (seeds resampled, then each drawn seed's windows), when every cell has a per-window file.
+
+From eval_cf.py's per-window file (<eval json stem>.windows.npz, named by the eval JSON's
+per_window_file), each decoder BPB gets a percentile bootstrap CI over windows, and the
+difference between two cells scored on the same windows (same offsets) a paired bootstrap CI
+over windows. A cell without that file gets no CI: the tables say it is unavailable. Every
+bootstrap draws from numpy's default_rng(--boot_seed) (reproducible) with --n_boot resamples;
+the exact draw order is documented at each function. The Student t distribution is computed
+here (regularized incomplete beta function by continued fraction).
 
 The plot needs matplotlib (pip install -e '.[plot]'); without it results.png is skipped with a
 message.
@@ -33,6 +44,8 @@ import math
 import statistics
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from challenge_format import atomic_write_bytes
 
@@ -51,6 +64,16 @@ METRIC_HEADER = dict(METRICS)
 # decoder, the model's own causal pass, and the published number (the original's claim).
 TESTED_METRICS = ("cf_valid", "ar", "cf_published")
 TABLE_COLUMNS = ("run", "seed", "params", "objective", *(h for _, h in METRICS), "steps", "tokens seen")
+# Decoders whose per-window NLL eval_cf.py stores (the val_bpb metric has no windows).
+WINDOW_METRICS = ("ar", "cf_published", "cf_valid")
+DEFAULT_N_BOOT = 2000
+DEFAULT_BOOT_SEED = 0
+CI_LEVEL = 0.95
+LN2 = math.log(2.0)
+# Replicates drawn per block: bounds the (block, N) index array for large N; the stream of
+# draws is the same as one replicate at a time (see window_bootstrap).
+BOOT_BLOCK = 64
+NO_WINDOWS = "unavailable (no per-window file)"
 
 
 class InputError(ValueError):
@@ -122,16 +145,20 @@ def t_cdf(t: float, df: float) -> float:
     return 1.0 - half if t >= 0 else half
 
 
-def one_sample_t(values: list[float], mu0: float) -> dict | None:
-    """t = (mean - mu0) / (s / sqrt(n)), df = n - 1, two-sided p; None if n < 2 or s == 0."""
-    n = len(values)
-    if n < 2:
+def paired_t(a: list[float], b: list[float]) -> dict | None:
+    """Paired t-test of a[i] - b[i] (t = mean(d) / (sd(d) / sqrt(k)), df = k - 1, two-sided p);
+    None if k < 2 or the differences do not vary."""
+    if len(a) != len(b):
+        raise ValueError("paired_t needs two lists of the same length")
+    d = [x - y for x, y in zip(a, b)]
+    k = len(d)
+    if k < 2:
         return None
-    mean, sd = statistics.fmean(values), statistics.stdev(values)
+    sd = statistics.stdev(d)
     if sd == 0:
         return None
-    t = (mean - mu0) / (sd / math.sqrt(n))
-    return {"t": t, "df": n - 1, "p": t_two_sided_p(t, n - 1)}
+    t = statistics.fmean(d) / (sd / math.sqrt(k))
+    return {"t": t, "df": k - 1, "p": t_two_sided_p(t, k - 1)}
 
 
 def welch_t(a: list[float], b: list[float]) -> dict | None:
@@ -144,6 +171,100 @@ def welch_t(a: list[float], b: list[float]) -> dict | None:
     t = (statistics.fmean(a) - statistics.fmean(b)) / math.sqrt(va + vb)
     df = (va + vb) ** 2 / (va * va / (len(a) - 1) + vb * vb / (len(b) - 1))
     return {"t": t, "df": df, "p": t_two_sided_p(t, df)}
+
+
+# ----------------------------------------------------------------------------- bootstraps
+
+
+def _bpb(nll: np.ndarray, n_bytes: np.ndarray) -> np.ndarray:
+    """BPB of windows along the last axis: sum NLL / (ln 2 * sum bytes) (METHOD.md §2)."""
+    return nll.sum(axis=-1) / (LN2 * n_bytes.sum(axis=-1))
+
+
+def _percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
+    lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])  # numpy's default (linear) rule
+    return float(lo), float(hi)
+
+
+def window_bootstrap(cells: list[tuple[np.ndarray, np.ndarray]], n_boot: int, seed: int,
+                     level: float = CI_LEVEL) -> dict:
+    """Percentile bootstrap CI over windows of BPB(cells[0]) (one cell), or of
+    BPB(cells[0]) - BPB(cells[1]) (two cells on the SAME windows, paired: one set of window
+    indices serves both, so the windows' shared difficulty cancels).
+
+    cells: (nll (N,), bytes (N,)) per cell. Draws: rng = default_rng(seed); replicate r takes
+    idx = rng.integers(0, N, size=N), one replicate after the other. BPB is a ratio of sums,
+    so a replicate recomputes both sums on the drawn windows (not a mean of per-window BPBs).
+    """
+    if len(cells) not in (1, 2):
+        raise ValueError("window_bootstrap takes one cell, or two cells on the same windows")
+    n = cells[0][0].size
+    if any(nll.shape != (n,) or b.shape != (n,) for nll, b in cells):
+        raise ValueError("the cells of a paired bootstrap must have the same windows")
+    rng = np.random.default_rng(seed)
+
+    def stat(index):
+        values = [_bpb(nll[index], b[index]) for nll, b in cells]
+        return values[0] if len(values) == 1 else values[0] - values[1]
+
+    replicates = []
+    for start in range(0, n_boot, BOOT_BLOCK):
+        index = rng.integers(0, n, size=(min(BOOT_BLOCK, n_boot - start), n))
+        replicates.append(stat(index))
+    lo, hi = _percentiles(np.concatenate(replicates), level)
+    full = np.arange(n)
+    return {"estimate": float(stat(full)), "lo": lo, "hi": hi, "level": level, "n_boot": n_boot, "seed": seed,
+            "windows": n}
+
+
+def hierarchical_bootstrap(group: list[tuple], control: list[tuple], n_boot: int, seed: int,
+                           level: float = CI_LEVEL, same_windows: list[bool] | None = None) -> dict:
+    """Percentile bootstrap CI of mean_seeds BPB(group) - mean_seeds BPB(control), resampling
+    seeds and then, within each drawn seed, windows.
+
+    group, control: per seed, (nll (N,), bytes (N,)). same_windows=None: unpaired. Otherwise the
+    pairing by seed: the two lists are the same seeds in the same order, and same_windows[j]
+    says whether the two cells of seed j were scored on the same windows.
+    Draws: rng = default_rng(seed); per replicate,
+      paired:   s = rng.integers(0, k, size=k); for each j in s: w = rng.integers(0, N_j, size=N_j)
+                for the group cell, then, unless the two cells of seed j have the same windows
+                (same N and offsets; see same_windows), a second draw for the control cell;
+      unpaired: the group's seeds and windows as above (one window draw per drawn seed), then
+                the control's, independently.
+    The estimate is the same difference on all seeds and windows.
+    """
+    paired = same_windows is not None
+    if paired and not len(group) == len(control) == len(same_windows):
+        raise ValueError("a paired hierarchical bootstrap needs one group and one control cell per seed")
+    rng = np.random.default_rng(seed)
+
+    def cell_bpb(cell, index=None):
+        nll, n_bytes = cell[0], cell[1]
+        return float(_bpb(nll, n_bytes)) if index is None else float(_bpb(nll[index], n_bytes[index]))
+
+    def draw_cell(cell):
+        return cell_bpb(cell, rng.integers(0, cell[0].size, size=cell[0].size))
+
+    def draw_group(cells):
+        chosen = rng.integers(0, len(cells), size=len(cells))
+        return statistics.fmean(draw_cell(cells[j]) for j in chosen)
+
+    replicates = np.empty(n_boot)
+    for r in range(n_boot):
+        if paired:
+            diffs = []
+            for j in rng.integers(0, len(group), size=len(group)):
+                g, c = group[j], control[j]
+                w = rng.integers(0, g[0].size, size=g[0].size)
+                cw = w if same_windows[j] else rng.integers(0, c[0].size, size=c[0].size)
+                diffs.append(cell_bpb(g, w) - cell_bpb(c, cw))
+            replicates[r] = statistics.fmean(diffs)
+        else:
+            replicates[r] = draw_group(group) - draw_group(control)
+    lo, hi = _percentiles(replicates, level)
+    estimate = statistics.fmean(cell_bpb(g) for g in group) - statistics.fmean(cell_bpb(c) for c in control)
+    return {"estimate": estimate, "lo": lo, "hi": hi, "level": level, "n_boot": n_boot, "seed": seed,
+            "paired_by_seed": paired}
 
 
 # ----------------------------------------------------------------------------- loading
@@ -197,6 +318,7 @@ def load_row(path: Path) -> dict:
         "train_budget_secs": train.get("train_budget_secs"), "step_cap": train.get("steps"),
         "val_tokens": train.get("val_tokens"),
         "ar": None, "cf_published": None, "cf_valid": None, "eval": None,
+        "_windows": None,  # per-window arrays (load_windows); kept out of the summary JSON
     }
     label = f"{scale} w={weight_text(weight)}"
     if control:
@@ -217,9 +339,53 @@ def load_row(path: Path) -> dict:
             proto = ev.get("protocol", {})
             row["eval"] = {"json": str(cell / name), "mode": proto.get("mode"), "windows": proto.get("n_seqs"),
                            "seq_len": proto.get("seq_len"),
-                           "consistency_passed": ev.get("consistency", {}).get("passed")}
+                           "consistency_passed": ev.get("consistency", {}).get("passed"),
+                           "per_window_file": None}
+            if ev.get("per_window_file") is not None:
+                row["_windows"] = load_windows(cell / name, ev, decoders)
+                row["eval"]["per_window_file"] = str(cell / ev["per_window_file"])
             break
     return row
+
+
+def load_windows(eval_path: Path, ev: dict, decoders: dict) -> dict:
+    """The per-window arrays of an eval JSON, checked against the JSON's own totals so that a file
+    from another run cannot slip in: {"offsets", "seed", "bytes", "nll": {decoder: (N,)}}."""
+    name = ev["per_window_file"]
+    if not isinstance(name, str) or Path(name).name != name:
+        raise InputError(f"{eval_path}: per_window_file must be a file name next to it, got {name!r}")
+    path = eval_path.parent / name
+    if not path.is_file():
+        raise InputError(f"{path}: per-window file named by {eval_path.name} not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {key: z[key] for key in z.files}
+    except (OSError, ValueError, EOFError) as e:
+        raise InputError(f"{path}: unreadable per-window file ({type(e).__name__}: {e})") from None
+    missing = [k for k in ("offsets", "seed", "bytes") if k not in arrays]
+    if missing:
+        raise InputError(f"{path}: missing {', '.join(missing)}")
+    n_bytes = arrays["bytes"]
+    n = n_bytes.shape[0] if n_bytes.ndim == 1 else -1
+    if n < 1 or arrays["offsets"].shape != (n,) or arrays["seed"].shape != ():
+        raise InputError(f"{path}: offsets and bytes must be (N,) arrays of one length and seed a scalar")
+    if np.any(n_bytes <= 0):
+        raise InputError(f"{path}: every window must have a positive byte count")
+    out = {"offsets": arrays["offsets"].astype(np.int64), "seed": int(arrays["seed"]),
+           "bytes": n_bytes.astype(np.float64), "nll": {}}
+    for key in WINDOW_METRICS:
+        if key not in decoders:
+            continue
+        nll = arrays.get(f"nll_{key}")
+        if nll is None or nll.shape != (n,) or not np.all(np.isfinite(nll)):
+            raise InputError(f"{path}: nll_{key} must be a finite (N,) array, N = {n}")
+        total, total_bytes = decoders[key].get("nll_sum"), decoders[key].get("bytes")
+        if total_bytes is not None and int(n_bytes.sum()) != total_bytes:
+            raise InputError(f"{path}: bytes sum to {int(n_bytes.sum())}, {eval_path.name} says {total_bytes}")
+        if total is not None and not math.isclose(math.fsum(nll), total, rel_tol=1e-9, abs_tol=1e-9):
+            raise InputError(f"{path}: nll_{key} sums to {math.fsum(nll)!r}, {eval_path.name} says {total!r}")
+        out["nll"][key] = nll.astype(np.float64)
+    return out
 
 
 # ----------------------------------------------------------------------------- groups and tests
@@ -267,31 +433,124 @@ def reference_metric(control: dict) -> str:
     return "ar" if control["stats"]["ar"] is not None else "val_bpb"
 
 
-def build_tests(groups: list[dict]) -> list[dict]:
+def same_windows(a: dict | None, b: dict | None) -> bool:
+    """Two cells' per-window data cover the same windows: same offsets, same eval seed, and the
+    same byte counts (same offsets on other validation data would show different bytes)."""
+    return (a is not None and b is not None and a["seed"] == b["seed"]
+            and np.array_equal(a["offsets"], b["offsets"]) and np.array_equal(a["bytes"], b["bytes"]))
+
+
+def window_cell(row: dict, metric: str) -> tuple | None:
+    """(nll (N,), bytes (N,)) of a cell's metric, or None without per-window data for it."""
+    w = row["_windows"]
+    if w is None or metric not in w["nll"]:
+        return None
+    return w["nll"][metric], w["bytes"]
+
+
+def seed_test(group: dict, control: dict, metric: str, ref: str) -> dict:
+    """The seed-level test of one comparison: paired by seed where at least two seeds pair,
+    else Welch where both sides have two seeds or more; else none, with the reason."""
+    mine = {r["seed"]: r[metric] for r in group["rows"] if r[metric] is not None and r["seed"] is not None}
+    theirs = {r["seed"]: r[ref] for r in control["rows"] if r[ref] is not None and r["seed"] is not None}
+    common = [seed for seed in mine if seed in theirs]
+    if len(common) >= 2:
+        result = paired_t([mine[s] for s in common], [theirs[s] for s in common])
+        return {"method": f"paired t over {len(common)} common seeds", "seeds": common, "result": result,
+                "reason": None if result else "the paired differences do not vary"}
+    a, b = metric_values(group["rows"], metric), metric_values(control["rows"], ref)
+    if len(a) >= 2 and len(b) >= 2:
+        result = welch_t(a, b)
+        return {"method": "Welch t", "seeds": None, "result": result,
+                "reason": None if result else "neither side varies"}
+    return {"method": "none", "seeds": None, "result": None,
+            "reason": f"fewer than two common seeds and n = {len(a)} vs {len(b)}: no seed-level test"}
+
+
+def hierarchical_for(group: dict, control: dict, metric: str, ref: str, seeds: list | None, n_boot: int,
+                     boot_seed: int) -> tuple[dict | None, str | None]:
+    """The hierarchical bootstrap of one comparison, or (None, why not)."""
+    if ref not in WINDOW_METRICS:
+        return None, "the control has no eval (val_bpb only)"
+    if group["n"] < 2 and control["n"] < 2:
+        return None, "one seed on each side: see the paired window CIs"
+    if seeds is not None:  # paired by seed, over the common seeds
+        g_rows = [next(r for r in group["rows"] if r["seed"] == s) for s in seeds]
+        c_rows = [next(r for r in control["rows"] if r["seed"] == s) for s in seeds]
+    else:
+        g_rows = [r for r in group["rows"] if r[metric] is not None]
+        c_rows = [r for r in control["rows"] if r[ref] is not None]
+    g_cells, c_cells = [window_cell(r, metric) for r in g_rows], [window_cell(r, ref) for r in c_rows]
+    if any(c is None for c in g_cells + c_cells):
+        return None, NO_WINDOWS
+    shared = [same_windows(a["_windows"], b["_windows"]) for a, b in zip(g_rows, c_rows)] if seeds else None
+    return hierarchical_bootstrap(g_cells, c_cells, n_boot, boot_seed, same_windows=shared), None
+
+
+def build_tests(groups: list[dict], n_boot: int = DEFAULT_N_BOOT, boot_seed: int = DEFAULT_BOOT_SEED) -> list[dict]:
+    """One entry per (shared group, control group of the same scale and model, metric)."""
     tests = []
     for g in groups:
-        if g["control"] or g["n"] < 2:
+        if g["control"]:
             continue
         for c in groups:
             if not c["control"] or c["scale"] != g["scale"] or c["model"] != g["model"]:
                 continue
             ref = reference_metric(c)
             ref_values = metric_values(c["rows"], ref)
-            mu0 = statistics.fmean(ref_values)
+            if not ref_values:
+                continue
             metrics = TESTED_METRICS if ref == "ar" else ("val_bpb",)
             for m in metrics:
                 values = metric_values(g["rows"], m)
-                if len(values) < 2:
+                if not values:
                     continue
+                test = seed_test(g, c, m, ref)
+                boot, boot_reason = hierarchical_for(g, c, m, ref, test["seeds"], n_boot, boot_seed)
                 tests.append({
                     "group": g["label"], "control": c["label"], "metric": m, "n": len(values),
-                    "mean": statistics.fmean(values), "std": statistics.stdev(values),
-                    "control_metric": ref, "control_mean": mu0, "control_n": len(ref_values),
+                    "mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None,
+                    "control_metric": ref, "control_mean": statistics.fmean(ref_values), "control_n": len(ref_values),
                     "control_std": statistics.stdev(ref_values) if len(ref_values) > 1 else None,
-                    "diff": statistics.fmean(values) - mu0,
-                    "one_sample": one_sample_t(values, mu0), "welch": welch_t(values, ref_values),
+                    "diff": statistics.fmean(values) - statistics.fmean(ref_values),
+                    "seed_test": test, "hierarchical_bootstrap": boot, "hierarchical_reason": boot_reason,
+                    "window_pairs": window_pairs(g, c, m, ref, n_boot, boot_seed),
                 })
     return tests
+
+
+def window_pairs(group: dict, control: dict, metric: str, ref: str, n_boot: int, boot_seed: int) -> list[dict]:
+    """Per seed both groups have: the paired bootstrap CI over windows of BPB(group cell, metric)
+    - BPB(control cell, ref), where the two cells were scored on the same windows."""
+    out = []
+    for row in group["rows"]:
+        other = next((r for r in control["rows"] if r["seed"] == row["seed"] and r["seed"] is not None), None)
+        if other is None or row[metric] is None or other[ref] is None:
+            continue
+        entry = {"seed": row["seed"], "diff": row[metric] - other[ref], "ci": None, "reason": None}
+        a, b = window_cell(row, metric), window_cell(other, ref)
+        if a is None or b is None:
+            entry["reason"] = NO_WINDOWS
+        elif not same_windows(row["_windows"], other["_windows"]):
+            entry["reason"] = "not scored on the same windows: no paired CI"
+        else:
+            entry["ci"] = window_bootstrap([a, b], n_boot, boot_seed)
+        out.append(entry)
+    return out
+
+
+def cell_cis(rows: list[dict], n_boot: int = DEFAULT_N_BOOT, boot_seed: int = DEFAULT_BOOT_SEED) -> list[dict]:
+    """Per cell and evaluated decoder: its BPB and the bootstrap CI over windows (or why none)."""
+    out = []
+    for row in rows:
+        for m in WINDOW_METRICS:
+            if row[m] is None:
+                continue
+            cell = window_cell(row, m)
+            out.append({"run": row["run"], "seed": row["seed"], "cell": row["cell"], "metric": m, "bpb": row[m],
+                        "ci": window_bootstrap([cell], n_boot, boot_seed) if cell else None,
+                        "reason": None if cell else NO_WINDOWS})
+    return out
 
 
 # ----------------------------------------------------------------------------- text
@@ -342,22 +601,85 @@ def groups_table(groups: list[dict]) -> list[str]:
     return md_table(header, body)
 
 
-def tests_table(tests: list[dict]) -> list[str]:
-    header = ("group", "metric", "n", "mean ± std", "control mean Pure-AR (n)", "diff", "t", "df", "p (two-sided)",
-              "Welch t", "Welch df", "Welch p")
-    body = []
-    for t in tests:
-        one, welch = t["one_sample"], t["welch"]
-        control = f"{t['control_mean']:.4f} ({t['control_n']}, {t['control']})"
-        body.append([t["group"], METRIC_HEADER[t["metric"]], str(t["n"]), f"{t['mean']:.4f} ± {t['std']:.4f}",
-                     control, f"{t['diff']:+.4f}",
-                     num(one and one["t"], ".3f"), str(one["df"]) if one else "—", p_text(one and one["p"]),
-                     num(welch and welch["t"], ".3f"), num(welch and welch["df"], ".1f"),
-                     p_text(welch and welch["p"])])
+def ci_text(ci: dict | None, reason: str | None = None, signed: bool = False) -> str:
+    if ci is None:
+        return reason or "—"
+    fmt = "+.4f" if signed else ".4f"
+    return f"[{format(ci['lo'], fmt)}, {format(ci['hi'], fmt)}]"
+
+
+def metric_label(metric: str) -> str:
+    """The column header of a metric: cf_published's says it is not a valid code length."""
+    return METRIC_HEADER[metric]
+
+
+def cis_table(cis: list[dict]) -> list[str]:
+    header = ("run", "seed", "decoder", "BPB", f"{CI_LEVEL:.0%} CI over windows")
+    body = [[c["run"], str(c["seed"]), metric_label(c["metric"]), f"{c['bpb']:.4f}", ci_text(c["ci"], c["reason"])]
+            for c in cis]
     return md_table(header, body)
 
 
-def markdown(title: str, rows: list[dict], groups: list[dict], tests: list[dict]) -> str:
+def df_text(result: dict | None) -> str:
+    """A paired test's df is an integer (k - 1); Welch's is fractional."""
+    if result is None:
+        return "—"
+    return str(result["df"]) if isinstance(result["df"], int) else f"{result['df']:.1f}"
+
+
+def tests_table(tests: list[dict]) -> list[str]:
+    header = ("group", "metric", "n", "mean ± std", "control Pure-AR mean ± std (n)", "diff", "seed test", "t", "df",
+              "p (two-sided)", f"{CI_LEVEL:.0%} CI of diff, seeds × windows")
+    body = []
+    for t in tests:
+        test = t["seed_test"]
+        r = test["result"]
+        control_std = f" ± {t['control_std']:.4f}" if t["control_std"] is not None else ""
+        mean_std = f"{t['mean']:.4f}" + (f" ± {t['std']:.4f}" if t["std"] is not None else "")
+        method = test["method"] if r else f"{test['method']}: {test['reason']}" if test["method"] != "none" \
+            else test["reason"]
+        body.append([t["group"], metric_label(t["metric"]), str(t["n"]), mean_std,
+                     f"{t['control_mean']:.4f}{control_std} ({t['control_n']}, {t['control']})", f"{t['diff']:+.4f}",
+                     method, num(r and r["t"], ".3f"), df_text(r),
+                     p_text(r and r["p"]), ci_text(t["hierarchical_bootstrap"], t["hierarchical_reason"], True)])
+    return md_table(header, body)
+
+
+def pairs_table(tests: list[dict]) -> list[str]:
+    header = ("group", "seed", "metric", "control", "diff (same seed)", f"{CI_LEVEL:.0%} paired CI over windows")
+    body = [[t["group"], str(p["seed"]), metric_label(t["metric"]), f"{t['control']} Pure-AR", f"{p['diff']:+.4f}",
+             ci_text(p["ci"], p["reason"], True)] for t in tests for p in t["window_pairs"]]
+    return md_table(header, body)
+
+
+def footnote_cis(n_boot: int, boot_seed: int) -> str:
+    return (f"Method: percentile bootstrap over the evaluation windows ({n_boot} resamples, numpy "
+            f"default_rng({boot_seed})); each resample draws N windows with replacement and recomputes "
+            "BPB = Σ NLL / (ln 2 · Σ bytes) on them. It counts the sampling of windows only, not the "
+            f"seed-to-seed spread of training. {NO_WINDOWS}: the eval JSON names no per-window file, so no "
+            "CI is given.")
+
+
+def footnote_tests(n_boot: int, boot_seed: int) -> str:
+    return ("Method: diff = group mean − control mean Pure-AR BPB (lower is better). Seed test: a paired t-test "
+            "of the per-seed differences over the seeds both groups have (same seed = same initialization and "
+            "data order; df = k − 1) when at least two seeds pair, else Welch's two-sample t-test "
+            "(Welch–Satterthwaite df) when both sides have two seeds or more, else none; two-sided p. Neither "
+            "treats a sample mean as a known constant. CI: hierarchical percentile bootstrap of the difference of "
+            f"seed means ({n_boot} resamples, numpy default_rng({boot_seed})): seeds resampled with replacement "
+            "(jointly for the two groups when paired by seed), then each drawn seed's windows (one draw for both "
+            "cells of a seed when they share windows).")
+
+
+def footnote_pairs(n_boot: int, boot_seed: int) -> str:
+    return ("Method: for each seed both groups have, the group cell's BPB minus the control cell's Pure-AR BPB, "
+            f"with a paired percentile bootstrap over windows ({n_boot} resamples, numpy default_rng({boot_seed})): "
+            "one set of resampled windows serves both cells, so it applies only to cells scored on the same windows "
+            "(same offsets). It counts window sampling for these two trained models, not seed-to-seed spread.")
+
+
+def markdown(title: str, rows: list[dict], groups: list[dict], tests: list[dict], cis: list[dict],
+             n_boot: int = DEFAULT_N_BOOT, boot_seed: int = DEFAULT_BOOT_SEED) -> str:
     lines = [f"# {title}", ""]
     lines += runs_table(rows)
     lines += ["",
@@ -370,17 +692,23 @@ def markdown(title: str, rows: list[dict], groups: list[dict], tests: list[dict]
         lines += ["", "Token-matched controls (MATCH=tokens) trained for exactly the tokens of their shared run: "
                   + "; ".join(f"{r['run']} seed {r['seed']} ← {r['matched_to']} ({r['tokens_seen']:,} tokens)"
                               for r in matched) + "."]
+    if cis:
+        lines += ["", "## Bootstrap CIs over windows", ""]
+        lines += cis_table(cis)
+        lines += ["", footnote_cis(n_boot, boot_seed)]
     seed_groups = [g for g in groups if g["n"] > 1]
     if seed_groups:
         lines += ["", "## Seed groups (mean ± sample std over seeds)", ""]
         lines += groups_table(seed_groups)
-    if tests:
-        lines += ["", "## t-tests against the control", "",
-                  "One-sample Student t-test of each shared group's values against mu0 = the control group's "
-                  "MEAN Pure-AR BPB (t = (mean − mu0) / (s / √n), df = n − 1, two-sided p); Welch's two-sample "
-                  "test also counts the control's seed-to-seed variance (— : the control has fewer than two "
-                  "seeds). Lower BPB is better: a negative diff means below the control.", ""]
-        lines += tests_table(tests)
+    seed_tests = [t for t in tests if t["n"] > 1 or t["control_n"] > 1]
+    if seed_tests:
+        lines += ["", "## Comparisons with the control over seeds", ""]
+        lines += tests_table(seed_tests)
+        lines += ["", footnote_tests(n_boot, boot_seed)]
+    if any(t["window_pairs"] for t in tests):
+        lines += ["", "## Same-seed differences, paired over windows", ""]
+        lines += pairs_table(tests)
+        lines += ["", footnote_pairs(n_boot, boot_seed)]
     return "\n".join(lines) + "\n"
 
 
@@ -435,15 +763,24 @@ def plot(path: Path, title: str, groups: list[dict]) -> str:
 # ----------------------------------------------------------------------------- main
 
 
-def summary_json(title: str, rows: list[dict], groups: list[dict], tests: list[dict]) -> dict:
+def public_row(row: dict) -> dict:
+    """A row without its per-window arrays (they stay in the per-window files)."""
+    return {k: v for k, v in row.items() if k != "_windows"}
+
+
+def summary_json(title: str, rows: list[dict], groups: list[dict], tests: list[dict], cis: list[dict],
+                 n_boot: int = DEFAULT_N_BOOT, boot_seed: int = DEFAULT_BOOT_SEED) -> dict:
     return {
         "title": title,
         "notes": {"cf_published": "NOT a valid code length (METHOD.md §6)",
-                  "tests": "one-sample t against the control group's mean Pure-AR BPB (df = n - 1, two-sided); "
-                           "Welch two-sample alongside"},
-        "rows": rows,
+                  "window_cis": footnote_cis(n_boot, boot_seed),
+                  "tests": footnote_tests(n_boot, boot_seed),
+                  "window_pairs": footnote_pairs(n_boot, boot_seed)},
+        "bootstrap": {"n_boot": n_boot, "seed": boot_seed, "level": CI_LEVEL, "rng": "numpy default_rng(seed)"},
+        "rows": [public_row(r) for r in rows],
         "groups": [{k: v for k, v in g.items() if k != "rows"} | {"cells": [r["cell"] for r in g["rows"]]}
                    for g in groups],
+        "window_cis": cis,
         "tests": tests,
     }
 
@@ -454,20 +791,28 @@ def main(argv=None) -> int:
     p.add_argument("--out_dir", type=Path, default=None, help="write results.md, results.json, results.png here")
     p.add_argument("--json_out", type=Path, default=None, help="also write the summary JSON here")
     p.add_argument("--title", default="Results")
+    p.add_argument("--n_boot", type=int, default=DEFAULT_N_BOOT, help="bootstrap resamples (every CI)")
+    p.add_argument("--boot_seed", type=int, default=DEFAULT_BOOT_SEED, help="seed of every bootstrap's numpy RNG")
     try:
         args = p.parse_args(argv)
+        if args.n_boot < 100:
+            raise InputError(f"--n_boot must be >= 100 (a percentile CI needs resamples), got {args.n_boot}")
+        if args.boot_seed < 0:
+            raise InputError(f"--boot_seed must be >= 0, got {args.boot_seed}")
         rows = sort_rows([load_row(path) for path in args.results])
         cells = [str(Path(r["results"]).resolve()) for r in rows]
         if len(set(cells)) != len(cells):
             raise InputError("the same results.json is given twice")
         groups = build_groups(rows)
-        tests = build_tests(groups)
+        tests = build_tests(groups, args.n_boot, args.boot_seed)
+        cis = cell_cis(rows, args.n_boot, args.boot_seed)
     except (InputError, ArithmeticError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    text = markdown(args.title, rows, groups, tests)
+    text = markdown(args.title, rows, groups, tests, cis, args.n_boot, args.boot_seed)
     print(text, end="")
-    summary = (json.dumps(summary_json(args.title, rows, groups, tests), indent=2) + "\n").encode("utf-8")
+    summary = (json.dumps(summary_json(args.title, rows, groups, tests, cis, args.n_boot, args.boot_seed),
+                          indent=2) + "\n").encode("utf-8")
     # Each file is replaced atomically: a failed write (disk full) leaves its previous version.
     try:
         if args.json_out:

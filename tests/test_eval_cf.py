@@ -13,7 +13,7 @@ import torch
 import cf
 import eval_cf
 from challenge_format import load_byte_tables, load_tokens
-from torch_backend import ar_val_bpb, load_model
+from torch_backend import ar_nll_sum_windows, ar_val_bpb, load_model
 
 SEQ_LEN = 32
 VAL_TOKENS = 2048
@@ -44,7 +44,9 @@ def test_every_decoder_on_the_same_windows(shakespeare_data, tiny_run, tmp_path,
     assert offsets.size == 6 and offsets.min() >= 0 and offsets.max() + 17 <= tokens.size
     windows = tokens[offsets[:, None] + np.arange(17)]
     assert eval_cf.windows_digest(windows) == res["windows"]["sha256"]
-    bytes_expected = int(load_byte_tables(tokenizer_of(shakespeare_data)).stream_bytes(windows).sum())
+    window_bytes = load_byte_tables(tokenizer_of(shakespeare_data)).stream_bytes(windows).sum(axis=1)
+    bytes_expected = int(window_bytes.sum())
+    model, _ = load_model(run / "final_model.npz", torch.device("cpu"))
 
     for name, r in res["decoders"].items():
         assert r["windows_sha256"] == res["windows"]["sha256"], name
@@ -55,7 +57,12 @@ def test_every_decoder_on_the_same_windows(shakespeare_data, tiny_run, tmp_path,
         assert p1["bpb_part"] + p2["bpb_part"] == pytest.approx(r["bpb"], rel=1e-12)
         assert r["bpb"] == pytest.approx(r["nll_sum"] / (math.log(2) * r["bytes"]), rel=1e-12)
         assert p1["bpb_own_bytes"] == pytest.approx(p1["nll_sum"] / (math.log(2) * p1["bytes"]), rel=1e-12)
-        assert 0 < r["bpb"] < 20
+        # The BPB recomputed from per-window sums the evaluator never saw whole: each window's
+        # causal NLL from the trainer's own loss (ar_nll_sum_windows, cross-entropy of one window).
+        if name == "ar":
+            independent = sum(ar_nll_sum_windows(model, windows[i : i + 1], 1, torch.device("cpu"))
+                              for i in range(len(windows)))
+            assert r["bpb"] == pytest.approx(independent / (math.log(2) * bytes_expected), rel=1e-6)
     assert res["decoders"]["ar"]["parts"]["pass2"]["tokens"] == 0
     assert res["decoders"]["cf_valid"]["parts"]["pass1"]["tokens"] == 6 * 8  # skeleton, stride 2
     # All CF decoders share pass 2 (same rounds, same fills).
@@ -70,6 +77,33 @@ def test_every_decoder_on_the_same_windows(shakespeare_data, tiny_run, tmp_path,
     assert "pass 1 conditions on tokens decoded later" in lines["cf_published"]
     assert "NOT a valid code length" not in lines["ar"] + lines["cf_valid"]
     assert "NOT a valid code length" in res["decoders"]["cf_published"]["label"]
+
+    # The per-window file: next to the JSON, named by it, one entry per window in window order.
+    assert res["per_window_file"] == "eval.windows.npz"
+    with np.load(tmp_path / res["per_window_file"]) as z:
+        arrays = {key: z[key] for key in z.files}
+    np.testing.assert_array_equal(arrays["offsets"], offsets)
+    assert arrays["seed"].shape == () and int(arrays["seed"]) == 42
+    np.testing.assert_array_equal(arrays["bytes"], window_bytes)
+    expected_keys = {"offsets", "seed", "bytes", "nll_ar"}
+    expected_keys |= {f"nll_{n}{s}" for n in cf.DECODERS if n != "ar" for s in ("", "_pass1", "_pass2")}
+    assert set(arrays) == expected_keys
+    for i in range(len(windows)):  # the causal NLL of each window on its own, from the trainer's loss
+        own = ar_nll_sum_windows(model, windows[i : i + 1], 1, torch.device("cpu"))
+        assert arrays["nll_ar"][i] == pytest.approx(own, rel=1e-6)
+    for name in cf.DECODERS:
+        nll = arrays[f"nll_{name}"]
+        assert nll.dtype == np.float64 and nll.shape == (6,)
+        assert math.fsum(nll) == pytest.approx(res["decoders"][name]["nll_sum"], rel=1e-12)
+        if name != "ar":
+            np.testing.assert_allclose(arrays[f"nll_{name}_pass1"] + arrays[f"nll_{name}_pass2"], nll, rtol=1e-12)
+            assert math.fsum(arrays[f"nll_{name}_pass1"]) == pytest.approx(
+                res["decoders"][name]["parts"]["pass1"]["nll_sum"], rel=1e-12)
+            # Each window scored on its own (batch of one) gives the same per-window NLL: the
+            # scores do not depend on which windows share a batch.
+            alone = cf.decode_nll(eval_cf.TorchScorer(model, torch.device("cpu")), windows[:1], name,
+                                  vocab_size=model.config.vocab_size)
+            assert nll[0] == pytest.approx(alone.sum(), rel=1e-6)
 
 
 @pytest.fixture(scope="module")

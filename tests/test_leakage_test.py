@@ -49,16 +49,22 @@ def test_random_init_passes_for_valid_decoders(tmp_path, capsys):
     assert att["causal"]["prefix_max_change"] == 0.0  # exactly, not approximately
     assert att["causal"]["suffix_max_change"] > 0 and att["bidirectional"]["prefix_max_change"] > 0
     assert att["passed"] and res["failures"] == [] and res["exit_status"] == 0
-    for check in ("order (model)", "order (toy Markov)", "normalization (model", "normalization (toy Markov"):
+    for check in ("order (model)", "order (toy Markov)", "normalization per fill (model",
+                  "normalization per fill (toy Markov", "normalization AM-GM bound (model",
+                  "normalization AM-GM bound (toy Markov"):
         rows = rows_of(res, check)
         assert set(rows) == set(cf.DECODERS)
         for name in VALID_DECODERS:
             assert rows[name]["result"] == "PASS", (check, name, rows[name])
-    # Valid decoders with one fill: exactly normalized; the coupled toy chain exposes cf_published.
-    for key, norm in res["normalization_model"].items():
-        if key.endswith("n_random=1") and norm["claimed_valid"]:
-            assert norm["total_prob"] == pytest.approx(1.0, abs=1e-9)
-    assert res["normalization_toy"]["cf_published/n_random=1"]["total_prob"] > 1.0
+    # Valid decoders, each fill on its own: exactly normalized (the math of METHOD.md §6.4); the
+    # coupled toy chain exposes cf_published in every fill.
+    for store in ("normalization_model", "normalization_toy"):
+        for key, norm in res[store].items():
+            if key.endswith("/per_fill") and norm["claimed_valid"]:
+                assert len(norm["fill_totals"]) == 3
+                np.testing.assert_allclose(norm["fill_totals"], 1.0, rtol=0, atol=1e-12)
+    assert min(res["normalization_toy"]["cf_published/per_fill"]["fill_totals"]) > 1.0
+    assert res["normalization_alphabet"]["token_ids"] == [0, 1, 2]
     assert rows_of(res, "order (toy Markov)")["cf_published"]["result"] == "FAIL"
     assert "OK: every decoder that claims to be a valid code length passed" in stdout
     assert res["order_tolerance"] == 1e-5
@@ -100,18 +106,24 @@ def test_a_leaky_backend_is_caught_through_the_hook(tmp_path, capsys):
     capsys.readouterr()
     assert rc == leakage_test.EXIT_CHECK_FAILED
     res = json.loads(out.read_text())
-    for check in ("order (model)", "normalization (model"):
+    for check in ("order (model)", "normalization per fill (model"):
         assert rows_of(res, check)["ar"]["result"] == "FAIL", check
     assert rows_of(res, "order (toy Markov)")["ar"]["result"] == "PASS"  # the toy scorer is not hooked
 
 
 def test_restricted_scorer_is_a_normalized_conditional():
     model, _ = leakage_test.random_init_model(16, 0, torch.device("cpu"))
-    scorer = leakage_test.RestrictedVocabScorer(model, torch.device("cpu"), 3)
+    ids = np.array([5, 9, 2])
+    scorer = leakage_test.RestrictedVocabScorer(model, torch.device("cpu"), ids)
     inputs = np.random.default_rng(0).integers(0, 3, size=(2, 5))
     for is_causal in (True, False):
         total = sum(np.exp(scorer(inputs, is_causal, np.full((2, 5), t))) for t in range(3))
         np.testing.assert_allclose(total, 1.0, rtol=0, atol=1e-12)
+        # Independently: the model's logits of the mapped inputs, softmax over the 3 chosen ids.
+        with torch.no_grad():
+            logits = model(torch.as_tensor(ids[inputs]), is_causal=is_causal).double().numpy()[..., ids]
+        expected = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+        np.testing.assert_allclose(scorer(inputs, is_causal, np.full((2, 5), 1)), expected[..., 1], atol=1e-6)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -128,3 +140,69 @@ def test_bad_input_gives_one_error_line(tmp_path, capsys, argv, message):
     assert rc == leakage_test.EXIT_BAD_INPUT and len(err) == 1 and err[0].startswith("error:"), err
     assert message in err[0]
     assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- positive controls of the per-fill audit
+
+
+def _pseudo_likelihood(scorer, prev, x, schedule, fills, nll):
+    """A deliberately leaky decoder: every target scored by one bidirectional forward of the TRUE
+    window (the pseudo-likelihood). No order has these conditionals, so it is no code."""
+    nll[:] = -np.asarray(scorer(x, False, x), dtype=np.float64)
+    return np.ones(schedule.T, dtype=bool)
+
+
+@pytest.fixture
+def leaky_decoder(monkeypatch):
+    """Registers the leaky decoder as one that CLAIMS validity (for this test only)."""
+    decoder = cf.Decoder("leaky_toy", "pseudo-likelihood (test only)", True, _pseudo_likelihood, cf._order_ar)
+    monkeypatch.setitem(cf.DECODERS, decoder.name, decoder)
+    monkeypatch.setitem(cf.VALID, decoder.name, True)
+    return decoder.name
+
+
+def test_per_fill_audit_fails_the_leaks_on_a_toy_scorer(leaky_decoder):
+    import audits
+    from toy_scorers import MarkovScorer
+
+    toy = MarkovScorer.sticky(3, stay=0.8, seed=1)
+    kwargs = dict(vocab_size=3, T=4, n_random=3, seed=42)
+    published = audits.per_fill_normalization_audit(toy, "cf_published", **kwargs)
+    leaky = audits.per_fill_normalization_audit(toy, leaky_decoder, **kwargs)
+    valid = audits.per_fill_normalization_audit(toy, "cf_valid", **kwargs)
+    assert not published["passed"] and not leaky["passed"]
+    assert published["max_abs_deviation"] > 1e-3 and leaky["max_abs_deviation"] > 1e-3
+    assert valid["passed"] and valid["max_abs_deviation"] <= 1e-12
+    # Each fill alone is the one-fill decode with that fill: fill 1's total, recomputed by hand.
+    fills = cf.draw_fills(42, 4, 2, 3, 3)
+    seqs = np.concatenate([np.zeros((81, 1), dtype=np.int64), audits.all_sequences(3, 4)], axis=1)
+    nll = cf.decode_nll(toy, seqs, "cf_published", n_random=1, vocab_size=3, fills=fills[:, 1:2])
+    assert published["fill_totals"][1] == pytest.approx(np.exp(-nll.sum(axis=1)).sum(), rel=1e-12)
+
+
+def test_per_fill_audit_fails_the_leaks_on_a_trained_checkpoint(shakespeare_data, trained_checkpoint, tmp_path,
+                                                                 capsys, leaky_decoder):
+    from challenge_format import load_byte_tables, load_tokens
+
+    out = tmp_path / "leaks.json"
+    rc = leakage_test.main(["--checkpoint", str(trained_checkpoint), "--data_dir", str(shakespeare_data),
+                            "--decoders", f"cf_published,cf_valid,{leaky_decoder}", "--n_random", "3",
+                            "--json_out", str(out), *SMALL])
+    capsys.readouterr()
+    assert rc == leakage_test.EXIT_CHECK_FAILED  # the leaky decoder claims validity
+    res = json.loads(out.read_text())
+    rows = rows_of(res, "normalization per fill (model")
+    assert rows["cf_published"]["result"] == "FAIL" and not rows["cf_published"]["counts_as_failure"]
+    assert rows[leaky_decoder]["result"] == "FAIL" and rows[leaky_decoder]["counts_as_failure"]
+    assert rows["cf_valid"]["result"] == "PASS" and rows["cf_valid"]["value"] <= 1e-9
+    assert rows["cf_published"]["value"] > 1e-6 and rows[leaky_decoder]["value"] > 1e-6
+    assert res["failures"] and all(f.endswith(f": {leaky_decoder}") for f in res["failures"])
+    assert f"normalization per fill (model, V=3, T=4, 3 fills): {leaky_decoder}" in res["failures"]
+    # The alphabet: the data's 3 most frequent ordinary tokens, counted here independently.
+    tokenizer = shakespeare_data / json.loads((shakespeare_data / "meta.json").read_text())["tokenizer"]
+    boundary = load_byte_tables(tokenizer).is_boundary
+    ids, counts = np.unique(load_tokens(shakespeare_data, "val"), return_counts=True)
+    ordinary = [(int(c), int(i)) for i, c in zip(ids, counts) if not boundary[i]]
+    top = [i for _, i in sorted(ordinary, key=lambda ci: (-ci[0], ci[1]))[:3]]
+    assert res["normalization_alphabet"]["token_ids"] == top
+    assert not any(boundary[i] for i in res["normalization_alphabet"]["token_ids"])

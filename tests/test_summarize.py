@@ -7,6 +7,8 @@ import json
 import math
 
 import pytest
+# scipy is a test dependency (the dev extra): an independent implementation of the statistics.
+from scipy import stats
 
 import summarize
 
@@ -59,8 +61,7 @@ def test_t_distribution_matches_tabulated_critical_values(t, df, p):
     assert summarize.t_two_sided_p(t, df) == pytest.approx(p, rel=1e-5)
 
 
-def test_t_distribution_matches_scipy_when_installed():
-    stats = pytest.importorskip("scipy.stats")
+def test_t_distribution_matches_scipy():
     for t in (0.1, 1.7, 3.3, 9.0):
         for df in (1, 2.5, 4, 7.3, 50):
             assert summarize.t_two_sided_p(t, df) == pytest.approx(2 * stats.t.sf(t, df), rel=1e-9, abs=1e-15)
@@ -138,7 +139,9 @@ def hand_stats(values):
     return n, mean, sd
 
 
-def test_seed_groups_and_t_tests(tmp_path, capsys):
+def test_seed_groups_and_paired_t_test(tmp_path, capsys):
+    """Seeds 1337, 42, 2024 are in both groups: the seed test pairs them (scipy's ttest_rel)."""
+
     out_dir = tmp_path / "out"
     assert summarize.main([str(p) for p in seed_cells(tmp_path / "cells")] + ["--out_dir", str(out_dir)]) == 0
     text = capsys.readouterr().out
@@ -157,36 +160,49 @@ def test_seed_groups_and_t_tests(tmp_path, capsys):
 
     tests = {t["metric"]: t for t in summary["tests"]}
     assert set(tests) == {"cf_valid", "ar", "cf_published"}
+    common = [1337, 42, 2024]
     for metric, values in (("cf_published", SHARED), ("cf_valid", SHARED_VALID), ("ar", SHARED_AR)):
-        n, m, s = hand_stats(list(values.values()))
-        t = (m - mu0) / (s / math.sqrt(n))
-        one = tests[metric]["one_sample"]
-        assert tests[metric]["control_mean"] == pytest.approx(mu0, abs=1e-12)
-        assert one["df"] == n - 1
-        assert one["t"] == pytest.approx(t, rel=1e-10)
-        assert one["p"] == pytest.approx(integrated_two_sided_p(t, n - 1), abs=1e-9)
-        va, vb = s * s / n, sdc * sdc / nc
-        tw = (m - mu0) / math.sqrt(va + vb)
-        dfw = (va + vb) ** 2 / (va * va / (n - 1) + vb * vb / (nc - 1))
-        assert tests[metric]["welch"]["t"] == pytest.approx(tw, rel=1e-10)
-        assert tests[metric]["welch"]["df"] == pytest.approx(dfw, rel=1e-10)
-    # The published CF mean sits below the control's Pure-AR: t < 0 with the published-number label.
-    t_pub = tests["cf_published"]["one_sample"]
-    assert t_pub["t"] < 0
+        test = tests[metric]["seed_test"]
+        assert test["method"] == "paired t over 3 common seeds" and test["seeds"] == common
+        ref = stats.ttest_rel([values[s] for s in common], [CONTROL[s] for s in common])
+        assert test["result"]["t"] == pytest.approx(ref.statistic, rel=1e-10)
+        assert test["result"]["p"] == pytest.approx(ref.pvalue, rel=1e-9)
+        assert test["result"]["df"] == 2
+        assert tests[metric]["diff"] == pytest.approx(hand_stats(list(values.values()))[1] - mu0, abs=1e-12)
+        assert tests[metric]["hierarchical_reason"] == summarize.NO_WINDOWS
+    t_pub = tests["cf_published"]["seed_test"]["result"]
     row = next(line for line in text.splitlines() if line.startswith(f"| 11L w=0.3 | {CF}"))
-    assert f"| {t_pub['t']:.3f} | 4 | {summarize.p_text(t_pub['p'])} |" in row
+    assert f"| paired t over 3 common seeds | {t_pub['t']:.3f} | 2 | {summarize.p_text(t_pub['p'])} |" in row
+    assert row.endswith(f"| {summarize.NO_WINDOWS} |")
     assert "| 11L w=0.3 | 5 | 1337, 42, 2024, 7, 100 | 1.4708 ± 0.0025 | 1.3009 ± 0.0051 |" in text
+    assert "one-sample" not in text.lower() and "mu0" not in text  # no test against a mean taken as known
+    assert "Method: diff = group mean" in text and "paired t-test" in text
 
 
-def test_single_control_seed_gives_one_sample_test_only(tmp_path, capsys):
-    """The original's situation: one control seed. mu0 is that value; Welch's test is not defined."""
+def test_unpaired_seeds_get_welch(tmp_path, capsys):
+    control = {1: 1.3214, 2: 1.3251, 3: 1.3190}
+    paths = seed_cells(tmp_path, control_seeds={})
+    for seed, value in control.items():
+        paths.append(make_cell(tmp_path, f"11L_w0_s{seed}", scale="11L", weight=0.0, seed=seed, params=28_400_000,
+                               steps=5351, ar=value, cf_published=2.39, cf_valid=2.41))
+    out_json = tmp_path / "s.json"
+    assert summarize.main([str(p) for p in paths] + ["--json_out", str(out_json)]) == 0
+    capsys.readouterr()
+    tests = {t["metric"]: t for t in json.loads(out_json.read_text())["tests"]}
+    ref = stats.ttest_ind(list(SHARED_VALID.values()), list(control.values()), equal_var=False)
+    test = tests["cf_valid"]["seed_test"]
+    assert test["method"] == "Welch t"
+    assert test["result"]["t"] == pytest.approx(ref.statistic, rel=1e-10)
+    assert test["result"]["p"] == pytest.approx(ref.pvalue, rel=1e-9)
+
+
+def test_single_control_seed_gives_no_seed_test(tmp_path, capsys):
+    """The original's situation: one control seed, one seed in common. Its seed-to-seed variance is
+    unknown, so no seed-level test is made (a one-sample test against it would treat it as exact)."""
     assert summarize.main([str(p) for p in seed_cells(tmp_path, control_seeds={1337: 1.3214})]) == 0
     text = capsys.readouterr().out
     row = next(line for line in text.splitlines() if line.startswith("| 11L w=0.3 | cf_valid BPB"))
-    n, m, s = hand_stats(list(SHARED_VALID.values()))
-    t = (m - 1.3214) / (s / math.sqrt(n))
-    assert f"| {t:.3f} | 4 |" in row
-    assert row.endswith("| — | — | — |")
+    assert "fewer than two common seeds and n = 5 vs 1: no seed-level test | — | — | — |" in row
 
 
 def test_token_matched_control_is_its_own_group(tmp_path, capsys):

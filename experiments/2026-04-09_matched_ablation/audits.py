@@ -3,9 +3,11 @@
 order_audit:          in the decoder's own order, changing tokens decoded later must not change
                       the score of any token decoded earlier; nor may a token's score read
                       itself or another token of its own stage.
-normalization_audit:  for a tiny vocabulary and length, the decoder's probabilities
-                      exp(-total NLL) summed over EVERY sequence must be <= 1 (exactly 1 with
-                      n_random = 1 for a valid decoder and a normalized scorer).
+per_fill_normalization_audit:  for a tiny vocabulary and length, each fill realization f of
+                      an n_random = F decode, scored as its own one-fill code, must give
+                      probabilities exp(-total NLL) that sum to exactly 1 (two-sided, 1e-9)
+                      over EVERY sequence, for a valid decoder and a normalized scorer.
+normalization_audit:  the weaker AM-GM line: the F-fill mean's sum must be <= 1.
 prefix_change:        a helper for the attention-leakage check of a backend: how much do the
                       logits of positions before / after a split change between two forwards?
 
@@ -179,17 +181,76 @@ def normalization_audit(
     targets = all_sequences(vocab_size, T)
     seqs = np.concatenate([np.full((n_sequences, 1), context_token, dtype=np.int64), targets], axis=1)
     cf_kwargs = dict(stride=stride, rounds=rounds, n_random=n_random, seed=seed, vocab_size=vocab_size)
+    total, largest = _kraft_sum(scorer, seqs, decoder, batch_rows, cf_kwargs)
+    return dict(
+        decoder=decoder,
+        total_prob=total,
+        n_sequences=n_sequences,
+        max_sequence_prob=largest,
+        vocab_size=vocab_size,
+        T=T,
+        n_random=n_random,
+        claimed_valid=cf.VALID[decoder],
+    )
+
+
+def _kraft_sum(scorer, seqs, decoder, batch_rows, cf_kwargs) -> tuple[float, float]:
+    """(sum over rows of exp(-total NLL), the largest single term)."""
     batch_sums, largest = [], 0.0
-    for start in range(0, n_sequences, batch_rows):
+    for start in range(0, seqs.shape[0], batch_rows):
         nll = cf.decode_nll(scorer, seqs[start : start + batch_rows], decoder, **cf_kwargs)
         probs = np.exp(-nll.sum(axis=1))
         batch_sums.append(float(probs.sum()))
         largest = max(largest, float(probs.max()))
+    return math.fsum(batch_sums), largest
+
+
+def per_fill_normalization_audit(
+    scorer,
+    decoder: str,
+    *,
+    vocab_size: int,
+    T: int,
+    context_token: int = 0,
+    n_random: int = 3,
+    seed: int = 42,
+    stride: int = 2,
+    rounds: int = 2,
+    tolerance: float = 1e-9,
+    batch_rows: int = 8192,
+    max_sequences: int = 2_000_000,
+) -> dict:
+    """The sharp normalization audit: each of the n_random fill realizations, as its own code.
+
+    The fills of a decode with n_random = F are draw_fills(seed, ..., F); fill f alone
+    (fills[:, f:f+1], scored with n_random = 1) defines a decoder whose probabilities are a
+    product of normalized conditionals in one order if the decoder is valid, so summed over
+    all V**T sequences they give 1 up to float rounding. The check is two-sided: a sum below
+    1 is as much a sign of a broken decoder (or scorer) as a sum above. The AM-GM bound of
+    normalization_audit (the F-fill mean, sum <= 1) is weaker: a leak that raises one fill's
+    sum and lowers another's can hide under it; this audit cannot miss it.
+    """
+    n_sequences = vocab_size**T
+    if n_sequences > max_sequences:
+        raise ValueError(f"{vocab_size}**{T} = {n_sequences} sequences > max_sequences={max_sequences}")
+    if not 0 <= context_token < vocab_size:
+        raise ValueError(f"context_token must lie in [0, {vocab_size}), got {context_token}")
+    fills = cf.draw_fills(seed, T, rounds, n_random, vocab_size)
+    seqs = np.concatenate([np.full((n_sequences, 1), context_token, dtype=np.int64), all_sequences(vocab_size, T)],
+                          axis=1)
+    totals = []
+    for f in range(n_random):
+        cf_kwargs = dict(stride=stride, rounds=rounds, n_random=1, seed=seed, vocab_size=vocab_size,
+                         fills=fills[:, f : f + 1])
+        totals.append(_kraft_sum(scorer, seqs, decoder, batch_rows, cf_kwargs)[0])
+    deviation = max(abs(total - 1.0) for total in totals)
     return dict(
         decoder=decoder,
-        total_prob=math.fsum(batch_sums),
+        fill_totals=totals,
+        max_abs_deviation=deviation,
+        tolerance=tolerance,
+        passed=bool(deviation <= tolerance),
         n_sequences=n_sequences,
-        max_sequence_prob=largest,
         vocab_size=vocab_size,
         T=T,
         n_random=n_random,

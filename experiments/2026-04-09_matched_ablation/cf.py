@@ -326,12 +326,16 @@ def decode_parts(
     n_random: int = 3,
     seed: int = 42,
     vocab_size: int,
+    fills: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-target NLL of `decoder` and which pass scored each target.
 
     Returns {"nll": float64 (B, T), "pass1": bool (T,), "pass2": bool (T,)}; the two masks
     partition the target positions (for ar, pass 1 is everything). One scorer call per
     pass / round / fill over the whole batch (cf_bidir_skeleton: per skeleton token too).
+    fills: an explicit fill array (1 + rounds, n_random, T) instead of draw_fills(seed, ...);
+    n_random must equal its second axis. The normalization audit uses it to score each fill
+    realization f of a draw as its own one-fill code (fills[:, f:f+1]).
     """
     seqs = np.asarray(seqs)
     if seqs.ndim != 2 or not np.issubdtype(seqs.dtype, np.integer):
@@ -346,7 +350,16 @@ def decode_parts(
     prev, x = np.ascontiguousarray(seqs[:, :-1]), np.ascontiguousarray(seqs[:, 1:])
 
     schedule = make_schedule(T, stride, rounds)
-    fills = draw_fills(seed, T, rounds, n_random, vocab_size)
+    if fills is None:
+        fills = draw_fills(seed, T, rounds, n_random, vocab_size)
+    else:
+        fills = np.asarray(fills)
+        if fills.shape != (1 + rounds, n_random, T) or not np.issubdtype(fills.dtype, np.integer):
+            raise ValueError(f"fills must be an integer array {(1 + rounds, n_random, T)}, got {fills.dtype} "
+                             f"{fills.shape}")
+        if fills.size and (fills.min() < 0 or fills.max() >= vocab_size):
+            raise ValueError(f"fill ids must lie in [0, {vocab_size})")
+        fills = fills.astype(np.int64)
     nll = np.full(x.shape, np.nan, dtype=np.float64)
     pass1 = spec.run(scorer, prev, x, schedule, fills, nll)
     return {"nll": nll, "pass1": pass1, "pass2": ~pass1}
@@ -362,9 +375,10 @@ def decode_nll(
     n_random: int = 3,
     seed: int = 42,
     vocab_size: int,
+    fills: np.ndarray | None = None,
 ) -> np.ndarray:
     """float64 (B, T): the NLL in nats `decoder` assigns to each target seqs[:, 1:]."""
     return decode_parts(
         scorer, seqs, decoder, stride=stride, rounds=rounds, n_random=n_random, seed=seed,
-        vocab_size=vocab_size,
+        vocab_size=vocab_size, fills=fills,
     )["nll"]

@@ -19,7 +19,11 @@ trainer's own Pure-AR validation (torch_backend.ar_nll_sum) on the same windows.
     python eval_cf.py --checkpoint runs/x/step_final.pt --data_dir DIR --full_val --seq_len 256
 
 Progress lines (with ETA) go to stderr, the report to stdout, the same numbers as JSON to
---json_out (default: next to the checkpoint). Exit status: 0 done; 1 bad input (one `error:`
+--json_out (default: next to the checkpoint). Next to the JSON, <json stem>.windows.npz (named in
+the JSON under `per_window_file`) holds each window's numbers, so any statistic can be recomputed
+without the model: `offsets` (N,), `seed` (scalar), `bytes` (N,) and, per decoder, `nll_<decoder>`
+(N,) float64 nats summed over the window's targets, plus `nll_<decoder>_pass1` / `_pass2` for the
+two-pass decoders (ar has one pass). Exit status: 0 done; 1 bad input (one `error:`
 line, nothing written); 2 the consistency check failed (JSON written).
 
 Two protocols (--protocol):
@@ -45,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import math
 import sys
@@ -363,13 +368,29 @@ def summarize(name: str, totals: dict) -> dict:
     }
 
 
+def per_window_sums(parts: dict) -> dict[str, np.ndarray]:
+    """Each window's NLL (nats, summed over its scored targets): total, and per pass where the
+    decoder has two passes (ar scores everything in pass 1, so it has none)."""
+    nll, pass1, pass2 = parts["nll"], parts["pass1"], parts["pass2"]
+    sums = {"": np.array([math.fsum(row) for row in nll])}
+    if pass1.any() and pass2.any():
+        sums["_pass1"] = np.array([math.fsum(row) for row in nll[:, pass1]])
+        sums["_pass2"] = np.array([math.fsum(row) for row in nll[:, pass2]])
+    return sums
+
+
 def score_decoders(scorer, windows: np.ndarray, target_bytes: np.ndarray, decoders: list[str], *,
-                   batch_size: int, vocab_size: int, cf_kwargs: dict) -> dict:
+                   batch_size: int, vocab_size: int, cf_kwargs: dict, per_window: dict | None = None) -> dict:
     """Every decoder on every batch of windows; a batch is scored by all decoders in turn, through
     one cf.MemoScorer per batch, so a forward two decoders share (ar = cf_published's pass 1, the
     pass-2 rounds of every CF decoder) runs once. A decoder's `seconds` include only the forwards
-    it ran first."""
+    it ran first.
+
+    per_window: if a dict is given, it receives `nll_<decoder>` (N,) and, for two-pass decoders,
+    `nll_<decoder>_pass1` / `_pass2`, float64 nats per window in window order (what
+    write_per_window stores)."""
     totals = {name: empty_totals() for name in decoders}
+    chunks: dict[str, list[np.ndarray]] = {}
     scorer = cf.MemoScorer(scorer)
     n_batches = math.ceil(len(windows) / batch_size)
     progress = Progress(n_batches, "batches", every=max(1, n_batches // 20))
@@ -380,9 +401,25 @@ def score_decoders(scorer, windows: np.ndarray, target_bytes: np.ndarray, decode
             parts = cf.decode_parts(scorer, batch, name, vocab_size=vocab_size, **cf_kwargs)
             totals[name]["seconds"] += time.perf_counter() - t0
             accumulate(totals[name], parts, target_bytes[start : start + batch_size], batch)
+            for suffix, sums in per_window_sums(parts).items():
+                chunks.setdefault(f"nll_{name}{suffix}", []).append(sums)
         scorer.clear()
         progress.update(b + 1, f"windows:{min(start + batch_size, len(windows))}/{len(windows)} ")
+    if per_window is not None:
+        per_window.update({key: np.concatenate(parts) for key, parts in chunks.items()})
     return {name: summarize(name, totals[name]) for name in decoders}
+
+
+def per_window_path(json_out: Path) -> Path:
+    """runs/x/final_model.eval_cf.json -> runs/x/final_model.eval_cf.windows.npz (same folder)."""
+    return json_out.with_name(f"{json_out.stem}.windows.npz")
+
+
+def write_per_window(path: Path, arrays: dict) -> None:
+    """np.savez of the per-window arrays, written atomically (a reader never sees half a file)."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def consistency_check(model, device, tokens, windows, offsets, seq_len, batch_size, full_val,
@@ -475,8 +512,12 @@ def evaluate(args, decoders: list[str]) -> dict:
 
     cf_kwargs = dict(stride=args.stride, rounds=args.rounds, n_random=args.n_random, seed=args.seed)
     scorer = TorchScorer(model, device)
+    # Per-window sums let any statistic (bootstrap CIs over windows, paired differences between
+    # cells on the same windows) be recomputed later without rerunning the model.
+    per_window = {"offsets": offsets, "seed": np.int64(args.seed),
+                  "bytes": target_bytes.sum(axis=1, dtype=np.int64)}
     results = score_decoders(scorer, windows, target_bytes, decoders, batch_size=args.batch_size,
-                             vocab_size=config.vocab_size, cf_kwargs=cf_kwargs)
+                             vocab_size=config.vocab_size, cf_kwargs=cf_kwargs, per_window=per_window)
     ar_result = results["ar"] if "ar" in results else score_decoders(
         scorer, windows, target_bytes, ["ar"], batch_size=args.batch_size, vocab_size=config.vocab_size,
         cf_kwargs=cf_kwargs)["ar"]
@@ -510,6 +551,7 @@ def evaluate(args, decoders: list[str]) -> dict:
         "seconds": time.perf_counter() - t_start,
         "git_commit": git_commit(REPO_ROOT),
         "versions": versions(),
+        "_per_window_arrays": per_window,  # main() writes them next to the JSON, then drops this key
     }
 
 
@@ -602,6 +644,11 @@ def main(argv=None) -> int:
             args.checkpoint, "eval_cf_original" if original else "eval_cf")
         result = evaluate_original(args) if original else evaluate(args, decoders)
         result["json_out"] = str(json_out)
+        if not original:
+            # The arrays first: a JSON that names its per-window file is never left without it.
+            arrays = result.pop("_per_window_arrays")
+            write_per_window(per_window_path(json_out), arrays)
+            result["per_window_file"] = per_window_path(json_out).name
         write_json(json_out, result)
     except (ValueError, OSError, CheckpointError, FloatingPointError) as e:
         print(error_line(e), file=sys.stderr)

@@ -23,7 +23,7 @@ from kill_harness import run_with_kills
 
 REPO = Path(__file__).resolve().parents[1]
 EXP = REPO / "experiments" / "2026-04-09_matched_ablation"
-DECODERS = ("ar", "cf_published", "cf_valid")
+DECODERS = ("ar", "cf_published", "cf_valid", "cf_bidir_skeleton")
 CELLS6 = ("5L_w0.3_s1337", "5L_w1.0_s1337", "5L_w0_s1337", "11L_w0.3_s1337", "11L_w1.0_s1337", "11L_w0_s1337")
 # Settings the scripts read: cleared so that the caller's environment cannot leak into a test.
 SETTINGS = ("PRESET", "BACKEND", "MATCH", "MATCH_WEIGHT", "DATA_DIR", "TOKENIZER", "CKPT_DIR", "LOG_DIR", "OUT_DIR",
@@ -174,18 +174,19 @@ def test_seeds_reuse_run6_cells_and_report_group_statistics(ablation6, tmp_path)
     ar = [json.loads((cells / f"11L_w0_s{s}" / "eval_cf.json").read_text())["decoders"]["ar"]["bpb"] for s in (1337, 42)]
     cf_valid = [json.loads((cells / f"11L_w0.3_s{s}" / "eval_cf.json").read_text())["decoders"]["cf_valid"]["bpb"]
                 for s in (1337, 42, 7)]
-    mu0, m = sum(ar) / 2, sum(cf_valid) / 3
-    sd = (sum((v - m) ** 2 for v in cf_valid) / 2) ** 0.5
     test = next(t for t in summary["tests"] if t["metric"] == "cf_valid")
-    assert test["control_mean"] == pytest.approx(mu0, abs=1e-12)
-    assert test["one_sample"]["df"] == 2
-    assert test["one_sample"]["t"] == pytest.approx((m - mu0) / (sd / 3 ** 0.5), rel=1e-9)
-    assert "## t-tests against the control" in (tmp_path / "out" / "results.md").read_text()
+    assert test["control_mean"] == pytest.approx(sum(ar) / 2, abs=1e-12)
+    # Seeds 1337 and 42 are on both sides: a paired t over them, recomputed here by hand.
+    d = [cf_valid[0] - ar[0], cf_valid[1] - ar[1]]
+    sd_d = abs(d[0] - d[1]) / 2 ** 0.5
+    assert test["seed_test"]["seeds"] == [1337, 42] and test["seed_test"]["result"]["df"] == 1
+    assert test["seed_test"]["result"]["t"] == pytest.approx((sum(d) / 2) / (sd_d / 2 ** 0.5), rel=1e-9)
+    assert "## Comparisons with the control over seeds" in (tmp_path / "out" / "results.md").read_text()
 
 
 def test_match_tokens_gives_the_control_the_shared_runs_tokens(shakespeare_data, tmp_path):
     # A wall-clock budget for the shared run (its step count is whatever 2 s allow), then the control.
-    proc = orchestrate("run_6.sh", MATCH="tokens", SCALES="5L", WEIGHTS="0.3 0", BUDGET_SECS="2", STEPS="0",
+    proc = orchestrate("run_6.sh", MATCH="tokens", SCALES="5L", WEIGHTS="0.3 0", BUDGET_SECS="2", STEPS="9999",
                        **dirs(tmp_path, shakespeare_data))
     shared, control = results(tmp_path / "cells" / "5L_w0.3_s1337"), results(tmp_path / "cells" / "5L_w0_s1337_tok")
     assert shared["config"]["train"]["train_budget_secs"] == 2.0
@@ -233,7 +234,7 @@ def test_bad_settings_are_one_error_line(shakespeare_data, tmp_path, script, set
     ({"NPROC": "two"}, "NPROC=two: expected a positive integer"),
     ({"SCALES": "7L"}, "SCALES: unknown scale '7L'"),
     ({"WEIGHTS": "0 x"}, "WEIGHTS=x: expected a non-negative number"),
-    ({"BUDGET_SECS": "0", "STEPS": "0"}, "BUDGET_SECS=0 and STEPS=0"),
+    ({"BUDGET_SECS": "0", "STEPS": "0"}, "STEPS=0: the original's rules need a nominal step count"),
     ({"DEVICE": "tpu"}, "DEVICE=tpu"),
     ({"MATCH": "tokens", "WEIGHTS": "0 1.0"}, "MATCH=tokens: the controls match the w=0.3 cells"),
     ({"DATA_DIR": "no/such/folder"}, "DATA_DIR="),

@@ -40,6 +40,7 @@
 #   COMPILE [1 for h100, as the original; 0 elsewhere]  1: torch.compile both passes (torch
 #                         backend; compiled in a warm-up before the wall-clock budget starts)
 #   EVAL_N_SEQS [preset]  random evaluation windows per cell
+#   DECODERS [ar,cf_published,cf_valid,cf_bidir_skeleton]  eval_cf.py --decoders of every cell
 #   THREADS [1 for cpu and smoke; empty (the library default) for h100 and mac]  exported as
 #                         OMP_NUM_THREADS / MKL_NUM_THREADS. On a CPU shared with other jobs, torch's
 #                         default of one thread per core can run tens of times slower (threads spin
@@ -71,7 +72,9 @@
 
 EXP_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$EXP_DIR/../.." && pwd)"
-DECODERS="ar,cf_published,cf_valid"
+# Every decoder on the same windows: the valid ladder (ar, cf_valid, cf_bidir_skeleton) and the
+# published CF number beside it. cf_bidir_skeleton costs one forward per skeleton token and fill.
+DECODERS="${DECODERS:-ar,cf_published,cf_valid,cf_bidir_skeleton}"
 
 die() {
   echo "error: $*" >&2

@@ -8,7 +8,13 @@ present: eval_cf.json (eval_cf.py's scores; final_model.eval_cf.json, eval_cf.py
 name, is accepted too) and cell.json (written by the orchestrators: scale label, matching).
 
 Columns: the original table's (run, params, objective, Pure-AR BPB, CF BPB) plus cf_valid BPB,
-the trainer's final val_bpb, steps and tokens seen. Pure-AR BPB, CF BPB and cf_valid BPB are
+the trainer's final val_bpb, steps and tokens seen. A run is named by the real size of its model
+(layers and width from results.json, e.g. 3L-d128 under PRESET=cpu); "stands in for" is the
+original ablation's scale it replaces (cell.json: 5L or 11L), which is what cells are compared by.
+A control's label says how its length was matched: by wall clock (the original), by a step cap
+with no clock (step-matched: BUDGET_SECS=0; older cell.json files say wallclock there and are
+read as steps), or by the tokens of a shared run (token-matched). Per cell, the valid decoder of
+lowest BPB is compared with the same-seed control's Pure-AR (the "best valid decoder" table). Pure-AR BPB, CF BPB and cf_valid BPB are
 eval_cf.py's decoders ar, cf_published and cf_valid on the same windows. CF BPB is the decoder
 as first published and is NOT a valid code length (METHOD.md §6); every header showing it says so.
 
@@ -63,9 +69,13 @@ METRIC_HEADER = dict(METRICS)
 # What a shared group is compared with the control's Pure-AR mean on: the valid two-pass
 # decoder, the model's own causal pass, and the published number (the original's claim).
 TESTED_METRICS = ("cf_valid", "ar", "cf_published")
-TABLE_COLUMNS = ("run", "seed", "params", "objective", *(h for _, h in METRICS), "steps", "tokens seen")
+TABLE_COLUMNS = ("run", "stands in for", "seed", "params", "objective", *(h for _, h in METRICS), "steps",
+                 "tokens seen")
 # Decoders whose per-window NLL eval_cf.py stores (the val_bpb metric has no windows).
 WINDOW_METRICS = ("ar", "cf_published", "cf_valid")
+# The valid code lengths a cell's best decoder is chosen from (cf.py: the fill mixtures are
+# valid too); cf_published is never a candidate (METHOD.md §6).
+VALID_DECODERS = ("ar", "cf_valid", "cf_bidir_skeleton", "cf_valid_mix", "cf_bidir_skeleton_mix")
 DEFAULT_N_BOOT = 2000
 DEFAULT_BOOT_SEED = 0
 CI_LEVEL = 0.95
@@ -307,10 +317,14 @@ def load_row(path: Path) -> dict:
     model, train = res["config"].get("model", {}), res["config"].get("train", {})
     weight = float(res.get("cdm_weight", train.get("cdm_weight", 0.0)))
     control = weight == 0
+    # The real size of the model trained (the CPU presets train smaller stand-ins), and the
+    # original ablation's scale name it stands in for (cell.json; the key of every comparison).
+    size = f"{model.get('num_layers', '?')}L-d{model.get('model_dim', '?')}"
     scale = meta.get("scale") or f"{model.get('num_layers', '?')}L"
-    match = meta.get("match") if control else None
+    match = effective_match(meta.get("match"), train.get("train_budget_secs")) if control else None
     row = {
-        "cell": cell.name, "results": str(path), "scale": scale, "cdm_weight": weight, "control": control,
+        "cell": cell.name, "results": str(path), "scale": scale, "size": size, "stands_in_for": scale,
+        "cdm_weight": weight, "control": control,
         "match": match, "matched_to": meta.get("matched_to") or None, "seed": train.get("seed"),
         "params": res.get("params"), "steps": res["steps"], "tokens_seen": res["tokens_seen"],
         "train_seconds": res.get("train_seconds"), "val_bpb": res["final_val_bpb"],
@@ -318,11 +332,12 @@ def load_row(path: Path) -> dict:
         "train_budget_secs": train.get("train_budget_secs"), "step_cap": train.get("steps"),
         "val_tokens": train.get("val_tokens"),
         "ar": None, "cf_published": None, "cf_valid": None, "eval": None,
+        "valid_bpb": {},  # every valid decoder the eval ran -> its BPB (best_valid chooses among them)
         "_windows": None,  # per-window arrays (load_windows); kept out of the summary JSON
     }
-    label = f"{scale} w={weight_text(weight)}"
+    label = f"{size} w={weight_text(weight)}"
     if control:
-        label += " (control, token-matched)" if match == "tokens" else " (control)"
+        label += {"tokens": " (control, token-matched)", "steps": " (control, step-matched)"}.get(match, " (control)")
     row["run"] = label
     row["objective"] = "AR only" if control else f"AR + {weight_text(weight)} × D3PM"
     for name in EVAL_NAMES:
@@ -336,6 +351,12 @@ def load_row(path: Path) -> dict:
                     if not isinstance(decoders[key], dict) or "bpb" not in decoders[key]:
                         raise InputError(f"{cell / name}: decoder {key} has no bpb")
                     row[key] = decoders[key]["bpb"]
+            for key in VALID_DECODERS:
+                # A decoder the eval itself labels invalid is never a candidate, whatever its name.
+                if isinstance(decoders.get(key), dict) and decoders[key].get("valid_code_length", True) is True:
+                    if "bpb" not in decoders[key]:
+                        raise InputError(f"{cell / name}: decoder {key} has no bpb")
+                    row["valid_bpb"][key] = decoders[key]["bpb"]
             proto = ev.get("protocol", {})
             row["eval"] = {"json": str(cell / name), "mode": proto.get("mode"), "windows": proto.get("n_seqs"),
                            "seq_len": proto.get("seq_len"),
@@ -346,6 +367,14 @@ def load_row(path: Path) -> dict:
                 row["eval"]["per_window_file"] = str(cell / ev["per_window_file"])
             break
     return row
+
+
+def effective_match(match: str | None, train_budget_secs) -> str | None:
+    """The matching that decided the cell's length. Cells claimed before the `steps` label existed
+    say "wallclock" although no clock ran (train_budget_secs 0): the step cap decided, so "steps"."""
+    if match == "wallclock" and train_budget_secs is not None and float(train_budget_secs) == 0:
+        return "steps"
+    return match
 
 
 def load_windows(eval_path: Path, ev: dict, decoders: dict) -> dict:
@@ -373,7 +402,7 @@ def load_windows(eval_path: Path, ev: dict, decoders: dict) -> dict:
         raise InputError(f"{path}: every window must have a positive byte count")
     out = {"offsets": arrays["offsets"].astype(np.int64), "seed": int(arrays["seed"]),
            "bytes": n_bytes.astype(np.float64), "nll": {}}
-    for key in WINDOW_METRICS:
+    for key in dict.fromkeys(WINDOW_METRICS + VALID_DECODERS):
         if key not in decoders:
             continue
         nll = arrays.get(f"nll_{key}")
@@ -553,6 +582,38 @@ def cell_cis(rows: list[dict], n_boot: int = DEFAULT_N_BOOT, boot_seed: int = DE
     return out
 
 
+def best_valid(rows: list[dict], n_boot: int = DEFAULT_N_BOOT, boot_seed: int = DEFAULT_BOOT_SEED) -> list[dict]:
+    """Per evaluated cell: its valid decoder of lowest BPB (VALID_DECODERS order breaks ties) and,
+    for a shared cell, the difference to each control of the same scale, model and seed (its
+    Pure-AR `ar`), with the paired bootstrap CI over windows when the two were scored on the same
+    windows (or why none)."""
+    out = []
+    for row in rows:
+        if not row["valid_bpb"]:
+            continue
+        best = min(row["valid_bpb"], key=lambda d: (row["valid_bpb"][d], VALID_DECODERS.index(d)))
+        entry = {"run": row["run"], "cell": row["cell"], "seed": row["seed"], "scale": row["scale"],
+                 "size": row["size"], "control": row["control"], "best_decoder": best,
+                 "best_bpb": row["valid_bpb"][best], "candidates": dict(row["valid_bpb"]), "comparisons": []}
+        for other in rows:
+            if (row["control"] or not other["control"] or other["scale"] != row["scale"]
+                    or other["model"] != row["model"] or other["seed"] != row["seed"] or row["seed"] is None
+                    or other["ar"] is None):
+                continue
+            comparison = {"control": other["run"], "control_cell": other["cell"], "control_ar_bpb": other["ar"],
+                          "diff": entry["best_bpb"] - other["ar"], "ci": None, "reason": None}
+            a, b = window_cell(row, best), window_cell(other, "ar")
+            if a is None or b is None:
+                comparison["reason"] = NO_WINDOWS
+            elif not same_windows(row["_windows"], other["_windows"]):
+                comparison["reason"] = "not scored on the same windows: no paired CI"
+            else:
+                comparison["ci"] = window_bootstrap([a, b], n_boot, boot_seed)
+            entry["comparisons"].append(comparison)
+        out.append(entry)
+    return out
+
+
 # ----------------------------------------------------------------------------- text
 
 
@@ -586,17 +647,17 @@ def sort_rows(rows: list[dict]) -> list[dict]:
 
 
 def runs_table(rows: list[dict]) -> list[str]:
-    body = [[r["run"], str(r["seed"]), params_text(r["params"]), r["objective"],
+    body = [[r["run"], r["stands_in_for"], str(r["seed"]), params_text(r["params"]), r["objective"],
              *(num(r[m]) for m, _ in METRICS), str(r["steps"]), f"{r['tokens_seen']:,}"] for r in rows]
     return md_table(TABLE_COLUMNS, body)
 
 
 def groups_table(groups: list[dict]) -> list[str]:
-    header = ("group", "n", "seeds", *(h for _, h in METRICS), "steps (mean)")
+    header = ("group", "stands in for", "n", "seeds", *(h for _, h in METRICS), "steps (mean)")
     body = []
     for g in groups:
         steps = statistics.fmean(r["steps"] for r in g["rows"])
-        body.append([g["label"], str(g["n"]), ", ".join(str(s) for s in g["seeds"]),
+        body.append([g["label"], g["scale"], str(g["n"]), ", ".join(str(s) for s in g["seeds"]),
                      *(mean_std_text(g["stats"][m]) for m, _ in METRICS), f"{steps:.0f}"])
     return md_table(header, body)
 
@@ -671,6 +732,31 @@ def footnote_tests(n_boot: int, boot_seed: int) -> str:
             "cells of a seed when they share windows).")
 
 
+def best_valid_table(best: list[dict]) -> list[str]:
+    header = ("run", "stands in for", "seed", "best valid decoder", "BPB", "valid decoders (BPB)",
+              "control (same seed)", "control Pure-AR BPB", "diff", f"{CI_LEVEL:.0%} paired CI over windows")
+    body = []
+    for b in best:
+        candidates = ", ".join(f"{d} {v:.4f}" for d, v in b["candidates"].items())
+        first = [b["run"], b["scale"], str(b["seed"]), b["best_decoder"], f"{b['best_bpb']:.4f}", candidates]
+        if not b["comparisons"]:
+            why = "— (a control)" if b["control"] else "— (no evaluated control of this seed and scale)"
+            body.append(first + [why, "—", "—", "—"])
+        for c in b["comparisons"]:
+            body.append(first + [c["control"], f"{c['control_ar_bpb']:.4f}", f"{c['diff']:+.4f}",
+                                 ci_text(c["ci"], c["reason"], True)])
+    return md_table(header, body)
+
+
+def footnote_best_valid(n_boot: int, boot_seed: int) -> str:
+    return ("Method: per cell, the valid decoder of lowest BPB among those its eval ran (" + ", ".join(VALID_DECODERS)
+            + "; all valid code lengths on the same windows; cf_published is never a candidate). diff = its BPB − "
+            "the BPB of the Pure-AR decoder (ar) of the control of the same scale and seed (lower is better), with a "
+            f"paired percentile bootstrap over windows ({n_boot} resamples, numpy default_rng({boot_seed})) when the "
+            "two cells were scored on the same windows. The decoder is chosen on the same windows the CI resamples, "
+            "so the CI does not count that choice among the candidates (it is slightly optimistic for the best).")
+
+
 def footnote_pairs(n_boot: int, boot_seed: int) -> str:
     return ("Method: for each seed both groups have, the group cell's BPB minus the control cell's Pure-AR BPB, "
             f"with a paired percentile bootstrap over windows ({n_boot} resamples, numpy default_rng({boot_seed})): "
@@ -679,7 +765,7 @@ def footnote_pairs(n_boot: int, boot_seed: int) -> str:
 
 
 def markdown(title: str, rows: list[dict], groups: list[dict], tests: list[dict], cis: list[dict],
-             n_boot: int = DEFAULT_N_BOOT, boot_seed: int = DEFAULT_BOOT_SEED) -> str:
+             n_boot: int = DEFAULT_N_BOOT, boot_seed: int = DEFAULT_BOOT_SEED, best: list[dict] | None = None) -> str:
     lines = [f"# {title}", ""]
     lines += runs_table(rows)
     lines += ["",
@@ -709,6 +795,10 @@ def markdown(title: str, rows: list[dict], groups: list[dict], tests: list[dict]
         lines += ["", "## Same-seed differences, paired over windows", ""]
         lines += pairs_table(tests)
         lines += ["", footnote_pairs(n_boot, boot_seed)]
+    if best:
+        lines += ["", "## Best valid decoder per cell", ""]
+        lines += best_valid_table(best)
+        lines += ["", footnote_best_valid(n_boot, boot_seed)]
     return "\n".join(lines) + "\n"
 
 
@@ -746,7 +836,8 @@ def plot(path: Path, title: str, groups: list[dict]) -> str:
                 tag = ", token-matched" if c["match"] == "tokens" else ""
                 ax.axhline(ref["mean"], color="gray", linestyle=":" if tag else "-.", linewidth=1.2,
                            label=f"control w=0{tag}: Pure-AR {ref['mean']:.4f}")
-        ax.set_title(scale)
+        sizes = ", ".join(dict.fromkeys(r["size"] for g in mine for r in g["rows"]))
+        ax.set_title(f"{sizes} (stands in for {scale})")
         ax.set_xlabel("cdm_weight")
         ax.set_ylabel("bits per byte")
         ax.grid(alpha=0.3)
@@ -769,19 +860,22 @@ def public_row(row: dict) -> dict:
 
 
 def summary_json(title: str, rows: list[dict], groups: list[dict], tests: list[dict], cis: list[dict],
-                 n_boot: int = DEFAULT_N_BOOT, boot_seed: int = DEFAULT_BOOT_SEED) -> dict:
+                 n_boot: int = DEFAULT_N_BOOT, boot_seed: int = DEFAULT_BOOT_SEED,
+                 best: list[dict] | None = None) -> dict:
     return {
         "title": title,
         "notes": {"cf_published": "NOT a valid code length (METHOD.md §6)",
                   "window_cis": footnote_cis(n_boot, boot_seed),
                   "tests": footnote_tests(n_boot, boot_seed),
-                  "window_pairs": footnote_pairs(n_boot, boot_seed)},
+                  "window_pairs": footnote_pairs(n_boot, boot_seed),
+                  "best_valid": footnote_best_valid(n_boot, boot_seed)},
         "bootstrap": {"n_boot": n_boot, "seed": boot_seed, "level": CI_LEVEL, "rng": "numpy default_rng(seed)"},
         "rows": [public_row(r) for r in rows],
         "groups": [{k: v for k, v in g.items() if k != "rows"} | {"cells": [r["cell"] for r in g["rows"]]}
                    for g in groups],
         "window_cis": cis,
         "tests": tests,
+        "best_valid": best or [],
     }
 
 
@@ -806,12 +900,13 @@ def main(argv=None) -> int:
         groups = build_groups(rows)
         tests = build_tests(groups, args.n_boot, args.boot_seed)
         cis = cell_cis(rows, args.n_boot, args.boot_seed)
+        best = best_valid(rows, args.n_boot, args.boot_seed)
     except (InputError, ArithmeticError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    text = markdown(args.title, rows, groups, tests, cis, args.n_boot, args.boot_seed)
+    text = markdown(args.title, rows, groups, tests, cis, args.n_boot, args.boot_seed, best)
     print(text, end="")
-    summary = (json.dumps(summary_json(args.title, rows, groups, tests, cis, args.n_boot, args.boot_seed),
+    summary = (json.dumps(summary_json(args.title, rows, groups, tests, cis, args.n_boot, args.boot_seed, best),
                           indent=2) + "\n").encode("utf-8")
     # Each file is replaced atomically: a failed write (disk full) leaves its previous version.
     try:

@@ -217,3 +217,17 @@ def test_prefix_change_on_toy_causal_forward():
     assert prefix == 0.0 and suffix > 0.0
     prefix, _ = audits.prefix_change(all_logp(x, False), all_logp(y, False), split=5)
     assert prefix > 0.0  # the bidirectional row 4 reads position 5
+
+
+@pytest.mark.parametrize("decoder", ["cf_valid_mix", "cf_bidir_skeleton_mix"])
+@pytest.mark.parametrize("stride,rounds", [(2, 2), (3, 2)])
+def test_fill_mixture_is_one_normalized_code(decoder, stride, rounds):
+    # A mixture of the F normalized one-fill codes is normalized: with F = 3 fills the sum is
+    # exactly 1 (not only <= 1 as for the averaged decoder), whatever the scorer.
+    for scorer in (coupled_markov(), MixingScorer(3, seed=6)):
+        report = audits.normalization_audit(scorer, decoder, vocab_size=3, T=5, n_random=3, seed=42,
+                                            stride=stride, rounds=rounds)
+        assert abs(report["total_prob"] - 1.0) <= 1e-9
+        averaged = audits.normalization_audit(scorer, decoder.removesuffix("_mix"), vocab_size=3, T=5,
+                                              n_random=3, seed=42, stride=stride, rounds=rounds)
+        assert averaged["total_prob"] < report["total_prob"]  # AM-GM: the averaged code wastes mass

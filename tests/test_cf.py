@@ -39,7 +39,8 @@ def test_decoding_order_partitions_targets(decoder, T, stride, rounds):
 
 def test_registry():
     assert set(cf.DECODERS) >= {"ar", "cf_published", "cf_valid", "cf_bidir_skeleton"}
-    assert cf.VALID == {"ar": True, "cf_published": False, "cf_valid": True, "cf_bidir_skeleton": True}
+    assert cf.VALID == {"ar": True, "cf_published": False, "cf_valid": True, "cf_bidir_skeleton": True,
+                        "cf_valid_mix": True, "cf_bidir_skeleton_mix": True}
 
 
 # ----------------------------------------------------------------------------- hand-computed case
@@ -138,7 +139,8 @@ def reference_nll(scorer, seq, decoder, stride, rounds, n_random, seed, vocab_si
     def score(inputs, is_causal, position):
         return float(scorer(np.array([inputs]), is_causal, np.array([x]))[0, position])
 
-    out = []
+    base = decoder.removesuffix("_mix")
+    out, per_fill = [], {}
     for p in range(T):
         if decoder == "ar" or (decoder == "cf_published" and p in skeleton):  # true prefix
             out.append(-score(prev, True, p))
@@ -149,15 +151,27 @@ def reference_nll(scorer, seq, decoder, stride, rounds, n_random, seed, vocab_si
                 k = round_of[p]
                 inputs = [fills[1 + k, f, q] if q in round_of and round_of[q] >= k else x[q] for q in range(T)]
                 values.append(-score(inputs, False, p))
-            elif decoder == "cf_valid":  # prev column i holds target i-1; hide gap targets
+            elif base == "cf_valid":  # prev column i holds target i-1; hide gap targets
                 inputs = [prev[0]] + [fills[0, f, i - 1] if (i - 1) in round_of else prev[i] for i in range(1, T)]
                 values.append(-score(inputs, True, p))
-            elif decoder == "cf_bidir_skeleton":  # only earlier skeleton targets visible
+            elif base == "cf_bidir_skeleton":  # only earlier skeleton targets visible
                 inputs = [x[q] if (q in skeleton and q < p) else fills[0, f, q] for q in range(T)]
                 values.append(-score(inputs, False, p))
             else:
                 raise AssertionError(decoder)
+        per_fill[p] = values
         out.append(float(np.mean(values)))
+    if decoder.endswith("_mix"):
+        # The mixture over fills decoded one target at a time: skeleton, then each round, left to
+        # right; each target costs -log sum_f w_f q_f with w_f the fill's posterior weight given
+        # the targets decoded before it (plain probabilities: these windows are short).
+        order = skeleton + sorted(round_of, key=lambda g: (round_of[g], g))
+        weights = [1.0 / n_random] * n_random
+        for p in order:
+            q = [math.exp(-v) for v in per_fill[p]]
+            step = sum(w * qf for w, qf in zip(weights, q))
+            out[p] = -math.log(step)
+            weights = [w * qf / step for w, qf in zip(weights, q)]
     return out
 
 
@@ -210,7 +224,7 @@ def test_each_target_scored_once_in_place(decoder):
     # One call per stage group: ar 1; cf_published 1 causal + one per round; cf_valid one
     # pass-1 call + rounds; cf_bidir_skeleton one per skeleton token + rounds.
     n_calls = {"ar": 1, "cf_published": 1 + rounds, "cf_valid": 1 + rounds,
-               "cf_bidir_skeleton": (T + 1) // 2 + rounds}[decoder]
+               "cf_bidir_skeleton": (T + 1) // 2 + rounds}[decoder.removesuffix("_mix")]
     assert len(scorer.calls) == n_calls
     causal = [c for _, c in scorer.calls]
     pass1, pass2 = parts["pass1"], parts["pass2"]
@@ -220,7 +234,7 @@ def test_each_target_scored_once_in_place(decoder):
         for p in stage:
             if pass2[p]:
                 assert not is_causal
-            elif decoder != "cf_bidir_skeleton":
+            elif not decoder.startswith("cf_bidir_skeleton"):
                 assert is_causal
     # Gaps of one round come from one call; different rounds from different calls.
     if decoder != "ar":
@@ -349,3 +363,101 @@ def test_decoding_order_validates():
 def test_scorer_shape_is_checked():
     with pytest.raises(ValueError, match="scorer returned shape"):
         cf.decode_nll(lambda i, c, t: np.zeros((1, 1)), np.zeros((2, 5), dtype=np.int64), "ar", vocab_size=3)
+
+
+# ----------------------------------------------------------------------------- fill mixture
+
+MIX_DECODERS = ["cf_valid_mix", "cf_bidir_skeleton_mix"]
+
+
+def per_fill_window_nll(scorer, seqs, base, n_random, seed, V, stride=2, rounds=2):
+    """(F, B): each fill realization scored as its own one-fill code, summed over the window."""
+    T = seqs.shape[1] - 1
+    fills = cf.draw_fills(seed, T, rounds, n_random, V)
+    return np.stack([
+        cf.decode_nll(scorer, seqs, base, stride=stride, rounds=rounds, n_random=1, vocab_size=V,
+                      fills=fills[:, f : f + 1]).sum(axis=1)
+        for f in range(n_random)
+    ])
+
+
+@pytest.mark.parametrize("decoder", MIX_DECODERS)
+@pytest.mark.parametrize("stride,rounds,n_random", [(2, 2, 3), (3, 2, 4), (2, 1, 2)])
+def test_mixture_is_brute_force_mixture_of_fill_codes(decoder, stride, rounds, n_random):
+    from scipy.special import logsumexp  # an implementation independent of cf._logsumexp0
+
+    V, T = 6, 11
+    scorer = MixingScorer(V, seed=3)
+    seqs = np.random.default_rng(5).integers(0, V, size=(5, T + 1))
+    base = decoder.removesuffix("_mix")
+    kwargs = dict(stride=stride, rounds=rounds, n_random=n_random, seed=7, vocab_size=V)
+    mix = cf.decode_nll(scorer, seqs, decoder, **kwargs).sum(axis=1)
+    averaged = cf.decode_nll(scorer, seqs, base, **kwargs).sum(axis=1)
+    fill_nll = per_fill_window_nll(scorer, seqs, base, n_random, 7, V, stride, rounds)
+    # -log (1/F) sum_f exp(-NLL_f), from the per-fill codes only.
+    want = -(logsumexp(-fill_nll, axis=0) - math.log(n_random))
+    np.testing.assert_allclose(mix, want, rtol=1e-12, atol=0)
+    # The averaged decoder is the mean of the same per-fill codes ...
+    np.testing.assert_allclose(averaged, fill_nll.mean(axis=0), rtol=1e-12, atol=0)
+    # ... and Jensen: the mixture is never longer, and here strictly shorter in every window
+    # (the fills disagree). It costs at most log F more than the best fill of the window.
+    assert (mix < averaged).all()
+    best = fill_nll.min(axis=0)
+    assert (mix >= best - 1e-12).all() and (mix <= best + math.log(n_random) + 1e-12).all()
+
+
+@pytest.mark.parametrize("decoder", MIX_DECODERS)
+def test_mixture_with_one_fill_is_the_averaged_decoder(decoder):
+    V = 5
+    seqs = np.random.default_rng(6).integers(0, V, size=(3, 10))
+    kwargs = dict(n_random=1, seed=3, vocab_size=V)
+    for key in ("nll", "pass1", "pass2"):
+        np.testing.assert_array_equal(cf.decode_parts(MixingScorer(V), seqs, decoder, **kwargs)[key],
+                                      cf.decode_parts(MixingScorer(V), seqs, decoder.removesuffix("_mix"),
+                                                      **kwargs)[key])
+
+
+@pytest.mark.parametrize("decoder", MIX_DECODERS)
+def test_mixture_pass1_is_the_skeletons_own_mixture(decoder):
+    # The per-target split decodes the skeleton first, so the pass-1 part of a window is the
+    # mixture over fills of the skeleton's fill-f log-probs alone.
+    V, T, F = 5, 9, 3
+    scorer = MixingScorer(V, seed=1)
+    seqs = np.random.default_rng(2).integers(0, V, size=(4, T + 1))
+    parts = cf.decode_parts(scorer, seqs, decoder, n_random=F, seed=4, vocab_size=V)
+    fills = cf.draw_fills(4, T, 2, F, V)
+    skeleton_nll = np.stack([cf.decode_nll(scorer, seqs, decoder, n_random=1, seed=4, vocab_size=V,
+                                           fills=fills[:, f : f + 1])[:, parts["pass1"]].sum(axis=1)
+                             for f in range(F)])
+    want = -np.log(np.exp(-skeleton_nll).mean(axis=0))
+    np.testing.assert_allclose(parts["nll"][:, parts["pass1"]].sum(axis=1), want, rtol=1e-12)
+
+
+def test_mixture_is_stable_for_long_windows():
+    # Window totals of thousands of nats (a scorer's log-probs scaled by 1000; stability needs no
+    # normalization): exp(-total) is 0 in float64, so a naive mean of the Q_f would give log(0).
+    from scipy.special import logsumexp
+
+    V = 4
+    inner = MixingScorer(V, seed=2)
+
+    def scorer(inputs, is_causal, targets):
+        return 1000.0 * inner(inputs, is_causal, targets)
+
+    seqs = np.random.default_rng(3).integers(0, V, size=(3, 33))
+    mix = cf.decode_nll(scorer, seqs, "cf_valid_mix", n_random=3, seed=1, vocab_size=V).sum(axis=1)
+    fill_nll = per_fill_window_nll(scorer, seqs, "cf_valid", 3, 1, V)
+    assert fill_nll.min() > 1e4 and (np.exp(-fill_nll) == 0).all()
+    np.testing.assert_allclose(mix, -(logsumexp(-fill_nll, axis=0) - math.log(3)), rtol=1e-12)
+
+
+def test_mixture_runs_no_forward_of_its_own():
+    V = 5
+    seqs = np.random.default_rng(9).integers(0, V, size=(3, 12))
+    for base in ("cf_valid", "cf_bidir_skeleton"):
+        inner = RecordingScorer(MixingScorer(V))
+        memo = cf.MemoScorer(inner)
+        cf.decode_nll(memo, seqs, base, n_random=3, vocab_size=V)
+        n_forwards = len(inner.calls)
+        cf.decode_nll(memo, seqs, base + "_mix", n_random=3, vocab_size=V)
+        assert len(inner.calls) == n_forwards

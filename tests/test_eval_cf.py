@@ -212,3 +212,42 @@ def test_bad_checkpoint_gives_one_error_line(shakespeare_data, tiny_run, tmp_pat
     assert rc != 0 and len(err) == 1 and err[0].startswith("error:") and str(checkpoint) in err[0], err
     assert not out.exists()
     assert not list(tmp_path.glob("*.json"))
+
+
+def test_fill_mixture_shares_forwards_and_is_the_mixture_per_window():
+    # score_decoders with a toy scorer: the mixture decoders add no model call, and each
+    # window's nll_<mix> is -log mean_f exp(-NLL_f) of the one-fill codes (computed here apart).
+    from scipy.special import logsumexp
+
+    from toy_scorers import MixingScorer
+
+    V, T, F, seed = 6, 12, 3, 5
+    windows = np.random.default_rng(0).integers(0, V, size=(5, T + 1))
+    target_bytes = np.ones((5, T), dtype=np.int64)
+    cf_kwargs = dict(stride=2, rounds=2, n_random=F, seed=seed)
+    calls = {}
+    per_window = {}
+    for names in (["ar", "cf_valid", "cf_bidir_skeleton"],
+                  ["ar", "cf_valid", "cf_valid_mix", "cf_bidir_skeleton", "cf_bidir_skeleton_mix"]):
+        inner = MixingScorer(V, seed=1)
+        count = {"n": 0}
+
+        def scorer(inputs, is_causal, targets, inner=inner, count=count):
+            count["n"] += 1
+            return inner(inputs, is_causal, targets)
+
+        per_window = {}
+        result = eval_cf.score_decoders(scorer, windows, target_bytes, names, batch_size=2, vocab_size=V,
+                                        cf_kwargs=cf_kwargs, per_window=per_window)
+        calls[len(names)] = count["n"]
+    assert calls[5] == calls[3]
+    fills = cf.draw_fills(seed, T, 2, F, V)
+    for base in ("cf_valid", "cf_bidir_skeleton"):
+        fill_nll = np.stack([cf.decode_nll(MixingScorer(V, seed=1), windows, base, n_random=1, vocab_size=V,
+                                           fills=fills[:, f : f + 1]).sum(axis=1) for f in range(F)])
+        want = -(logsumexp(-fill_nll, axis=0) - math.log(F))
+        np.testing.assert_allclose(per_window[f"nll_{base}_mix"], want, rtol=1e-12)
+        assert (per_window[f"nll_{base}_mix"] < per_window[f"nll_{base}"]).all()
+        assert result[f"{base}_mix"]["valid_code_length"] and result[f"{base}_mix"]["label"] == ""
+        assert result[f"{base}_mix"]["bpb"] == pytest.approx(
+            math.fsum(want) / (math.log(2) * target_bytes.sum()), rel=1e-12)

@@ -58,19 +58,27 @@ def test_fill_spans_commits_the_right_amount_each_round():
 def test_span_fill_and_sampling(shakespeare_data, trained_checkpoint, tmp_path, capsys):
     out = tmp_path / "gen.json"
     rc = run_gen(shakespeare_data, trained_checkpoint, out, "--temperature", "0.8", "--n_samples", "2",
-                 "--prompt", "KING:")
+                 "--prompt", "KING:", "--n_examples", str(N_WINDOWS))
     stdout = capsys.readouterr().out
     assert rc == 0
     res = json.loads(out.read_text())
     configs = res["fill"]["configs"]
     assert [(c["span"], c["rounds"]) for c in configs] == [(L, R) for L in SPANS for R in ROUNDS]
     for c in configs:
-        assert 0.0 <= c["exact_match_token"] <= 1.0 and 0.0 <= c["exact_match_span"] <= c["exact_match_token"]
+        # Every window is kept as an example (--n_examples N_WINDOWS): the exact-match rates
+        # recomputed here from the token lists of the truth and the fill.
+        mine = [ex for ex in res["fill"]["examples"] if (ex["span"], ex["rounds"]) == (c["span"], c["rounds"])]
+        assert sorted(ex["window"] for ex in mine) == list(range(N_WINDOWS))
+        hits = [t == f for ex in mine for t, f in zip(ex["truth_ids"], ex["fill_ids"], strict=True)]
+        assert c["exact_match_token"] == pytest.approx(sum(hits) / len(hits), abs=1e-12)
+        assert c["exact_match_span"] == pytest.approx(
+            sum(ex["truth_ids"] == ex["fill_ids"] for ex in mine) / N_WINDOWS, abs=1e-12)
         assert len(c["commits_per_round"]) == c["rounds"]  # rounds respected
         assert sum(c["commits_per_round"]) == N_WINDOWS * c["span"] == c["n_tokens"]
         assert c["forwards_per_batch"] == min(c["span"], c["rounds"])
     for ex in res["fill"]["examples"]:
-        assert isinstance(ex["truth_text"], str) and isinstance(ex["fill_text"], str)
+        # Its exact flag agrees with its own token lists.
+        assert ex["exact"] == (ex["truth_ids"] == ex["fill_ids"])
         assert len(ex["fill_ids"]) == len(ex["truth_ids"]) == ex["span"]
 
     sp = spm.SentencePieceProcessor()

@@ -13,20 +13,21 @@ from scipy import stats
 import summarize
 
 CF = "CF BPB (published; NOT a valid code length)"
-HEADER = (f"| run | seed | params | objective | Pure-AR BPB | {CF} | cf_valid BPB | val_bpb (trainer) | steps "
+HEADER = (f"| run | stands in for | seed | params | objective | Pure-AR BPB | {CF} | cf_valid BPB | val_bpb (trainer) | steps "
           "| tokens seen |")
 
 
 def make_cell(root, name, *, scale, weight, seed, params, steps, ar=None, cf_published=None, cf_valid=None,
-              val_bpb=1.5, batch_tokens=65536, match="wallclock", matched_to="", num_layers=11):
+              val_bpb=1.5, batch_tokens=65536, match="wallclock", matched_to="", num_layers=11, model_dim=512,
+              train_budget_secs=540.0):
     """A cell folder as the orchestrators leave it: results.json, cell.json, eval_cf.json (if scored)."""
     cell = root / name
     cell.mkdir(parents=True)
     train = {"seed": seed, "cdm_weight": weight, "seq_len": 1024, "batch_tokens": batch_tokens,
-             "train_budget_secs": 540.0, "steps": 0, "val_tokens": 1048576}
+             "train_budget_secs": train_budget_secs, "steps": 0, "val_tokens": 1048576}
     results = {"final_val_bpb": val_bpb, "steps": steps, "tokens_seen": steps * batch_tokens,
                "train_seconds": 540.0, "params": params, "cdm_weight": weight,
-               "config": {"model": {"num_layers": num_layers, "model_dim": 512}, "train": train}}
+               "config": {"model": {"num_layers": num_layers, "model_dim": model_dim}, "train": train}}
     (cell / "results.json").write_text(json.dumps(results))
     (cell / "cell.json").write_text(json.dumps({"name": name, "scale": scale, "backend": "torch", "preset": "h100",
                                                 "match": match, "matched_to": matched_to, "recipe": []}))
@@ -87,9 +88,9 @@ def test_runs_table_is_exact(tmp_path, capsys):
         make_cell(tmp_path, "11L_w0.3_s1337", scale="11L", weight=0.3, seed=1337, params=28_400_000, steps=1604,
                   ar=1.4708, cf_published=1.3301, cf_valid=1.5012, val_bpb=1.4711),
         make_cell(tmp_path, "5L_w0_s1337", scale="5L", weight=0.0, seed=1337, params=4_300_000, steps=5351,
-                  ar=1.4479, cf_published=2.4371, cf_valid=2.5001, val_bpb=1.4480, num_layers=5),
+                  ar=1.4479, cf_published=2.4371, cf_valid=2.5001, val_bpb=1.4480, num_layers=5, model_dim=256),
         make_cell(tmp_path, "5L_w1.0_s1337", scale="5L", weight=1.0, seed=1337, params=4_300_000, steps=1500,
-                  num_layers=5, val_bpb=1.5841),  # trained, not evaluated
+                  num_layers=5, model_dim=256, val_bpb=1.5841),  # trained, not evaluated
         make_cell(tmp_path, "11L_w0_s1337", scale="11L", weight=0.0, seed=1337, params=28_400_000, steps=5351,
                   ar=1.3574, cf_published=2.3947, cf_valid=2.4100, val_bpb=1.3570),
     ]
@@ -99,11 +100,11 @@ def test_runs_table_is_exact(tmp_path, capsys):
         "# T",
         "",
         HEADER,
-        "|---|---|---|---|---|---|---|---|---|---|",
-        "| 5L w=0 (control) | 1337 | 4.3 M | AR only | 1.4479 | 2.4371 | 2.5001 | 1.4480 | 5351 | 350,683,136 |",
-        "| 5L w=1.0 | 1337 | 4.3 M | AR + 1.0 × D3PM | — | — | — | 1.5841 | 1500 | 98,304,000 |",
-        "| 11L w=0 (control) | 1337 | 28.4 M | AR only | 1.3574 | 2.3947 | 2.4100 | 1.3570 | 5351 | 350,683,136 |",
-        "| 11L w=0.3 | 1337 | 28.4 M | AR + 0.3 × D3PM | 1.4708 | 1.3301 | 1.5012 | 1.4711 | 1604 | 105,119,744 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| 5L-d256 w=0 (control) | 5L | 1337 | 4.3 M | AR only | 1.4479 | 2.4371 | 2.5001 | 1.4480 | 5351 | 350,683,136 |",
+        "| 5L-d256 w=1.0 | 5L | 1337 | 4.3 M | AR + 1.0 × D3PM | — | — | — | 1.5841 | 1500 | 98,304,000 |",
+        "| 11L-d512 w=0 (control) | 11L | 1337 | 28.4 M | AR only | 1.3574 | 2.3947 | 2.4100 | 1.3570 | 5351 | 350,683,136 |",
+        "| 11L-d512 w=0.3 | 11L | 1337 | 28.4 M | AR + 0.3 × D3PM | 1.4708 | 1.3301 | 1.5012 | 1.4711 | 1604 | 105,119,744 |",
         "",
     ])
     assert out.startswith(expected)
@@ -152,7 +153,7 @@ def test_seed_groups_and_paired_t_test(tmp_path, capsys):
     assert (round(mean, 4), round(sd, 4)) == (1.3009, 0.0051)  # the numbers METHOD.md §7 reports
     nc, mu0, sdc = hand_stats(list(CONTROL.values()))
     groups = {g["label"]: g for g in summary["groups"]}
-    shared, control = groups["11L w=0.3"], groups["11L w=0 (control)"]
+    shared, control = groups["11L-d512 w=0.3"], groups["11L-d512 w=0 (control)"]
     assert shared["n"] == 5 and control["n"] == 3 and control["seeds"] == [1337, 42, 2024]
     assert shared["stats"]["cf_published"]["mean"] == pytest.approx(mean, abs=1e-12)
     assert shared["stats"]["cf_published"]["std"] == pytest.approx(sd, abs=1e-12)
@@ -171,10 +172,10 @@ def test_seed_groups_and_paired_t_test(tmp_path, capsys):
         assert tests[metric]["diff"] == pytest.approx(hand_stats(list(values.values()))[1] - mu0, abs=1e-12)
         assert tests[metric]["hierarchical_reason"] == summarize.NO_WINDOWS
     t_pub = tests["cf_published"]["seed_test"]["result"]
-    row = next(line for line in text.splitlines() if line.startswith(f"| 11L w=0.3 | {CF}"))
+    row = next(line for line in text.splitlines() if line.startswith(f"| 11L-d512 w=0.3 | {CF}"))
     assert f"| paired t over 3 common seeds | {t_pub['t']:.3f} | 2 | {summarize.p_text(t_pub['p'])} |" in row
     assert row.endswith(f"| {summarize.NO_WINDOWS} |")
-    assert "| 11L w=0.3 | 5 | 1337, 42, 2024, 7, 100 | 1.4708 ± 0.0025 | 1.3009 ± 0.0051 |" in text
+    assert "| 11L-d512 w=0.3 | 11L | 5 | 1337, 42, 2024, 7, 100 | 1.4708 ± 0.0025 | 1.3009 ± 0.0051 |" in text
     assert "one-sample" not in text.lower() and "mu0" not in text  # no test against a mean taken as known
     assert "Method: diff = group mean" in text and "paired t-test" in text
 
@@ -201,7 +202,7 @@ def test_single_control_seed_gives_no_seed_test(tmp_path, capsys):
     unknown, so no seed-level test is made (a one-sample test against it would treat it as exact)."""
     assert summarize.main([str(p) for p in seed_cells(tmp_path, control_seeds={1337: 1.3214})]) == 0
     text = capsys.readouterr().out
-    row = next(line for line in text.splitlines() if line.startswith("| 11L w=0.3 | cf_valid BPB"))
+    row = next(line for line in text.splitlines() if line.startswith("| 11L-d512 w=0.3 | cf_valid BPB"))
     assert "fewer than two common seeds and n = 5 vs 1: no seed-level test | — | — | — |" in row
 
 
@@ -213,10 +214,10 @@ def test_token_matched_control_is_its_own_group(tmp_path, capsys):
     out_json = tmp_path / "s.json"
     assert summarize.main([str(p) for p in paths] + ["--json_out", str(out_json)]) == 0
     text = capsys.readouterr().out
-    assert "| 11L w=0 (control, token-matched) | 1337 |" in text
-    assert "11L w=0 (control, token-matched) seed 1337 ← 11L_w0.3_s1337 (105,119,744 tokens)" in text
+    assert "| 11L-d512 w=0 (control, token-matched) | 11L | 1337 |" in text
+    assert "11L-d512 w=0 (control, token-matched) seed 1337 ← 11L_w0.3_s1337 (105,119,744 tokens)" in text
     controls = {t["control"] for t in json.loads(out_json.read_text())["tests"]}
-    assert controls == {"11L w=0 (control)", "11L w=0 (control, token-matched)"}
+    assert controls == {"11L-d512 w=0 (control)", "11L-d512 w=0 (control, token-matched)"}
 
 
 def test_plot_written_or_skipped_with_a_message(tmp_path, capsys):
@@ -237,7 +238,7 @@ def test_folder_arguments_and_the_alternative_eval_name(tmp_path, capsys):
                      cf_valid=4.4, batch_tokens=256)
     (path.parent / "eval_cf.json").rename(path.parent / "final_model.eval_cf.json")
     assert summarize.main([str(path.parent)]) == 0
-    assert "| 5L w=0.3 | 1 | 84.8 k | AR + 0.3 × D3PM | 4.2000 | 4.3000 | 4.4000 | 1.5000 | 4 | 1,024 |" in \
+    assert "| 11L-d512 w=0.3 | 5L | 1 | 84.8 k | AR + 0.3 × D3PM | 4.2000 | 4.3000 | 4.4000 | 1.5000 | 4 | 1,024 |" in \
         capsys.readouterr().out
 
 
@@ -253,3 +254,35 @@ def test_bad_input_is_one_error_line(tmp_path, capsys, content, message):
     assert summarize.main([str(path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+
+
+# ----------------------------------------------------------------------------- labels
+
+
+def test_real_size_and_step_matching_labels(tmp_path, capsys):
+    # A CPU stand-in (3L d=128 for "5L"): named by its size, the scale it stands in for apart.
+    # Its control's cell.json says wallclock (written before the steps label existed) but no clock
+    # ran (train_budget_secs 0): the step cap decided, so the summary says steps.
+    paths = [make_cell(tmp_path, "5L_w0.3_s1", scale="5L", weight=0.3, seed=1, params=500_000, steps=4, ar=2.0,
+                       cf_published=1.9, cf_valid=2.1, num_layers=3, model_dim=128, train_budget_secs=0.0),
+             make_cell(tmp_path, "5L_w0_s1", scale="5L", weight=0.0, seed=1, params=500_000, steps=4, ar=1.9,
+                       cf_published=1.8, cf_valid=2.0, num_layers=3, model_dim=128, train_budget_secs=0.0),
+             make_cell(tmp_path, "11L_w0_s1", scale="11L", weight=0.0, seed=1, params=900_000, steps=4, ar=1.8,
+                       cf_published=1.7, cf_valid=1.9, num_layers=4, model_dim=192, match="steps",
+                       train_budget_secs=0.0),
+             make_cell(tmp_path, "11L_w0_s2", scale="11L", weight=0.0, seed=2, params=900_000, steps=4, ar=1.8,
+                       cf_published=1.7, cf_valid=1.9, num_layers=4, model_dim=192)]  # a clock ran: wallclock
+    out_json = tmp_path / "s.json"
+    assert summarize.main([str(p) for p in paths] + ["--json_out", str(out_json)]) == 0
+    text = capsys.readouterr().out
+    rows = {r["cell"]: r for r in json.loads(out_json.read_text())["rows"]}
+    assert (rows["5L_w0_s1"]["size"], rows["5L_w0_s1"]["stands_in_for"], rows["5L_w0_s1"]["match"]) == \
+        ("3L-d128", "5L", "steps")
+    assert rows["11L_w0_s1"]["match"] == "steps" and rows["11L_w0_s2"]["match"] == "wallclock"
+    assert rows["5L_w0.3_s1"]["run"] == "3L-d128 w=0.3" and rows["5L_w0.3_s1"]["match"] is None
+    assert "| 3L-d128 w=0 (control, step-matched) | 5L | 1 | 500.0 k |" in text
+    assert "| 4L-d192 w=0 (control, step-matched) | 11L | 1 |" in text
+    assert "| 4L-d192 w=0 (control) | 11L | 2 |" in text
+    assert summarize.effective_match("wallclock", 0) == "steps"
+    assert summarize.effective_match("wallclock", 300.0) == "wallclock"
+    assert summarize.effective_match("tokens", 0) == "tokens"

@@ -198,7 +198,7 @@ def test_summary_with_per_window_files(tmp_path, capsys):
                                  500, 3, same=[True] * 3)
     assert (hier["lo"], hier["hi"]) == pytest.approx(expected, rel=1e-10)
     assert hier["lo"] < 0.03 < hier["hi"]  # the true shift of the fixture
-    row = next(line for line in text.splitlines() if line.startswith("| 11L w=0.3 | Pure-AR BPB |"))
+    row = next(line for line in text.splitlines() if line.startswith("| 11L-d512 w=0.3 | Pure-AR BPB |"))
     assert row.endswith(f"| [{hier['lo']:+.4f}, {hier['hi']:+.4f}] |")
     # No arrays leak into the JSON, and the published decoder keeps its label in the new tables.
     assert all("_windows" not in r for r in summary["rows"])
@@ -257,3 +257,57 @@ def test_bad_per_window_input_is_one_error_line(tmp_path, capsys, breakage, mess
     assert summarize.main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+# ----------------------------------------------------------------------------- best valid decoder
+
+
+def test_best_valid_decoder_per_cell(tmp_path, capsys):
+    rng = np.random.default_rng(11)
+    n = 60
+    offsets = rng.integers(0, 10**6, size=n)
+    nll_c, n_bytes = fake_windows(rng, n, 1.36)
+
+    def shifted(delta):  # the control's windows plus a shift in bits per byte and a little noise
+        return nll_c + n_bytes * LN2 * (delta + 0.01 * rng.standard_normal(n)), n_bytes
+
+    # cf_published is the lowest, but is no code length: never a candidate.
+    shared = {"ar": shifted(0.03), "cf_published": shifted(-0.5), "cf_valid": shifted(0.02),
+              "cf_valid_mix": shifted(-0.01)}
+    control = {"ar": (nll_c, n_bytes), "cf_valid": shifted(0.05)}
+    paths = [windows_cell(tmp_path, "s1", weight=0.3, seed=1, arrays=shared, offsets=offsets),
+             windows_cell(tmp_path, "c1", weight=0.0, seed=1, arrays=control, offsets=offsets),
+             # Seed 2: the control was scored on other windows, so no paired CI.
+             windows_cell(tmp_path, "s2", weight=0.3, seed=2, arrays=shared, offsets=offsets),
+             windows_cell(tmp_path, "c2", weight=0.0, seed=2, arrays=control, offsets=offsets + 1)]
+    out_json = tmp_path / "s.json"
+    assert summarize.main([str(p) for p in paths] + ["--json_out", str(out_json), "--n_boot", "300",
+                                                     "--boot_seed", "4"]) == 0
+    text = capsys.readouterr().out
+    best = {b["cell"]: b for b in json.loads(out_json.read_text())["best_valid"]}
+
+    # Independently: each valid decoder's BPB from the arrays, the smallest one, its difference
+    # to the control's ar, and the paired CI from the loop of the documented draw order.
+    def bpb(cell):
+        return cell[0].sum() / (LN2 * cell[1].sum())
+
+    valid = {k: bpb(v) for k, v in shared.items() if k != "cf_published"}
+    want = min(valid, key=valid.get)
+    assert want == "cf_valid_mix" and bpb(shared["cf_published"]) < valid[want]
+    s1 = best["s1"]
+    assert s1["best_decoder"] == want and s1["best_bpb"] == pytest.approx(valid[want], rel=1e-12)
+    assert s1["candidates"] == pytest.approx(valid, rel=1e-12)
+    (comparison,) = s1["comparisons"]
+    assert comparison["control_cell"] == "c1"
+    assert comparison["diff"] == pytest.approx(valid[want] - bpb(control["ar"]), rel=1e-9)
+    assert (comparison["ci"]["lo"], comparison["ci"]["hi"]) == pytest.approx(
+        loop_window_bootstrap([shared[want], control["ar"]], 300, 4), rel=1e-10)
+    assert comparison["ci"]["lo"] < -0.01 < comparison["ci"]["hi"]  # the fixture's true shift
+    (other,) = best["s2"]["comparisons"]
+    assert other["ci"] is None and "not scored on the same windows" in other["reason"]
+    # A control gets its own best, compared with nothing; the table has one row per comparison.
+    assert best["c1"]["best_decoder"] == "ar" and best["c1"]["comparisons"] == []
+    assert "## Best valid decoder per cell" in text and "paired percentile bootstrap over windows (300" in text
+    row = next(line for line in text.splitlines() if line.startswith("| 11L-d512 w=0.3 | 11L | 1 | cf_valid_mix |"))
+    assert row.endswith(f"| {comparison['diff']:+.4f} | [{comparison['ci']['lo']:+.4f}, "
+                        f"{comparison['ci']['hi']:+.4f}] |")

@@ -7,6 +7,7 @@ cell.json, written here before the first training call, which records what the c
 
     python cell_status.py claim CELL --name N --scale 5L --backend torch --preset cpu \\
         --match wallclock [--matched_to CELL2] -- --num_layers 3 ...   # write or verify cell.json
+        (--match: wallclock | steps (no clock: the step cap decided) | tokens)
     python cell_status.py train-status CELL            # done | partial | new
     python cell_status.py eval-status CELL --seq_len T (--n_seqs N | --full_val) --decoders a,b
                                                        # done | stale | new   (error if untrained)
@@ -35,6 +36,11 @@ FINAL_NPZ = "final_model.npz"
 STEP_SUFFIXES = (".pt", ".safetensors")
 # cell.json fields that must agree between the plan and an existing cell (others are labels).
 IDENTITY_FIELDS = ("backend", "recipe")
+# Label corrections a claim applies to an existing cell of the same identity: (field, stored,
+# now). recipe_lib.sh used to record MATCH=wallclock for cells trained with no clock
+# (BUDGET_SECS=0), where the step cap decided; it now records `steps`. The recipe (with its
+# --train_budget_secs 0) is unchanged, so such a cell is the same run and is kept, relabelled.
+RELABELS = (("match", "wallclock", "steps"),)
 
 
 class CellError(ValueError):
@@ -150,6 +156,12 @@ def claim(cell: Path, meta: dict) -> str:
                         else f"{old.get(field)} -> {meta[field]}")
                 raise CellError(f"{cell}: was set up with other settings ({field}: {what}); "
                                 "remove the folder or choose another CKPT_DIR")
+        fixed = dict(old)
+        for field, stored, now in RELABELS:
+            if old.get(field) == stored and meta.get(field) == now:
+                fixed[field] = now
+        if fixed != old:
+            write_json_atomic(path, fixed)
         return "kept"
     if (cell / RESULTS_JSON).is_file() or step_checkpoints(cell):
         raise CellError(f"{cell}: holds a run without {CELL_JSON} (not made by these scripts); "

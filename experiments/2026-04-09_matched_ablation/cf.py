@@ -32,6 +32,12 @@ Decoders (name: definition):
                       bidirectional forward of x in which every position except the earlier
                       skeleton positions (so x[j] itself, later skeleton positions and all gaps)
                       is random fill. Costs one forward per skeleton token per fill.
+  cf_valid_mix,       the same forwards as cf_valid / cf_bidir_skeleton, but the n_random fills are
+  cf_bidir_skeleton_mix: combined as a mixture, -log (1/F) sum_f Q_f(x) per window (Q_f: the
+                      product of the window's fill-f conditionals), instead of the mean of -log
+                      Q_f. Computed by log-sum-exp; see _mixture_over_fills for its per-target
+                      split. Scored after their base decoder through one MemoScorer (eval_cf.py),
+                      they run no forward of their own.
 
 Random fill (shared randomness). fills = draw_fills(seed, T, rounds, n_random, vocab_size) is
 an int64 array (1 + rounds, n_random, T) drawn once per call from
@@ -55,7 +61,8 @@ of -log q, and since the mean commutes with the sum over positions,
                        <= (1/F) sum_f Q_f(x)      (AM-GM; this is Jensen: exp(-mean NLL) <= mean p)
 so sum_x exp(-total NLL(x)) <= 1: the Kraft inequality holds and the mean NLL is a valid
 (slightly pessimistic) code length. Each single fill realization is itself a valid code;
-a coder with the shared seed could also use the mixture -log mean_f Q_f(x), which is shorter.
+a coder with the shared seed can also use the mixture -log mean_f Q_f(x), which is shorter
+(Jensen) and exactly normalized (a mixture of normalized distributions): the *_mix decoders.
 cf_published breaks this: its pass-1 factor for skeleton x[j] reads the gap x[j-1], whose own
 pass-2 factor reads x[j]; no decoding order has both, the product is not normalized and its
 sum over all sequences can exceed 1 (METHOD.md §6).
@@ -179,18 +186,17 @@ def _ar(scorer, prev, x, schedule, fills, nll) -> np.ndarray:
     return np.ones(schedule.T, dtype=bool)
 
 
-def _gap_rounds(scorer, x, schedule, fills, nll) -> None:
-    """Pass 2, shared by every CF decoder: round k is scored with rounds >= k hidden."""
+def _gap_rounds(scorer, x, schedule, fills, logp) -> None:
+    """Pass 2, shared by every CF decoder: round k is scored with rounds >= k hidden.
+
+    Writes the log-prob of each round position under each fill f into logp[f] (F, B, T)."""
     n_random = fills.shape[1]
     for k, positions in enumerate(schedule.round_positions):
         if positions.size == 0:
             continue
         hidden = schedule.hidden_from_round(k)
-        total = np.zeros((x.shape[0], positions.size))
         for f in range(n_random):
-            logp = _target_logp(scorer, _with_fill(x, hidden, fills[1 + k, f]), False, x)
-            total -= logp[:, positions]
-        nll[:, positions] = total / n_random
+            logp[f][:, positions] = _target_logp(scorer, _with_fill(x, hidden, fills[1 + k, f]), False, x)[:, positions]
 
 
 def _skeleton_mask(schedule: Schedule) -> np.ndarray:
@@ -199,43 +205,115 @@ def _skeleton_mask(schedule: Schedule) -> np.ndarray:
     return mask
 
 
+def _per_fill(x, fills) -> np.ndarray:
+    """Empty per-fill log-prob array (F, B, T); NaN until a pass writes its positions."""
+    return np.full((fills.shape[1],) + x.shape, np.nan)
+
+
+def _mean_over_fills(logp, nll) -> None:
+    """The averaged code: each target's NLL is the mean over fills of -log q_f (the AM-GM bound
+    of the module docstring makes the total a valid, pessimistic code length). Subtracting fill
+    by fill from 0 keeps the float operations of the original loop, so the numbers are unchanged."""
+    total = np.zeros(nll.shape)
+    for f in range(logp.shape[0]):
+        total -= logp[f]
+    nll[:] = total / logp.shape[0]
+
+
+def _logsumexp0(a: np.ndarray) -> np.ndarray:
+    """log(sum(exp(a), axis=0)) without overflow or underflow: shift by the largest term."""
+    top = a.max(axis=0)
+    return top + np.log(np.exp(a - top).sum(axis=0))
+
+
+def _mixture_over_fills(logp, order: np.ndarray, nll) -> None:
+    """The mixture code: per window, -log (1/F) sum_f Q_f(x) with Q_f the product of the fill-f
+    conditionals, and a per-target split of it that is itself a sequential code.
+
+    A mixture of F normalized codes is normalized, so this is a code length for a coder that
+    shares the fill seed, and by Jensen it is never longer than the averaged code. It is decoded
+    one target at a time in `order` (the decoder's stages, each stage left to right): with
+    c_f(k) = sum of the fill-f log-probs of the first k targets in that order, target k costs
+    -[M(k) - M(k-1)], M(k) = log mean_f exp(c_f(k)) (M(0) = 0). That is -log of a mixture of
+    the fill-f conditionals weighted by each fill's posterior given the targets decoded before
+    it, a normalized distribution reading only earlier targets; the costs telescope to the
+    window total -M(n). The split only decides what pass 1 and pass 2 report (pass 1: the
+    skeleton's own mixture code); the window total does not depend on it.
+    With F = 1 it is the one fill's code, copied exactly rather than through the telescoping.
+    """
+    n_fills = logp.shape[0]
+    if n_fills == 1:
+        nll[:] = -logp[0]
+        return
+    cumulative = np.cumsum(logp[:, :, order], axis=2)  # (F, B, n): c_f(k)
+    mixture = _logsumexp0(cumulative) - np.log(n_fills)  # (B, n): M(k)
+    nll[:, order] = -np.diff(mixture, axis=1, prepend=0.0)
+
+
+def _mixture_order(schedule: Schedule) -> np.ndarray:
+    """Target positions in the order the mixture decoders decode them (see _order_cf_mix)."""
+    return np.array([p for stage in _order_cf_mix(schedule) for p in stage], dtype=np.int64)
+
+
 def _cf_published(scorer, prev, x, schedule, fills, nll) -> np.ndarray:
     skeleton = schedule.skeleton
     # The full true prefix: skeleton x[j] reads the gap x[j-1] (decoded later) -> not a code.
-    nll[:, skeleton] = -_target_logp(scorer, prev, True, x)[:, skeleton]
-    _gap_rounds(scorer, x, schedule, fills, nll)
+    true_prefix = -_target_logp(scorer, prev, True, x)[:, skeleton]
+    logp = _per_fill(x, fills)
+    logp[:, :, skeleton] = 0.0  # no fill in pass 1; set below, not averaged (x * F / F may round)
+    _gap_rounds(scorer, x, schedule, fills, logp)
+    _mean_over_fills(logp, nll)
+    nll[:, skeleton] = true_prefix
     return _skeleton_mask(schedule)
 
 
-def _cf_valid(scorer, prev, x, schedule, fills, nll) -> np.ndarray:
+def _valid_logp(scorer, prev, x, schedule, fills) -> np.ndarray:
+    """Per-fill log-probs (F, B, T) of cf_valid: skeleton by a causal forward with the gaps filled."""
     skeleton = schedule.skeleton
     gaps = schedule.gaps
     # Gap target x[g] sits at prev column g+1 (x[T-1] never appears in prev). The fill is
     # indexed by the hidden target's x position g, so shift it by one column as well.
     gaps_in_prev = gaps[gaps + 1 < schedule.T]
-    n_random = fills.shape[1]
-    total = np.zeros((x.shape[0], skeleton.size))
-    for f in range(n_random):
+    logp = _per_fill(x, fills)
+    for f in range(fills.shape[1]):
         inputs = prev.copy()
         inputs[:, gaps_in_prev + 1] = fills[0, f, gaps_in_prev]
-        total -= _target_logp(scorer, inputs, True, x)[:, skeleton]
-    nll[:, skeleton] = total / n_random
-    _gap_rounds(scorer, x, schedule, fills, nll)
-    return _skeleton_mask(schedule)
+        logp[f][:, skeleton] = _target_logp(scorer, inputs, True, x)[:, skeleton]
+    _gap_rounds(scorer, x, schedule, fills, logp)
+    return logp
 
 
-def _cf_bidir_skeleton(scorer, prev, x, schedule, fills, nll) -> np.ndarray:
+def _bidir_skeleton_logp(scorer, prev, x, schedule, fills) -> np.ndarray:
+    """Per-fill log-probs (F, B, T) of cf_bidir_skeleton: one bidirectional forward per skeleton token."""
     skeleton = schedule.skeleton
-    n_random = fills.shape[1]
-    total = np.zeros((x.shape[0], skeleton.size))
-    for f in range(n_random):
+    logp = _per_fill(x, fills)
+    for f in range(fills.shape[1]):
         for m, j in enumerate(skeleton):
             # Everything but the m earlier skeleton tokens is fill (x[j] itself included).
             inputs = np.broadcast_to(fills[0, f], x.shape).copy()
             inputs[:, skeleton[:m]] = x[:, skeleton[:m]]
-            total[:, m] -= _target_logp(scorer, inputs, False, x)[:, j]
-    nll[:, skeleton] = total / n_random
-    _gap_rounds(scorer, x, schedule, fills, nll)
+            logp[f][:, j] = _target_logp(scorer, inputs, False, x)[:, j]
+    _gap_rounds(scorer, x, schedule, fills, logp)
+    return logp
+
+
+def _cf_valid(scorer, prev, x, schedule, fills, nll) -> np.ndarray:
+    _mean_over_fills(_valid_logp(scorer, prev, x, schedule, fills), nll)
+    return _skeleton_mask(schedule)
+
+
+def _cf_bidir_skeleton(scorer, prev, x, schedule, fills, nll) -> np.ndarray:
+    _mean_over_fills(_bidir_skeleton_logp(scorer, prev, x, schedule, fills), nll)
+    return _skeleton_mask(schedule)
+
+
+def _cf_valid_mix(scorer, prev, x, schedule, fills, nll) -> np.ndarray:
+    _mixture_over_fills(_valid_logp(scorer, prev, x, schedule, fills), _mixture_order(schedule), nll)
+    return _skeleton_mask(schedule)
+
+
+def _cf_bidir_skeleton_mix(scorer, prev, x, schedule, fills, nll) -> np.ndarray:
+    _mixture_over_fills(_bidir_skeleton_logp(scorer, prev, x, schedule, fills), _mixture_order(schedule), nll)
     return _skeleton_mask(schedule)
 
 
@@ -248,6 +326,15 @@ def _order_cf(schedule: Schedule) -> list[list[int]]:
     stages = [[int(j)] for j in schedule.skeleton]
     stages += [[int(p) for p in positions] for positions in schedule.round_positions if positions.size]
     return stages
+
+
+def _order_cf_mix(schedule: Schedule) -> list[list[int]]:
+    """The CF order with every round split into single targets, left to right.
+
+    The mixture's per-target cost reads the posterior over fills, which moves with every
+    decoded target, including those of the same round; so each target is its own stage. Given
+    a fill the targets of a round still do not read each other: only the weights do."""
+    return [[p] for stage in _order_cf(schedule) for p in stage]
 
 
 @dataclass(frozen=True)
@@ -284,6 +371,20 @@ DECODERS: dict[str, Decoder] = {
             True,
             _cf_bidir_skeleton,
             _order_cf,
+        ),
+        Decoder(
+            "cf_valid_mix",
+            "cf_valid's forwards, scored as the mixture over fills -log mean_f Q_f(x) per window",
+            True,
+            _cf_valid_mix,
+            _order_cf_mix,
+        ),
+        Decoder(
+            "cf_bidir_skeleton_mix",
+            "cf_bidir_skeleton's forwards, scored as the mixture over fills -log mean_f Q_f(x) per window",
+            True,
+            _cf_bidir_skeleton_mix,
+            _order_cf_mix,
         ),
     )
 }

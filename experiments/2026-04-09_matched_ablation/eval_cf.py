@@ -23,7 +23,13 @@ Progress lines (with ETA) go to stderr, the report to stdout, the same numbers a
 the JSON under `per_window_file`) holds each window's numbers, so any statistic can be recomputed
 without the model: `offsets` (N,), `seed` (scalar), `bytes` (N,) and, per decoder, `nll_<decoder>`
 (N,) float64 nats summed over the window's targets, plus `nll_<decoder>_pass1` / `_pass2` for the
-two-pass decoders (ar has one pass). Exit status: 0 done; 1 bad input (one `error:`
+two-pass decoders (ar has one pass).
+
+The fill mixture: cf_valid_mix and cf_bidir_skeleton_mix score each window by -log mean_f Q_f(x)
+over the n_random fills (cf.py) instead of the mean of -log Q_f: a valid and shorter code for a
+coder that shares the fill seed. Listed next to their base decoder (e.g. --decoders
+ar,cf_valid,cf_valid_mix) they reuse its forwards through the batch's cf.MemoScorer, so they
+cost no model call; their `nll_<name>` per window is the mixture's code length. Exit status: 0 done; 1 bad input (one `error:`
 line, nothing written); 2 the consistency check failed (JSON written).
 
 Two protocols (--protocol):
@@ -71,8 +77,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DECODERS = ("ar", "cf_published", "cf_valid")
 DEFAULT_BATCH_SIZE = 16
 PROTOCOLS = ("shared", "original")
-# cf_bidir_skeleton costs one forward per skeleton token: opt-in only (--decoders).
-EXPENSIVE_DECODERS = ("cf_bidir_skeleton",)
+# cf_bidir_skeleton costs one forward per skeleton token: opt-in only (--decoders). Its mixture
+# reuses its forwards when both are listed, but alone it runs all of them.
+EXPENSIVE_DECODERS = ("cf_bidir_skeleton", "cf_bidir_skeleton_mix")
 # The window offsets get their own stream: default_rng([seed, WINDOW_STREAM]) is unrelated to
 # default_rng(seed), which cf.draw_fills uses for the random fill.
 WINDOW_STREAM = 0x77696E64  # "wind"

@@ -8,7 +8,7 @@
 #   PRESET=smoke bash experiments/2026-04-09_matched_ablation/eval_seeds.sh
 #
 # Environment (defaults in brackets; see recipe_lib.sh's header for the full list and presets):
-#   PRESET [cpu] h100|mac|cpu|smoke   BACKEND [torch; mlx for mac]   MATCH [wallclock] wallclock|tokens
+#   PRESET [cpu] h100|mac|cpu|smoke   BACKEND [torch; mlx for mac]   MATCH [wallclock; steps when BUDGET_SECS=0] wallclock|steps|tokens
 #   SEED_SCALE [11L]   SEED_WEIGHT [0.3]   SEEDS [1337 42 2024 7 100]   CONTROL_SEEDS [1337 42 2024] ("" = none)
 #   DATA_DIR [preset]   TOKENIZER [from meta.json]   CKPT_DIR [runs/matched_ablation/$PRESET/cells]
 #   LOG_DIR [runs/matched_ablation/$PRESET/logs]   OUT_DIR [runs/matched_ablation/$PRESET/seeds]

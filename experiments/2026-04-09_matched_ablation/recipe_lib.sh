@@ -10,6 +10,9 @@
 #   BACKEND [torch; mlx for PRESET=mac]  torch: train_cdm.py | mlx: train_cdm_mlx.py. Evaluation is
 #                         always eval_cf.py (torch) on the cell's portable final_model.npz.
 #   MATCH [wallclock]     wallclock: every cell of a scale gets the same budget (the original).
+#                         With BUDGET_SECS=0 there is no clock and the step cap decides every cell's
+#                         length: MATCH then reads `steps` (recorded in cell.json and printed so);
+#                         MATCH=steps may be given, and needs BUDGET_SECS=0.
 #                         tokens: each control (w=0) trains for exactly the training tokens of the
 #                         shared run it is matched to: --steps tokens_seen/batch_tokens and
 #                         --train_budget_secs 0, read from that run's results.json after it finished.
@@ -185,8 +188,8 @@ recipe_init() {
   esac
   MATCH="${MATCH:-wallclock}"
   case "$MATCH" in
-    wallclock | tokens) ;;
-    *) die "MATCH=$MATCH: unknown matching; choose wallclock or tokens" ;;
+    wallclock | tokens | steps) ;;
+    *) die "MATCH=$MATCH: unknown matching; choose wallclock, tokens or steps" ;;
   esac
   NPROC="${NPROC:-1}"
   [[ "$NPROC" =~ ^[1-9][0-9]*$ ]] || die "NPROC=$NPROC: expected a positive integer"
@@ -212,6 +215,12 @@ recipe_init() {
   VERBOSE="${VERBOSE:-0}"
   MATCH_WEIGHT="${MATCH_WEIGHT:-0.3}"
   check_number BUDGET_SECS "$BUDGET_SECS"
+  # Without a clock the step cap decides: say so rather than call it wall-clock matching.
+  if is_zero "$BUDGET_SECS"; then
+    [[ "$MATCH" != wallclock ]] || MATCH=steps
+  else
+    [[ "$MATCH" != steps ]] || die "MATCH=steps: the step cap decides only without a clock; set BUDGET_SECS=0"
+  fi
   check_int STEPS "$STEPS"
   check_int EVAL_N_SEQS "$EVAL_N_SEQS"
   if [[ -n "$THREADS" ]]; then
@@ -344,6 +353,8 @@ print_recipe() {  # TITLE
   printf '  %-6s %s\n' "train" "$(basename "$TRAINER") ${TRAIN_FLAGS[*]}; budget per cell: $budget; step cap: $cap"
   if [[ "$MATCH" == tokens ]]; then
     printf '  %-6s %s\n' "match" "controls (w=0, suffix _tok): --steps tokens_seen(matched shared cell)/$BATCH_TOKENS --train_budget_secs 0"
+  elif [[ "$MATCH" == steps ]]; then
+    printf '  %-6s %s\n' "match" "steps: no clock (BUDGET_SECS=0); every cell trains for the step cap $STEPS"
   else
     printf '  %-6s %s\n' "match" "wall-clock: every cell gets the same budget / step cap"
   fi

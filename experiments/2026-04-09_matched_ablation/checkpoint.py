@@ -44,6 +44,11 @@ import numpy as np
 from challenge_format import atomic_write_bytes
 
 CONFIG_KEY = "__config__"
+# The tokenizer the weights were trained with ({"path", "sha256", "vocab_size"} as JSON), next to
+# the config in a .npz and an artifact (a step .pt holds it under "tokenizer"). Files written
+# before it existed, and the original's, have none: the evaluators then accept them with a note.
+TOKENIZER_KEY = "__tokenizer__"
+METADATA_KEYS = (CONFIG_KEY, TOKENIZER_KEY)
 ARTIFACT_LIMIT_BYTES = 16_000_000
 INT6_MAX = 31
 
@@ -58,11 +63,14 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
-def save_npz(path, weights: dict[str, np.ndarray], config: dict) -> None:
-    if CONFIG_KEY in weights:
-        raise ValueError(f"{CONFIG_KEY} is reserved for the config")
+def save_npz(path, weights: dict[str, np.ndarray], config: dict, tokenizer: dict | None = None) -> None:
+    reserved = [k for k in METADATA_KEYS if k in weights]
+    if reserved:
+        raise ValueError(f"{reserved[0]} is reserved for the checkpoint's metadata")
     arrays = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
     arrays[CONFIG_KEY] = np.array(json.dumps(config, sort_keys=True))
+    if tokenizer is not None:
+        arrays[TOKENIZER_KEY] = np.array(json.dumps(tokenizer, sort_keys=True))
     atomic_write_bytes(path, _npz_bytes(arrays))
 
 
@@ -102,6 +110,24 @@ def _float_arrays(path: Path, arrays: dict) -> dict[str, np.ndarray]:
 
 def load_npz(path) -> tuple[dict, dict[str, np.ndarray]]:
     """Return (config dict, {name: float32 array}) from a portable .npz."""
+    config, weights, _ = load_npz_with_tokenizer(path)
+    return config, weights
+
+
+def _tokenizer_dict(path: Path, text: str | None) -> dict | None:
+    if text is None:
+        return None
+    try:
+        tokenizer = json.loads(text)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {TOKENIZER_KEY} is not valid JSON ({error_reason(e)})") from None
+    if not isinstance(tokenizer, dict) or not isinstance(tokenizer.get("sha256"), str):
+        raise CheckpointError(f"{path}: {TOKENIZER_KEY} is not a JSON object with a sha256")
+    return tokenizer
+
+
+def load_npz_with_tokenizer(path) -> tuple[dict, dict[str, np.ndarray], dict | None]:
+    """(config, weights, recorded tokenizer identity or None) from a portable .npz."""
     path = Path(path)
     _require_file(path)
     try:
@@ -112,12 +138,13 @@ def load_npz(path) -> tuple[dict, dict[str, np.ndarray]]:
                     "e.g. saved by a backend's own save_weights, is not a meadow-golf checkpoint; use the "
                     "trainer's final_model.npz or a step checkpoint)")
             config_text = str(z[CONFIG_KEY])
-            arrays = {k: z[k] for k in z.files if k != CONFIG_KEY}
+            tokenizer_text = str(z[TOKENIZER_KEY]) if TOKENIZER_KEY in z.files else None
+            arrays = {k: z[k] for k in z.files if k not in METADATA_KEYS}
     except CheckpointError:
         raise
     except Exception as e:  # zipfile, zlib, numpy's .npy parser, MemoryError for a damaged shape, ...
         raise CheckpointError(f"{path}: unreadable or truncated .npz ({error_reason(e)})") from None
-    return _config_dict(path, config_text), _float_arrays(path, arrays)
+    return _config_dict(path, config_text), _float_arrays(path, arrays), _tokenizer_dict(path, tokenizer_text)
 
 
 def save_torch_checkpoint(path, payload: dict) -> None:
@@ -408,14 +435,15 @@ class LoadedCheckpoint:
     weights: dict[str, np.ndarray]
     source: str  # "meadow-golf" (carries its config) or "original" (config inferred from the shapes)
     xsa_from: str | None = None  # original only: the flag that gave xsa_last_n
+    tokenizer: dict | None = None  # the recorded tokenizer identity (None: not recorded)
 
     def describe(self) -> dict:
         """For a report's JSON."""
         if self.source == "meadow-golf":
-            return {"format": "meadow-golf", "config_from": "the checkpoint"}
+            return {"format": "meadow-golf", "config_from": "the checkpoint", "tokenizer": self.tokenizer}
         return {"format": "original (PR 1255 train_cdm.py state dict)",
                 "config_from": f"the tensor shapes; xsa_last_n from {self.xsa_from}",
-                "renamed": {theirs: ours for theirs, ours in ORIGINAL_RENAMES.items()}}
+                "renamed": {theirs: ours for theirs, ours in ORIGINAL_RENAMES.items()}, "tokenizer": None}
 
 
 def _original_state_in(path: Path, payload) -> dict | None:
@@ -458,16 +486,19 @@ def read_checkpoint(path, *, xsa_last_n: int | None = None, original_arch: str |
         except Exception as e:  # zipfile, zlib, numpy's .npy parser, MemoryError for a damaged shape, ...
             raise CheckpointError(f"{path}: unreadable or truncated .npz ({error_reason(e)})") from None
         if has_config:
-            config, weights = load_npz(path)
+            config, weights, tokenizer = load_npz_with_tokenizer(path)
             check_config_against_flags(path, config, xsa_last_n, original_arch)
-            return LoadedCheckpoint(config, weights, "meadow-golf")
+            return LoadedCheckpoint(config, weights, "meadow-golf", tokenizer=tokenizer)
         missing_config = f"no {CONFIG_KEY} entry"
     else:
         payload = _torch_payload(path)
         if _is_step_payload(payload):
             weights = _step_weights(path, payload)
             check_config_against_flags(path, payload["config"], xsa_last_n, original_arch)
-            return LoadedCheckpoint(payload["config"], weights, "meadow-golf")
+            tokenizer = payload.get("tokenizer")
+            if tokenizer is not None and not (isinstance(tokenizer, dict) and isinstance(tokenizer.get("sha256"), str)):
+                raise CheckpointError(f"{path}: its tokenizer record is not a dict with a sha256")
+            return LoadedCheckpoint(payload["config"], weights, "meadow-golf", tokenizer=tokenizer)
         state = _original_state_in(path, payload)
         if state is None:
             raise CheckpointError(f"{path}: neither a meadow-golf step checkpoint (model + config) nor an "
@@ -524,7 +555,7 @@ def quantize_int6(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def dequantize_int6(packed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     weights: dict[str, np.ndarray] = {}
     for key, arr in packed.items():
-        if key.endswith("::scale") or key == CONFIG_KEY:
+        if key.endswith("::scale") or key in METADATA_KEYS:
             continue
         if key.endswith("::q"):
             name = key[: -len("::q")]
@@ -535,10 +566,12 @@ def dequantize_int6(packed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return weights
 
 
-def save_int6_artifact(path, weights: dict[str, np.ndarray], config: dict) -> int:
+def save_int6_artifact(path, weights: dict[str, np.ndarray], config: dict, tokenizer: dict | None = None) -> int:
     """Write the compressed artifact; return its size in bytes."""
     packed = quantize_int6(weights)
     packed[CONFIG_KEY] = np.array(json.dumps(config, sort_keys=True))
+    if tokenizer is not None:
+        packed[TOKENIZER_KEY] = np.array(json.dumps(tokenizer, sort_keys=True))
     blob = lzma.compress(_npz_bytes(packed), preset=9 | lzma.PRESET_EXTREME)
     atomic_write_bytes(path, blob)
     return len(blob)
@@ -556,6 +589,7 @@ def load_int6_artifact(path) -> tuple[dict, dict[str, np.ndarray]]:
     if CONFIG_KEY not in packed:
         raise CheckpointError(f"{path}: artifact has no {CONFIG_KEY}")
     config = _config_dict(path, str(packed.pop(CONFIG_KEY)))
+    packed.pop(TOKENIZER_KEY, None)
     try:
         weights = dequantize_int6(packed)
     except (KeyError, ValueError, TypeError, IndexError) as e:  # a scale missing or of the wrong shape

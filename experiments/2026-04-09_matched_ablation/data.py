@@ -8,6 +8,7 @@ it, and validation tokens checked against the model's vocabulary.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -51,6 +52,22 @@ def resolve_tokenizer(data_dir: str | Path, tokenizer_path: str | Path | None) -
     if meta is None or not isinstance(meta.get("tokenizer"), str):
         raise ShardError(f"{data_dir}: no meta.json naming a tokenizer; pass --tokenizer_path")
     return Path(data_dir) / meta["tokenizer"]
+
+
+def tokenizer_identity(tokenizer_path: str | Path, vocab_size: int) -> dict:
+    """What a checkpoint records of the tokenizer it was trained with: the sha256 of the .model
+    file's bytes (the identity: two files with the same pieces in another order map ids to other
+    text) and its vocabulary size, plus the path for people (not compared)."""
+    path = Path(tokenizer_path)
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as e:
+        raise ShardError(f"{path}: unreadable tokenizer ({e.strerror or e})") from None
+    return {"path": str(path.resolve()), "sha256": digest, "vocab_size": int(vocab_size)}
+
+
+def describe_tokenizer(identity: dict) -> str:
+    return f"{identity.get('path')} (sha256 {str(identity.get('sha256'))[:12]}, vocab {identity.get('vocab_size')})"
 
 
 def check_vocab(data_dir: str | Path, tables: ByteTables, tokenizer_path: Path, model_vocab: int) -> None:

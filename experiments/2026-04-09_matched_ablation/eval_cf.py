@@ -214,6 +214,31 @@ def load_data(data_dir: str, tokenizer_path: str | None, model_vocab: int, val_t
     return tables, tokenizer, tokens
 
 
+def check_tokenizer(checkpoint: str, checkpoint_format: dict, tokenizer: Path, tables) -> dict:
+    """The checkpoint's recorded tokenizer against the data's (by the sha256 of the .model file).
+
+    A mismatch is refused (CheckpointError naming both): ids would be read as other pieces and the
+    bytes of METHOD.md §2 counted for other text. A checkpoint that records none (written before
+    the record existed, or the original's) is accepted; the returned dict's note says so and
+    main prints it after the report."""
+    data = data_mod.tokenizer_identity(tokenizer, tables.vocab_size)
+    recorded = checkpoint_format.get("tokenizer")
+    if recorded is None:
+        return {"checked": False, "data": data, "checkpoint": None,
+                "note": f"{checkpoint} records no tokenizer, so it was not checked against the data's "
+                        f"{data_mod.describe_tokenizer(data)}"}
+    if recorded.get("sha256") != data["sha256"]:
+        raise CheckpointError(f"{checkpoint}: trained with tokenizer {data_mod.describe_tokenizer(recorded)}, but the "
+                              f"data's tokenizer is {data_mod.describe_tokenizer(data)}")
+    return {"checked": True, "data": data, "checkpoint": recorded, "note": None}
+
+
+def print_tokenizer_note(result: dict) -> None:
+    note = (result.get("tokenizer_check") or {}).get("note")
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+
+
 def write_json(path: Path, payload: dict) -> None:
     atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
 
@@ -508,6 +533,7 @@ def evaluate(args, decoders: list[str]) -> dict:
     device = resolve_device(args.device)
     model, config, checkpoint_format = load_checkpoint(args.checkpoint, device, args.xsa_last_n, args.original_arch)
     tables, tokenizer, tokens = load_data(args.data_dir, args.tokenizer_path, config.vocab_size, args.val_tokens)
+    tokenizer_check = check_tokenizer(args.checkpoint, checkpoint_format, tokenizer, tables)
     T = args.seq_len
     where = f"{args.data_dir} (--seq_len {T})"
     if args.full_val:
@@ -538,6 +564,7 @@ def evaluate(args, decoders: list[str]) -> dict:
         "params": model.num_params(),
         "data_dir": str(args.data_dir),
         "tokenizer": str(tokenizer),
+        "tokenizer_check": tokenizer_check,
         "device": str(device),
         "precision": precision_name(device),
         "protocol": {
@@ -571,6 +598,7 @@ def evaluate_original(args) -> dict:
     device = resolve_device(args.device)
     model, config, checkpoint_format = load_checkpoint(args.checkpoint, device, args.xsa_last_n, args.original_arch)
     tables, tokenizer, val = load_data(args.data_dir, args.tokenizer_path, config.vocab_size, 0, first_shard=True)
+    tokenizer_check = check_tokenizer(args.checkpoint, checkpoint_format, tokenizer, tables)
     settings = cf_original.Settings(n_seqs=args.n_seqs, seq_len=args.seq_len, stride=args.stride, rounds=args.rounds,
                                     n_random=args.n_random, seed=args.seed, vocab_size=config.vocab_size)
     try:
@@ -596,6 +624,7 @@ def evaluate_original(args) -> dict:
         "data_dir": str(args.data_dir),
         "val_shard": str(Path(args.data_dir) / cf_original.VAL_SHARD),
         "tokenizer": str(tokenizer),
+        "tokenizer_check": tokenizer_check,
         "device": str(device),
         "precision": precision,
         "precision_detail": ("float32 forward and log-softmax" if precision == "float32" else
@@ -662,8 +691,10 @@ def main(argv=None) -> int:
         return EXIT_BAD_INPUT
     if original:
         print("\n".join(original_lines(result)))
+        print_tokenizer_note(result)
         return EXIT_OK
     print_report(result)
+    print_tokenizer_note(result)
     if not result["consistency"]["passed"]:
         print("check failed: the ar decoder disagrees with the trainer's ar_nll_sum (see consistency)",
               file=sys.stderr)

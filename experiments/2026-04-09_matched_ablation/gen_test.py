@@ -32,8 +32,8 @@ import torch
 
 from checkpoint import CheckpointError
 from eval_cf import (EXIT_BAD_INPUT, EXIT_OK, OneLineParser, UsageError, add_checkpoint_flags, check_checkpoint_flags,
-                     check_paths, default_json_path, error_line, gather_windows, load_checkpoint, load_data,
-                     precision_name, random_offsets, write_json)
+                     check_paths, check_tokenizer, default_json_path, error_line, gather_windows, load_checkpoint,
+                     load_data, precision_name, print_tokenizer_note, random_offsets, write_json)
 from run_log import git_commit, versions
 from torch_backend import autocast_for, resolve_device
 
@@ -258,13 +258,15 @@ def main(argv=None) -> int:
         model, config, checkpoint_format = load_checkpoint(args.checkpoint, device, args.xsa_last_n,
                                                            args.original_arch)
         tables, tokenizer, tokens = load_data(args.data_dir, args.tokenizer_path, config.vocab_size, 0)
+        tokenizer_check = check_tokenizer(args.checkpoint, checkpoint_format, tokenizer, tables)
         sp = load_sentencepiece(tokenizer)
         json_out = Path(args.json_out) if args.json_out else default_json_path(args.checkpoint, "gen_test")
         # Predictions come from the tokenizer's pieces only, so every output decodes to text.
         predict_vocab = tables.vocab_size
         result = dict(tool="gen_test", checkpoint=str(args.checkpoint), checkpoint_format=checkpoint_format,
                       config=config.to_dict(),
-                      data_dir=str(args.data_dir), tokenizer=str(tokenizer), device=str(device),
+                      data_dir=str(args.data_dir), tokenizer=str(tokenizer), tokenizer_check=tokenizer_check,
+                      device=str(device),
                       precision=precision_name(device))
         result["fill"] = span_fill_experiment(model, device, tokens, args, config.vocab_size, predict_vocab, sp)
         result["sample"] = sampling_experiment(model, device, args, predict_vocab, sp)
@@ -275,6 +277,7 @@ def main(argv=None) -> int:
         print(error_line(e), file=sys.stderr)
         return EXIT_BAD_INPUT
     print_examples(result)
+    print_tokenizer_note(result)
     return EXIT_OK
 
 

@@ -41,7 +41,8 @@ import cf
 from checkpoint import CheckpointError
 from eval_cf import (EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, OneLineParser, UsageError, add_checkpoint_flags,
                      check_checkpoint_flags, check_paths, default_json_path, error_line, gather_windows,
-                     load_checkpoint, load_data, parse_decoders, precision_name, random_offsets, write_json)
+                     check_tokenizer, load_checkpoint, load_data, parse_decoders, precision_name, print_tokenizer_note,
+                     random_offsets, write_json)
 from model import GPT, GPTConfig
 from run_log import git_commit, versions
 from toy_scorers import MarkovScorer
@@ -354,12 +355,16 @@ def main(argv=None, scorer_hook=None) -> int:
                                                                args.original_arch)
             source = f"{args.checkpoint} ({checkpoint_format['format']})"
         val_tokens = tables = None
+        tokenizer_check = None
         if args.data_dir:
-            tables, _, val_tokens = load_data(args.data_dir, args.tokenizer_path, config.vocab_size, 0)
+            tables, tokenizer, val_tokens = load_data(args.data_dir, args.tokenizer_path, config.vocab_size, 0)
+            if not args.random_init:
+                tokenizer_check = check_tokenizer(args.checkpoint, checkpoint_format, tokenizer, tables)
         json_out = Path(args.json_out) if args.json_out else (
             None if args.random_init else default_json_path(args.checkpoint, "leakage"))
         result = run_checks(model, device, args, decoders, val_tokens, scorer_hook, tables)
         result.update(tool="leakage_test", model_source=source, config=config.to_dict(), params=model.num_params(),
+                      tokenizer_check=tokenizer_check,
                       device=str(device), precision=precision_name(device),
                       tokens="validation windows" if val_tokens is not None else "uniform random ids",
                       json_out=str(json_out) if json_out else "not written (no --json_out)",
@@ -371,6 +376,7 @@ def main(argv=None, scorer_hook=None) -> int:
         print(error_line(e), file=sys.stderr)
         return EXIT_BAD_INPUT
     print_report(result)
+    print_tokenizer_note(result)
     return result["exit_status"]
 
 

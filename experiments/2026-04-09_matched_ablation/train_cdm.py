@@ -370,7 +370,7 @@ class Trainer(TrainerBase):
 
     def load_state(self, path: Path) -> None:
         payload = load_torch_checkpoint(path)
-        self.check_config(path, payload["config"])
+        self.check_resume(path, payload)
         self.model.load_state_dict(payload["model"])
         for opt, st in zip(self.optimizers, payload["optimizers"]):
             opt.load_state_dict(st)

@@ -67,7 +67,7 @@ SUPPORTED_FLAGS = frozenset({
     "cdm_weight", "retro_alpha", "train_budget_secs", "steps", "seq_len", "batch_tokens", "lr_schedule",
     "warmdown_steps", "warmdown_secs", "warmdown_frac", "muon_lr", "muon_wd", "muon_clip", "embed_lr", "scalar_lr",
     "adam_wd", "momentum_warmup_steps", "grad_clip", "ema_decay", "ema_start_step", "clock", "seed", "data_dir", "tokenizer_path", "checkpoint_dir", "save_path",
-    "save_every", "val_every", "val_tokens", "val_batch_size", "log_every", "resume", "device", "compile",
+    "save_every", "val_every", "val_tokens", "val_batch_size", "log_every", "resume", "overwrite", "device", "compile",
     "dtype", "help",
 })
 
@@ -267,7 +267,7 @@ class Trainer(TrainerBase):
 
     def load_state(self, path: Path) -> None:
         ckpt = load_step_checkpoint(path)
-        self.check_config(path, ckpt["state"]["config"])
+        self.check_resume(path, ckpt["state"])
         load_state_numpy(self.model, {k: np.array(v) for k, v in ckpt["model"].items()})
         if ckpt["optimizer"] is None or ckpt["cdm_key"] is None:
             raise CheckpointError(f"{path}: no optimizer state or noise key (not a step checkpoint)")

@@ -43,6 +43,18 @@ CLOCKS = ("original", "train_only")
 ORIGINAL_RULES = {"lr_schedule": "original", "warmdown_steps": 1000, "warmdown_secs": ORIGINAL_WARMDOWN_SECS,
                   "muon_clip": 0.3, "ema_decay": 0.997, "ema_start_step": -1, "clock": "original",
                   "val_tokens": 1_000_000, "grad_clip": 0.0, "steps": ORIGINAL_STEPS, "train_budget_secs": 540.0}
+# Flags that say where files go or how the same arithmetic is carried out, not what is trained:
+# a resume may change them freely. Every other flag defines the run and must equal the
+# checkpoint's (the model flags through the model config, the tokenizer through its sha256).
+RESUME_FREE_FLAGS = frozenset({"log_every", "checkpoint_dir", "save_path", "save_every", "resume", "overwrite",
+                               "device", "compile", "fuse_passes", "val_batch_size", "data_dir", "tokenizer_path",
+                               "help"})
+# Changes a resume may make on purpose, each recorded (log and results.json "resume_changes"): the
+# step cap and the wall-clock budget only say when the run stops (they also place the warmdown
+# and, with --ema_start_step -1, the EMA start, which the record then explains).
+RESUME_SAFE_CHANGES = ("steps", "train_budget_secs")
+# The files a run writes into CHECKPOINT_DIR besides the step checkpoints (what --overwrite deletes).
+RUN_FILES = ("results.json", "final_model.npz", "final_model.int6.lzma", "train.log", "train_log.jsonl")
 
 
 def build_parser(description: str | None = None) -> argparse.ArgumentParser:
@@ -107,6 +119,9 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     io.add_argument("--val_batch_size", type=int, default=32, help="sequences per validation forward")
     io.add_argument("--log_every", type=int, default=50)
     io.add_argument("--resume", default=None, help="a step_*.pt, or 'auto' for the newest in CHECKPOINT_DIR")
+    io.add_argument("--overwrite", action="store_true",
+                    help="start a new run in a CHECKPOINT_DIR that holds another run (step checkpoints, "
+                         "results.json): that run's checkpoints, final files and logs are deleted first")
     d = p.add_argument_group("device")
     d.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
     d.add_argument("--compile", action="store_true", help="torch.compile the model (both passes)")
@@ -129,24 +144,55 @@ def model_config(args, vocab_size: int) -> GPTConfig:
     )
 
 
+# The lowest sensible value of each numeric flag (checked by validate_args before anything is
+# read). Sizes and counts that something is divided by or iterated over must be >= 1; the flags
+# whose 0 means "none"/"off"/"all" (documented in their help) must be >= 0.
+AT_LEAST_ONE = ("num_layers", "model_dim", "num_heads", "num_kv_heads", "mlp_mult", "seq_len", "batch_tokens",
+                "val_batch_size", "log_every")
+AT_LEAST_ZERO = ("vocab_size", "bigram_dim", "xsa_last_n", "steps", "train_budget_secs", "warmdown_steps",
+                 "warmdown_secs", "momentum_warmup_steps", "save_every", "val_every", "val_tokens",
+                 "cdm_weight", "retro_alpha", "muon_lr", "muon_wd", "muon_clip", "embed_lr", "scalar_lr", "adam_wd",
+                 "grad_clip")
+# numpy's legacy seeding takes [0, 2**32); the corruption generator is seeded with seed + 1.
+SEED_RANGE = (0, 2 ** 32 - 2)
+
+
 def validate_args(args) -> None:
-    if args.seq_len < 1 or args.batch_tokens % args.seq_len:
+    """Refuse a nonsense flag value before any file is read, with one message naming the flag."""
+    for name, value in vars(args).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"--{name} must be a finite number, got {value}")
+    for name in AT_LEAST_ONE:
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    for name in AT_LEAST_ZERO:
+        if getattr(args, name) < 0:
+            raise ValueError(f"--{name} must be >= 0, got {getattr(args, name)}")
+    if args.batch_tokens % args.seq_len:
         raise ValueError(f"--batch_tokens {args.batch_tokens} must be a positive multiple of --seq_len {args.seq_len}")
-    if args.train_budget_secs < 0 or args.steps < 0:
-        raise ValueError("--train_budget_secs and --steps must be >= 0 (0 = none)")
     if args.train_budget_secs <= 0 and args.steps <= 0:
         raise ValueError("give a wall-clock budget (--train_budget_secs > 0) or a step cap (--steps > 0)")
-    if args.cdm_weight < 0 or args.retro_alpha < 0:
-        raise ValueError("--cdm_weight and --retro_alpha must be >= 0")
+    if not SEED_RANGE[0] <= args.seed <= SEED_RANGE[1]:
+        raise ValueError(f"--seed must lie in [{SEED_RANGE[0]}, {SEED_RANGE[1]}], got {args.seed}")
+    if args.ema_start_step < -1:
+        raise ValueError(f"--ema_start_step must be >= -1 (-1 = int(0.8 * --steps)), got {args.ema_start_step}")
+    if 0 < args.val_tokens < args.seq_len:
+        # val_tokens N gives N // seq_len whole windows (load_validation reads N + 1 tokens).
+        raise ValueError(f"--val_tokens {args.val_tokens} holds no validation window of --seq_len {args.seq_len} "
+                         f"(+1) tokens: give --val_tokens >= {args.seq_len} or 0 (all)")
     if not 0 <= args.warmdown_frac <= 1:
-        raise ValueError("--warmdown_frac must lie in [0, 1]")
-    if args.warmdown_steps < 0 or args.warmdown_secs < 0 or args.muon_clip < 0:
-        raise ValueError("--warmdown_steps, --warmdown_secs and --muon_clip must be >= 0")
+        raise ValueError(f"--warmdown_frac must lie in [0, 1], got {args.warmdown_frac}")
     if not 0 <= args.ema_decay < 1:
-        raise ValueError("--ema_decay must lie in [0, 1)")
+        raise ValueError(f"--ema_decay must lie in [0, 1), got {args.ema_decay}")
     if args.ema_decay > 0 and args.ema_start_step < 0 and args.steps <= 0:
         raise ValueError("EMA starts at int(0.8 * --steps): give --steps, an explicit --ema_start_step, "
                          "or --ema_decay 0")
+    if getattr(args, "overwrite", False) and args.resume:
+        raise ValueError("--overwrite starts a new run and --resume continues one: give one of them")
+    try:  # the model's own structural rules (heads divide the width, XSA depth, ...), vocab aside
+        model_config(args, max(args.vocab_size, 1))
+    except ValueError as e:
+        raise ValueError(f"model flags: {e}") from None
 
 
 def ema_start_step(args) -> int:
@@ -223,6 +269,51 @@ def newest_step_checkpoint(ckpt_dir: Path, suffix: str) -> Path | None:
     return max(steps)[1] if steps else None
 
 
+def check_writable_folder(folder: Path, flag: str) -> None:
+    """The folder (or, when it does not exist yet, its nearest existing parent) must be a
+    writable folder, so that no training is spent on a run whose files cannot be written."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{folder}: {flag} is a file, not a folder")
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{existing}: not a folder, so {flag} {folder} cannot be created")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{existing}: not writable ({flag} {folder})")
+
+
+def old_run_files(ckpt_dir: Path) -> list[Path]:
+    """Another run's files in ckpt_dir: its step checkpoints (either backend's) and run files."""
+    if not ckpt_dir.is_dir():
+        return []
+    steps = [p for p in ckpt_dir.glob("step_*") if p.suffix in (".pt", ".safetensors")]
+    return sorted(steps) + [ckpt_dir / n for n in RUN_FILES if (ckpt_dir / n).exists()]
+
+
+def remove_old_run(ckpt_dir: Path) -> list[str]:
+    """Delete another run's files from ckpt_dir (--overwrite), returning their names.
+
+    The folder is first renamed aside in one step (an atomic rename), then recreated with only the
+    entries that are not the old run's moved back, then the aside copy is deleted: if this is
+    interrupted, the old run is either whole (nothing happened yet) or gone from ckpt_dir, never a
+    part of it that --resume auto could pick up."""
+    old = {p.name for p in old_run_files(ckpt_dir)}
+    if not old:
+        return []
+    aside = ckpt_dir.parent / f".{ckpt_dir.name}.overwritten.{os.getpid()}"
+    os.replace(ckpt_dir, aside)
+    ckpt_dir.mkdir()
+    for entry in aside.iterdir():
+        if entry.name not in old:
+            os.replace(entry, ckpt_dir / entry.name)
+    import shutil
+
+    shutil.rmtree(aside)
+    return sorted(old)
+
+
 class StopRequest:
     """SIGTERM / SIGINT ask the loop to stop after the current step (checkpoint, exit 0).
 
@@ -253,13 +344,40 @@ class StopRequest:
             signal.signal(sig, handler)
 
 
-def resume_command() -> str:
-    """This process's command line with --resume auto (what to run to continue after a stop)."""
-    argv = list(sys.argv)
-    if "--resume" in argv:
-        i = argv.index("--resume")
-        argv[i : i + 2] = []
-    argv = [a for a in argv if not a.startswith("--resume=")]
+# The flags whose value is a path: resume_command makes them absolute.
+PATH_FLAGS = ("--data_dir", "--tokenizer_path", "--checkpoint_dir", "--save_path")
+
+
+def resume_command(argv: list[str] | None = None, cwd: str | None = None) -> str:
+    """This process's command line with --resume auto (what to run to continue after a stop),
+    with the script and every path flag absolute, so that it works from any folder. --overwrite
+    is dropped: it would delete the run to be continued (and is refused with --resume)."""
+    argv = list(sys.argv if argv is None else argv)
+    cwd = cwd or os.getcwd()
+
+    def absolute(path: str) -> str:
+        return os.path.normpath(os.path.join(cwd, os.path.expanduser(path)))
+
+    out = [absolute(argv[0])] if argv and argv[0].endswith(".py") else argv[:1]
+    i = 1
+    while i < len(argv):
+        a = argv[i]
+        flag, eq, value = a.partition("=")
+        if flag in ("--resume", "--overwrite"):
+            i += 1 if (eq or flag == "--overwrite") else 2
+            continue
+        if flag in PATH_FLAGS:
+            if eq:
+                out.append(f"{flag}={absolute(value)}")
+            elif i + 1 < len(argv):
+                out.extend([a, absolute(argv[i + 1])])
+                i += 1
+            else:
+                out.append(a)
+        else:
+            out.append(a)
+        i += 1
+    argv = out
     world = int(os.environ.get("WORLD_SIZE", "1"))
     launcher = [sys.executable] if world == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
                                                      f"--nproc_per_node={world}"]
@@ -299,15 +417,37 @@ class TrainerBase:
         if args.batch_tokens % (args.seq_len * self.world_size):
             raise ValueError(f"--batch_tokens {args.batch_tokens} must be a multiple of --seq_len {args.seq_len} "
                              f"x {self.world_size} processes")
+        # Every input is checked here, before the model is built and before any file is written:
+        # the output folders, the resume target, the data, the tokenizer and the validation size.
         self.ckpt_dir = Path(args.checkpoint_dir)
+        check_writable_folder(self.ckpt_dir, "--checkpoint_dir")
+        if args.save_path:
+            if Path(args.save_path).is_dir():
+                raise ValueError(f"{args.save_path}: --save_path is a folder, not a file")
+            check_writable_folder(Path(args.save_path).parent, "--save_path's folder")
+        self.resume_from = self.resume_target()
+        if self.resume_from is None and not args.overwrite:
+            old = old_run_files(self.ckpt_dir)
+            if old:
+                raise ValueError(f"{self.ckpt_dir}: holds another run ({', '.join(p.name for p in old[:3])}"
+                                 f"{', ...' if len(old) > 3 else ''}): continue it with --resume, start anew "
+                                 "with --overwrite (deletes it), or choose another --checkpoint_dir")
         self.tokenizer_path = data_mod.resolve_tokenizer(args.data_dir, args.tokenizer_path)
         self.tables = data_mod.load_byte_tables(self.tokenizer_path)
+        self.tokenizer = data_mod.tokenizer_identity(self.tokenizer_path, self.tables.vocab_size)
         vocab = args.vocab_size or self.tables.vocab_size
         self.config = model_config(args, vocab)
         data_mod.check_vocab(args.data_dir, self.tables, self.tokenizer_path, vocab)
         self.stream = data_mod.TokenStream(args.data_dir, "train")
         data_mod.check_train_shards(args.data_dir, vocab)
         self.val_tokens = data_mod.load_validation(args.data_dir, args.val_tokens, vocab)
+        if len(self.val_tokens) < args.seq_len + 1:
+            within = f"the first {args.val_tokens} + 1" if args.val_tokens > 0 else "all"
+            raise ValueError(f"{args.data_dir}: the validation split gives {len(self.val_tokens)} tokens ({within}), "
+                             f"fewer than one window of --seq_len {args.seq_len} + 1: lower --seq_len or raise "
+                             "--val_tokens")
+        self.resume_changes: list[dict] = []  # flags changed on purpose at a resume (RESUME_SAFE_CHANGES)
+        self._new_changes: list[dict] = []
         seed_python_numpy(args.seed)
         self.step, self.elapsed, self.tokens_seen = 0, 0.0, 0
         self.ema = None
@@ -367,16 +507,63 @@ class TrainerBase:
         return 0.0
 
     # ------------------------------------------------------------------ shared pieces
-    def check_config(self, path: Path, saved: dict) -> None:
+    def resume_target(self) -> Path | None:
+        """The step checkpoint --resume names (None: a new run), checked to exist and to be this
+        backend's kind before anything is built; its content is checked by load_state."""
         from checkpoint import CheckpointError
 
-        if saved != self.config.to_dict():
-            raise CheckpointError(f"{path}: checkpoint config {saved} does not match the flags "
-                                  f"({self.config.to_dict()})")
+        args = self.args
+        if not args.resume:
+            return None
+        if args.resume == "auto":
+            return newest_step_checkpoint(self.ckpt_dir, self.checkpoint_suffix)
+        path = Path(args.resume)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: --resume checkpoint not found" if not path.exists()
+                                  else f"{path}: --resume is not a file")
+        if path.suffix != self.checkpoint_suffix:
+            raise CheckpointError(f"{path}: not a {self.backend} step checkpoint (step_<N>{self.checkpoint_suffix})")
+        return path
+
+    def check_resume(self, path: Path, state: dict) -> None:
+        """Refuse to continue a checkpoint's run with other settings, naming only what differs:
+        model config keys, the flags that define the run (all but RESUME_FREE_FLAGS), and the
+        tokenizer (by sha256, when the checkpoint records it). The RESUME_SAFE_CHANGES are allowed
+        and kept in self._new_changes for the record."""
+        from checkpoint import CheckpointError
+
+        differ = []
+        saved_cfg, cfg = state.get("config") or {}, self.config.to_dict()
+        for key in sorted(set(saved_cfg) | set(cfg)):
+            if saved_cfg.get(key) != cfg.get(key):
+                differ.append(f"{key} {saved_cfg.get(key)} (checkpoint) != {cfg.get(key)} (flags)")
+        model_flags = {a for a in vars(self.args) if a in cfg or a.startswith("no_")}
+        saved_args, now = state.get("args") or {}, vars(self.args)
+        changes = []
+        for key in sorted(set(saved_args) & set(now)):
+            if key in RESUME_FREE_FLAGS or key in model_flags or saved_args[key] == now[key]:
+                continue
+            if key in RESUME_SAFE_CHANGES:
+                changes.append({"flag": key, "from": saved_args[key], "to": now[key], "at_step": state.get("step")})
+            else:
+                differ.append(f"--{key} {saved_args[key]} (checkpoint) != {now[key]} (flags)")
+        saved_tok = state.get("tokenizer")
+        if isinstance(saved_tok, dict) and saved_tok.get("sha256") != self.tokenizer["sha256"]:
+            differ.append(f"tokenizer {data_mod.describe_tokenizer(saved_tok)} (checkpoint) != "
+                          f"{data_mod.describe_tokenizer(self.tokenizer)} (flags)")
+        if differ:
+            raise CheckpointError(f"{path}: checkpoint does not match the flags: {'; '.join(differ)} "
+                                  "(resume with the run's own settings, or start a new run)")
+        steps = next((c for c in changes if c["flag"] == "steps"), None)
+        if steps and 0 < self.args.steps < int(state.get("step") or 0):
+            raise CheckpointError(f"{path}: --steps {self.args.steps} is below the {state.get('step')} steps "
+                                  "the checkpoint has already trained")
+        self._new_changes = changes
 
     def counters(self) -> dict:
         """The backend-independent part of a step checkpoint."""
         return {"config": self.config.to_dict(), "args": vars(self.args), "backend": self.backend,
+                "tokenizer": self.tokenizer, "resume_changes": self.resume_changes,
                 "stream": self.stream.state(), "step": self.step, "elapsed": self.elapsed,
                 "tokens_seen": self.tokens_seen, "ema_steps": self.ema_steps, "val_history": self.val_history}
 
@@ -385,6 +572,7 @@ class TrainerBase:
         self.step, self.elapsed = state["step"], state["elapsed"]
         self.tokens_seen, self.ema_steps = state["tokens_seen"], state["ema_steps"]
         self.val_history = state["val_history"]
+        self.resume_changes = list(state.get("resume_changes") or []) + self._new_changes
 
     def update_ema(self) -> None:
         """After the update of 0-based step k = self.step - 1: the shadow is created as a copy at
@@ -463,15 +651,21 @@ class TrainerBase:
         and the step checkpoint. --clock original counts everything from the loop's start (lazy
         compilation in the first step too); --clock train_only counts the steps alone."""
         args = self.args
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        if args.resume == "auto":
-            resume_from = newest_step_checkpoint(self.ckpt_dir, self.checkpoint_suffix)
-        else:
-            resume_from = Path(args.resume) if args.resume else None
-        log = RunLog(self.ckpt_dir, enabled=self.is_main, append=resume_from is not None)
+        resume_from = self.resume_from
+        # The checkpoint is read (and refused) before the folder or any log file is created.
         if resume_from is not None:
             self.load_state(resume_from)
-            log.note(f"resumed_from:{resume_from} step:{self.step} elapsed:{self.elapsed:.1f}")
+        removed = remove_old_run(self.ckpt_dir) if resume_from is None and args.overwrite and self.is_main else []
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        log = RunLog(self.ckpt_dir, enabled=self.is_main, append=resume_from is not None)
+        if removed:
+            log.note(f"overwrite: removed the previous run's {', '.join(removed)}")
+        if resume_from is not None:
+            log.note(f"resumed_from:{resume_from.resolve()} step:{self.step} elapsed:{self.elapsed:.1f}")
+            for c in self._new_changes:
+                log.note(f"resume_changed:--{c['flag']} from:{c['from']} to:{c['to']} at_step:{c['at_step']}"
+                         + (f" ema_start_step:{ema_start_step(args)}"
+                            if c["flag"] == "steps" and args.ema_start_step < 0 and args.ema_decay > 0 else ""))
         self.log_header(log)
         batch = args.batch_tokens // args.seq_len // self.world_size  # this rank's rows
         original_clock = args.clock == "original"
@@ -495,7 +689,7 @@ class TrainerBase:
                 if saved_at != self.step:
                     self.save_checked(f"step_{self.step}")
                 log.note(f"stopped:{stop.signal_name or 'signal'} step:{self.step} "
-                         f"checkpoint:{self.ckpt_dir / f'step_{self.step}{self.checkpoint_suffix}'} "
+                         f"checkpoint:{(self.ckpt_dir / f'step_{self.step}{self.checkpoint_suffix}').resolve()} "
                          f"resume_with: {resume_command()}")
                 log.close()
                 return None
@@ -536,9 +730,9 @@ class TrainerBase:
         self.save_step("step_final")
         weights = self.weights_numpy()
         save_path = Path(args.save_path) if args.save_path else self.ckpt_dir / "final_model.npz"
-        save_npz(save_path, weights, self.config.to_dict())
+        save_npz(save_path, weights, self.config.to_dict(), tokenizer=self.tokenizer)
         artifact = self.ckpt_dir / "final_model.int6.lzma"
-        artifact_bytes = save_int6_artifact(artifact, weights, self.config.to_dict())
+        artifact_bytes = save_int6_artifact(artifact, weights, self.config.to_dict(), tokenizer=self.tokenizer)
         log.record("artifact", artifact_bytes=artifact_bytes, limit_bytes=ARTIFACT_LIMIT_BYTES,
                    fits=artifact_bytes <= ARTIFACT_LIMIT_BYTES)
         results = {
@@ -553,6 +747,7 @@ class TrainerBase:
                     "decay": args.ema_decay, "start_step": ema_start_step(args) if args.ema_decay > 0 else None},
             "rules": {"lr_schedule": args.lr_schedule, "clock": args.clock, "muon_clip": args.muon_clip,
                       "departures_from_original": departures(args)},
+            "tokenizer": self.tokenizer, "resume_changes": self.resume_changes,
             "val_history": self.val_history, "backend": self.backend, "device": self.device_name(),
             "world_size": self.world_size, "rank_weight_spread": spread,
             "npz": str(save_path), "artifact": str(artifact), "artifact_bytes": artifact_bytes,

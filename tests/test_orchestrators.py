@@ -23,7 +23,7 @@ from kill_harness import run_with_kills
 
 REPO = Path(__file__).resolve().parents[1]
 EXP = REPO / "experiments" / "2026-04-09_matched_ablation"
-DECODERS = ("ar", "cf_published", "cf_valid", "cf_bidir_skeleton")
+DECODERS = ("ar", "cf_published", "cf_valid", "cf_valid_mix", "cf_bidir_skeleton", "cf_bidir_skeleton_mix")
 CELLS6 = ("5L_w0.3_s1337", "5L_w1.0_s1337", "5L_w0_s1337", "11L_w0.3_s1337", "11L_w1.0_s1337", "11L_w0_s1337")
 # Settings the scripts read: cleared so that the caller's environment cannot leak into a test.
 SETTINGS = ("PRESET", "BACKEND", "MATCH", "MATCH_WEIGHT", "DATA_DIR", "TOKENIZER", "CKPT_DIR", "LOG_DIR", "OUT_DIR",
@@ -91,7 +91,7 @@ def test_run6_and_eval6_produce_every_cell(ablation6):
     assert sorted(r["cell"] for r in summary["rows"]) == sorted(CELLS6)
     assert all(r["ar"] is not None for r in summary["rows"])
     md = (root / "out" / "results.md").read_text()
-    assert "CF BPB (published; NOT a valid code length)" in md and "| 11L w=0 (control) | 1337 |" in md
+    assert "CF BPB (published; NOT a valid code length)" in md and "| 3L-d48 w=0 (control, step-matched) | 11L | 1337 |" in md
     assert "train_cdm.py --seq_len 32 --batch_tokens 256" in run_out  # the preset table comes first
 
 
@@ -170,7 +170,8 @@ def test_seeds_reuse_run6_cells_and_report_group_statistics(ablation6, tmp_path)
         assert (cells / name / "eval_cf.json").is_file()
     summary = json.loads((tmp_path / "out" / "results.json").read_text())
     groups = {g["label"]: g for g in summary["groups"]}
-    assert groups["11L w=0.3"]["seeds"] == [1337, 42, 7] and groups["11L w=0 (control)"]["seeds"] == [1337, 42]
+    assert groups["3L-d48 w=0.3"]["seeds"] == [1337, 42, 7]
+    assert groups["3L-d48 w=0 (control, step-matched)"]["seeds"] == [1337, 42]
     ar = [json.loads((cells / f"11L_w0_s{s}" / "eval_cf.json").read_text())["decoders"]["ar"]["bpb"] for s in (1337, 42)]
     cf_valid = [json.loads((cells / f"11L_w0.3_s{s}" / "eval_cf.json").read_text())["decoders"]["cf_valid"]["bpb"]
                 for s in (1337, 42, 7)]
@@ -325,4 +326,4 @@ def test_quickstart_end_to_end(shakespeare_data, tmp_path):
     for name in ("5L_w0.3_s1337", "5L_w0_s1337"):
         assert (tmp_path / "qs" / "cells" / name / "eval_cf.json").is_file()
     assert (tmp_path / "qs" / "results.md").read_text() in proc.stdout
-    assert "| 5L w=0 (control) | 1337 |" in proc.stdout
+    assert "| 3L-d128 w=0 (control) | 5L | 1337 |" in proc.stdout  # named by its size; the H100 name beside

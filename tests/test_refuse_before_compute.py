@@ -205,6 +205,17 @@ def test_longer_step_cap_is_allowed_and_recorded(finished_run, shakespeare_data,
     assert load_torch_checkpoint(out / "step_4.pt")["resume_changes"] == results["resume_changes"]
 
 
+def test_logs_of_a_run_killed_before_its_first_checkpoint_do_not_block_a_new_run(shakespeare_data, tmp_path):
+    """Killed before any step checkpoint: only logs are left, nothing to resume; --resume auto
+    (what the recipes pass) starts the run anew and rewrites them."""
+    folder = tmp_path / "killed"
+    folder.mkdir()
+    (folder / "train.log").write_text("config:{}\n")
+    (folder / "train_log.jsonl").write_text("{}\n")
+    assert train(shakespeare_data, folder, "--steps", "2", "--cdm_weight", "0", "--resume", "auto") == 0
+    assert (folder / "train.log").read_text().startswith("config:{\"args\"")
+
+
 def test_new_run_into_a_folder_with_another_run_is_refused_then_overwritten(finished_run, shakespeare_data,
                                                                            tmp_path, capsys):
     folder = tmp_path / "reused"

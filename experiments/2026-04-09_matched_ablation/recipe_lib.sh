@@ -43,7 +43,8 @@
 #   COMPILE [1 for h100, as the original; 0 elsewhere]  1: torch.compile both passes (torch
 #                         backend; compiled in a warm-up before the wall-clock budget starts)
 #   EVAL_N_SEQS [preset]  random evaluation windows per cell
-#   DECODERS [ar,cf_published,cf_valid,cf_bidir_skeleton]  eval_cf.py --decoders of every cell
+#   DECODERS [ar,cf_published,cf_valid,cf_valid_mix,cf_bidir_skeleton,cf_bidir_skeleton_mix]
+#                         eval_cf.py --decoders of every cell
 #   THREADS [1 for cpu and smoke; empty (the library default) for h100 and mac]  exported as
 #                         OMP_NUM_THREADS / MKL_NUM_THREADS. On a CPU shared with other jobs, torch's
 #                         default of one thread per core can run tens of times slower (threads spin
@@ -75,9 +76,10 @@
 
 EXP_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$EXP_DIR/../.." && pwd)"
-# Every decoder on the same windows: the valid ladder (ar, cf_valid, cf_bidir_skeleton) and the
-# published CF number beside it. cf_bidir_skeleton costs one forward per skeleton token and fill.
-DECODERS="${DECODERS:-ar,cf_published,cf_valid,cf_bidir_skeleton}"
+# Every decoder on the same windows: the valid ladder (ar, cf_valid and cf_bidir_skeleton, each
+# also as the fill mixture, which reuses their forwards) and the published CF number beside it.
+# cf_bidir_skeleton costs one forward per skeleton token and fill.
+DECODERS="${DECODERS:-ar,cf_published,cf_valid,cf_valid_mix,cf_bidir_skeleton,cf_bidir_skeleton_mix}"
 
 die() {
   echo "error: $*" >&2

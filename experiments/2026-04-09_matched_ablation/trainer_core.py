@@ -54,7 +54,10 @@ RESUME_FREE_FLAGS = frozenset({"log_every", "checkpoint_dir", "save_path", "save
 # and, with --ema_start_step -1, the EMA start, which the record then explains).
 RESUME_SAFE_CHANGES = ("steps", "train_budget_secs")
 # The files a run writes into CHECKPOINT_DIR besides the step checkpoints (what --overwrite deletes).
-RUN_FILES = ("results.json", "final_model.npz", "final_model.int6.lzma", "train.log", "train_log.jsonl")
+# Only its state counts as "another run" that a new run refuses to mix with: the logs of a run
+# killed before its first checkpoint hold nothing to resume, and a new run rewrites them.
+RUN_STATE_FILES = ("results.json", "final_model.npz", "final_model.int6.lzma")
+RUN_LOG_FILES = ("train.log", "train_log.jsonl")
 
 
 def build_parser(description: str | None = None) -> argparse.ArgumentParser:
@@ -284,12 +287,14 @@ def check_writable_folder(folder: Path, flag: str) -> None:
         raise ValueError(f"{existing}: not writable ({flag} {folder})")
 
 
-def old_run_files(ckpt_dir: Path) -> list[Path]:
-    """Another run's files in ckpt_dir: its step checkpoints (either backend's) and run files."""
+def old_run_files(ckpt_dir: Path, with_logs: bool = True) -> list[Path]:
+    """Another run's files in ckpt_dir: its step checkpoints (either backend's), its final files
+    and results.json, and (with_logs) its logs."""
     if not ckpt_dir.is_dir():
         return []
     steps = [p for p in ckpt_dir.glob("step_*") if p.suffix in (".pt", ".safetensors")]
-    return sorted(steps) + [ckpt_dir / n for n in RUN_FILES if (ckpt_dir / n).exists()]
+    names = RUN_STATE_FILES + (RUN_LOG_FILES if with_logs else ())
+    return sorted(steps) + [ckpt_dir / n for n in names if (ckpt_dir / n).exists()]
 
 
 def remove_old_run(ckpt_dir: Path) -> list[str]:
@@ -427,7 +432,7 @@ class TrainerBase:
             check_writable_folder(Path(args.save_path).parent, "--save_path's folder")
         self.resume_from = self.resume_target()
         if self.resume_from is None and not args.overwrite:
-            old = old_run_files(self.ckpt_dir)
+            old = old_run_files(self.ckpt_dir, with_logs=False)
             if old:
                 raise ValueError(f"{self.ckpt_dir}: holds another run ({', '.join(p.name for p in old[:3])}"
                                  f"{', ...' if len(old) > 3 else ''}): continue it with --resume, start anew "

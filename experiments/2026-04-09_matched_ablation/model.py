@@ -177,7 +177,8 @@ def rope_cos_sin(seq_len: int, head_dim: int, base: float, device=None) -> tuple
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate-half RoPE on x of shape (B, H, T, hd); the rotation is done in float32."""
+    """Rotate-half RoPE on x of shape (..., hd) whose positions broadcast against cos/sin (the
+    (T, hd/2) tables, or (T, 1, hd/2) for x laid out (B, T, H, hd)); the rotation is done in float32."""
     half = x.size(-1) // 2
     xf = x.float()
     x1, x2 = xf[..., :half], xf[..., half:]
@@ -259,13 +260,18 @@ class Attention(nn.Module):
 
         Rows [:causal_rows] attend causally whatever is_causal says (see GPT.forward)."""
         B, T, _ = x.shape
-        q = self.q(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
-        k = self.k(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        # Norm, rotation and gain act on each (position, head) vector alone, so they run in the
+        # projections' own (B, T, heads, hd) layout, contiguous, and the head axis moves after:
+        # the same values bit for bit, in fewer and faster elementwise passes on CPU.
+        q = self.q(x).view(B, T, self.num_heads, self.head_dim)
+        k = self.k(x).view(B, T, self.num_kv_heads, self.head_dim)
         v = self.v(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
         if self.qk_norm:
             q, k = rms_norm(q), rms_norm(k)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        q = q * self.q_gain.to(q.dtype)[None, :, None, None]
+        cos_t, sin_t = cos[:, None], sin[:, None]  # (T, 1, hd/2): broadcast over the head axis
+        q, k = apply_rope(q, cos_t, sin_t), apply_rope(k, cos_t, sin_t)
+        q = (q * self.q_gain.to(q.dtype)[None, None, :, None]).transpose(1, 2)
+        k = k.transpose(1, 2)
 
         if 0 < causal_rows < B:
             # Fused joint step: one batch holds the causal rows first, then the bidirectional ones.

@@ -204,8 +204,8 @@ def muon_ns_flops_per_step(model, ns_steps: int = 5) -> float:
 
 
 def make_reference(cfg: GPTConfig, seq_len: int, device):
-    """(a plain nanoGPT-style GPT of cfg's dims, its AdamW). Built inside a function so the
-    module imports no torch at load time."""
+    """(a plain nanoGPT-style GPT of cfg's dims, its AdamW). The classes live inside the function:
+    they exist only to be timed (and FLOP-counted in the tests), never saved or loaded."""
     import torch
     import torch.nn as nn
     import torch.nn.functional as F

@@ -256,3 +256,43 @@ def test_benchmark_refuses_bad_input_with_one_line(capsys):
     assert benchmark.main(["--scales", "7L"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: unknown scales")
+
+
+def test_reference_flop_formula_matches_an_independent_count():
+    """benchmark.py's plain-GPT reference: its stated FLOPs per token, against torch's FlopCounterMode
+    on one forward+backward at a tiny size. FlopCounterMode counts attention in full (no causal
+    halving), so the convention's causal 6*L*T*d is 12*L*T*d there. SDPA runs its math backend so
+    its matmuls are counted (the CPU flash kernel has no registered FLOP formula)."""
+    import benchmark
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    B, T = 2, 16
+    cfg = GPTConfig(vocab_size=64, num_layers=2, model_dim=32, num_heads=4, num_kv_heads=4, mlp_mult=3)
+    model, _ = benchmark.make_reference(cfg, T, torch.device("cpu"))
+    idx = torch.randint(0, cfg.vocab_size, (B, T + 1), generator=torch.Generator().manual_seed(0))
+    counter = FlopCounterMode(display=False)
+    with sdpa_kernel(SDPBackend.MATH), counter:
+        F.cross_entropy(model(idx[:, :-1]).flatten(0, 1), idx[:, 1:].flatten()).backward()
+    d, L = cfg.model_dim, cfg.num_layers
+    stated = benchmark.reference_flops_per_token(cfg, T)
+    assert stated == 6 * (L * (4 * d * d + 6 * d * d) + cfg.vocab_size * d) + 6 * L * T * d
+    assert counter.get_total_flops() == B * T * (stated + 6 * L * T * d)
+
+
+def test_benchmark_times_the_reference_interleaved(tmp_path):
+    """--reference adds one vs_reference record whose ratios are those of its two sides (form only)."""
+    import benchmark
+
+    out = tmp_path / "bench.json"
+    assert benchmark.main(["--scales", "5L", "--modes", "ar", "--vocab_size", "256", "--seq_len", "32",
+                           "--batch_tokens", "64", "--steps", "3", "--warmup", "1", "--cf_windows", "0",
+                           "--device", "cpu", "--reference", "--json_out", str(out)]) == 0
+    rec = [r for r in json.loads(out.read_text())["records"] if r["kind"] == "vs_reference"]
+    assert len(rec) == 1
+    o, f = rec[0]["ours"], rec[0]["reference"]
+    assert o["loss_finite"] and f["loss_finite"] and o["params"] > 0 and f["params"] > 0
+    assert rec[0]["flops_ratio"] == pytest.approx(o["achieved_tflops"] / f["achieved_tflops"])
+    assert rec[0]["tokens_ratio"] == pytest.approx(o["tokens_per_s"] / f["tokens_per_s"])
+    assert o["muon_ns_flops_per_step"] > 0 and rec[0]["flops_ratio_with_ns"] > rec[0]["flops_ratio"]

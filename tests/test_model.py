@@ -398,3 +398,29 @@ def test_presets_match_the_spec():
     assert (base.num_layers, base.model_dim, base.vocab_size) == (9, 512, 1024)
     assert base.bigram_dim == 0 and base.xsa_last_n == 0
     assert not (base.smear_gate or base.unet_skips or base.layer_scale)
+
+
+def test_cpu_fast_paths_of_rms_norm_and_rope_are_bitwise_the_composites():
+    """rms_norm's CPU autograd.Function and the one-pass RoPE give the values AND gradients of the
+    plain composites bit for bit, including the gradient of an input that also feeds a residual
+    branch (the engine's summation order is kept)."""
+    torch.manual_seed(0)
+    x = (torch.randn(4, 16, 32) * torch.rand(4, 16, 1) * 3).requires_grad_()
+    w = torch.randn(32)
+    cos, sin = M.rope_cos_sin(16, 32, 10000.0)
+
+    def plain_rms(t):
+        return t * torch.rsqrt(t.pow(2).mean(dim=-1, keepdim=True) + M.RMS_EPS)
+
+    def plain_rope(t):
+        t1, t2 = t[..., :16], t[..., 16:]
+        return torch.cat((t1 * cos - t2 * sin, t1 * sin + t2 * cos), dim=-1)
+
+    def loss(norm, rope):
+        h = x * w  # a residual branch and the norm share h
+        return (h + rope(norm(h)) * 1.3).square().sum()
+
+    g_fast = torch.autograd.grad(loss(M.rms_norm, lambda t: M.apply_rope(t, cos, sin)), x)[0]
+    g_plain = torch.autograd.grad(loss(plain_rms, plain_rope), x)[0]
+    assert torch.equal(M.rms_norm(x), plain_rms(x)) and torch.equal(M.apply_rope(x, cos, sin), plain_rope(x))
+    assert torch.equal(g_fast, g_plain)

@@ -21,7 +21,21 @@ counts two passes (the denoising pass is bidirectional: full attention, 12*L*T*d
 FLOP/s / peak FLOP/s, the peak of the device's compute dtype: bf16 dense on CUDA (H100/H200 SXM:
 989 TFLOP/s, from the datasheet), and on CPU the fp32 matmul rate measured here (a 2048^2 GEMM).
 
+The plain-GPT reference (--reference): a nanoGPT-style model of the same dims (num_layers,
+model_dim, num_heads, mlp_mult, vocab, seq_len), written here in a few lines: learned positions,
+pre-LayerNorm blocks, standard multi-head attention (one fused qkv Linear, no GQA), a GELU MLP,
+a tied head, no biases, plain cross-entropy, torch's AdamW on every parameter. Its FLOPs follow
+the SAME convention as ours (reference_flops_per_token):
+    6 * (N_matmul + V * d) + 6 * L * T * d,   N_matmul = L * (4 d^2 + 2 * mlp_mult * d^2)
+(the position and token lookups are not matmuls). Neither count includes optimizer FLOPs: Muon's
+Newton-Schulz (muon_ns_flops_per_step, reported beside the ratio) is real work our step does that
+the convention leaves out. Our AR step and the reference's step are timed interleaved, chunk by
+chunk, in one run, so machine load hits both alike; the record gives our FLOP/s and tokens/s as
+ratios to the reference's.
+
     python benchmark.py --quick --json_out bench_cpu.json          # CPU: 5L, seq 256, a few steps
+    python benchmark.py --scales 5L --modes ar --vocab_size 1024 --seq_len 256 --batch_tokens 4096 \
+        --cf_windows 0 --reference --steps 12 --json_out perf/cpu/bench_vs_reference.json   # issue 15
     python benchmark.py --scales 5L,11L --compile on --json_out bench_h100.json   # the H100 recipe
 """
 
@@ -166,6 +180,137 @@ def bench_torch_step(cfg: GPTConfig, mode: str, device, *, seq_len: int, batch_t
                        peak_mem, finite, compiled=compile_model, params=model.num_params())
 
 
+# ----------------------------------------------------------------------------- plain-GPT reference
+
+
+def reference_flops_per_token(cfg: GPTConfig, seq_len: int) -> float:
+    """The reference's causal training FLOPs per token, in flops_per_token's convention."""
+    d, L, V = cfg.model_dim, cfg.num_layers, cfg.vocab_size
+    n_matmul = L * (4 * d * d + 2 * cfg.mlp_mult * d * d)  # qkv (3 d^2), proj, up, down
+    return 6 * (n_matmul + V * d) + 6 * L * seq_len * d
+
+
+def muon_ns_flops_per_step(model, ns_steps: int = 5) -> float:
+    """Matmul FLOPs of Muon's Newton-Schulz in one optimizer step (optim.newton_schulz_orthogonalize):
+    per iteration on an m x n matrix (m <= n, the side it works on) X X^T (2 m^2 n), A A (2 m^3)
+    and (.) X (2 m^2 n). Not part of the per-token convention; reported to explain the ratio."""
+    from model import param_groups
+
+    total = 0
+    for _, p in param_groups(model)["muon"]:
+        m, n = sorted(p.shape)
+        total += ns_steps * (4 * m * m * n + 2 * m ** 3)
+    return float(total)
+
+
+def make_reference(cfg: GPTConfig, seq_len: int, device):
+    """(a plain nanoGPT-style GPT of cfg's dims, its AdamW). The classes live inside the function:
+    they exist only to be timed (and FLOP-counted in the tests), never saved or loaded."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    d, H = cfg.model_dim, cfg.num_heads
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln1, self.ln2 = nn.LayerNorm(d, bias=False), nn.LayerNorm(d, bias=False)
+            self.qkv, self.proj = nn.Linear(d, 3 * d, bias=False), nn.Linear(d, d, bias=False)
+            self.up = nn.Linear(d, cfg.mlp_mult * d, bias=False)
+            self.down = nn.Linear(cfg.mlp_mult * d, d, bias=False)
+
+        def forward(self, x):
+            B, T, _ = x.shape
+            q, k, v = self.qkv(self.ln1(x)).view(B, T, 3, H, d // H).permute(2, 0, 3, 1, 4)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + self.proj(y.transpose(1, 2).reshape(B, T, d))
+            return x + self.down(F.gelu(self.up(self.ln2(x))))
+
+    class ReferenceGPT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tok_emb, self.pos_emb = nn.Embedding(cfg.vocab_size, d), nn.Embedding(seq_len, d)
+            self.blocks = nn.ModuleList(Block() for _ in range(cfg.num_layers))
+            self.ln_f = nn.LayerNorm(d, bias=False)
+
+        def forward(self, idx):
+            x = self.tok_emb(idx) + self.pos_emb.weight[: idx.size(1)]
+            for block in self.blocks:
+                x = block(x)
+            return F.linear(self.ln_f(x), self.tok_emb.weight)  # tied head
+
+    torch.manual_seed(0)
+    model = ReferenceGPT().to(device).train()
+    return model, torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1)
+
+
+def make_reference_step(cfg: GPTConfig, seq_len: int, device):
+    """(one complete reference training step: forward, cross-entropy, backward, AdamW; the model)."""
+    import torch.nn.functional as F
+
+    model, opt = make_reference(cfg, seq_len, device)
+
+    def step(x, y):
+        loss = F.cross_entropy(model(x).flatten(0, 1).float(), y.flatten())
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    return step, model
+
+
+def bench_vs_reference(cfg: GPTConfig, device, *, seq_len: int, batch_tokens: int, steps: int, warmup: int,
+                       peak_tflops: float, chunk: int = 2) -> dict:
+    """Our AR step (train_cdm.TorchStep) and the reference's, timed interleaved in chunks of `chunk`
+    steps (ours, reference, ours, ...) so a change in machine load falls on both."""
+    import torch
+
+    ours, batches, model = make_torch_step(cfg, "ar", device, seq_len=seq_len, batch_tokens=batch_tokens,
+                                           compile_model=False)
+    ref, ref_model = make_reference_step(cfg, seq_len, device)
+    runs = {"ours": lambda i: ours(batches[i % 2][:, :-1], batches[i % 2][:, 1:])[0],
+            "reference": lambda i: ref(batches[i % 2][:, :-1], batches[i % 2][:, 1:])}
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for run_one in runs.values():
+        time_steps(run_one, warmup, sync)
+    seconds = {k: 0.0 for k in runs}
+    last = {}
+    done = 0
+    while done < steps:
+        n = min(chunk, steps - done)
+        for k, run_one in runs.items():
+            s, last[k] = time_steps(run_one, n, sync)
+            seconds[k] += s
+        done += n
+    fpt = {"ours": flops_per_token(cfg, seq_len, joint=False), "reference": reference_flops_per_token(cfg, seq_len)}
+    side = {}
+    for k in runs:
+        tok_s = batch_tokens * steps / seconds[k]
+        side[k] = {"seconds": seconds[k], "ms_per_step": 1000 * seconds[k] / steps, "tokens_per_s": tok_s,
+                   "flops_per_token": fpt[k], "achieved_tflops": fpt[k] * tok_s / 1e12,
+                   "loss_finite": bool(torch.isfinite(last[k]))}
+    side["ours"]["params"], side["reference"]["params"] = model.num_params(), sum(
+        p.numel() for p in ref_model.parameters())
+    ns = muon_ns_flops_per_step(model)
+    side["ours"]["muon_ns_flops_per_step"] = ns
+    side["ours"]["achieved_tflops_with_ns"] = (fpt["ours"] * batch_tokens + ns) * steps / seconds["ours"] / 1e12
+    return {
+        "kind": "vs_reference", "num_layers": cfg.num_layers, "model_dim": cfg.model_dim,
+        "vocab_size": cfg.vocab_size, "seq_len": seq_len, "batch_tokens": batch_tokens, "rows": batch_tokens // seq_len,
+        "timed_steps": steps, "warmup_steps": warmup, "chunk": chunk, "ours": side["ours"], "reference": side["reference"],
+        "flops_ratio": side["ours"]["achieved_tflops"] / side["reference"]["achieved_tflops"],
+        "tokens_ratio": side["ours"]["tokens_per_s"] / side["reference"]["tokens_per_s"],
+        "flops_ratio_with_ns": side["ours"]["achieved_tflops_with_ns"] / side["reference"]["achieved_tflops"],
+        "mfu_ours": side["ours"]["achieved_tflops"] / peak_tflops if peak_tflops > 0 else None,
+    }
+
+
 # ----------------------------------------------------------------------------- mlx
 
 
@@ -278,6 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cf_seq_len", type=int, default=1024)
     p.add_argument("--cf_batch_size", type=int, default=16)
     p.add_argument("--cf_scales", default="5L,11L")
+    p.add_argument("--reference", action="store_true",
+                   help="also time our AR step against a plain-GPT reference of the same dims, interleaved (torch)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch intra-op threads (0: torch's default). On a shared CPU, fewer threads than cores "
+                        "avoids the stalls of a parallel op waiting for a descheduled thread")
     p.add_argument("--peak_tflops", type=float, default=None, help="override the MFU denominator")
     p.add_argument("--json_out", default=None)
     return p
@@ -316,6 +466,13 @@ def ratios(records: list[dict]) -> list[dict]:
 
 
 def line(r: dict) -> str:
+    if r["kind"] == "vs_reference":
+        o, f = r["ours"], r["reference"]
+        return (f"bench:vs_reference L:{r['num_layers']} d:{r['model_dim']} T:{r['seq_len']} rows:{r['rows']} "
+                f"ours_gflops:{1000 * o['achieved_tflops']:.1f} ref_gflops:{1000 * f['achieved_tflops']:.1f} "
+                f"flops_ratio:{r['flops_ratio']:.3f} tokens_ratio:{r['tokens_ratio']:.3f} "
+                f"flops_ratio_with_ns:{r['flops_ratio_with_ns']:.3f} ours_ms:{o['ms_per_step']:.1f} "
+                f"ref_ms:{f['ms_per_step']:.1f}")
     if r["kind"] == "train_step":
         mem = f"{r['peak_memory_bytes'] / 2**30:.2f}GiB" if r["peak_memory_bytes"] else "n/a"
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
@@ -357,6 +514,8 @@ def run(args) -> dict:
         if backend == "torch":
             import torch
 
+            if args.threads > 0:
+                torch.set_num_threads(args.threads)
             device = torch_device(args.device)
             compile_model = args.compile == "on" or (args.compile == "auto" and device.type == "cuda")
             peak, peak_src = torch_peak_tflops(device, args.peak_tflops)
@@ -387,6 +546,13 @@ def run(args) -> dict:
                 except Exception as e:  # one failing configuration must not lose the others
                     rec = {"kind": "train_step", "mode": mode, "num_layers": cfg.num_layers,
                            "error": f"{type(e).__name__}: {e}"}
+                rec.update(backend=backend, device=dev_name, scale=scale)
+                add(rec)
+        if backend == "torch" and args.reference:
+            for scale in scales:
+                cfg = GPTConfig(vocab_size=args.vocab_size, **SCALES[scale])
+                rec = bench_vs_reference(cfg, device, seq_len=args.seq_len, batch_tokens=args.batch_tokens,
+                                         steps=args.steps, warmup=args.warmup, peak_tflops=peak)
                 rec.update(backend=backend, device=dev_name, scale=scale)
                 add(rec)
         if backend == "torch":

@@ -162,7 +162,40 @@ PRESETS: dict[str, GPTConfig] = {
 def rms_norm(x: torch.Tensor) -> torch.Tensor:
     """Weightless RMSNorm over the last axis, computed in float32 (bf16-safe), returned in x's dtype."""
     xf = x.float()
+    if xf.device.type == "cpu" and torch.is_grad_enabled() and xf.requires_grad:
+        return _RMSNormCPU.apply(xf, xf).to(x.dtype)
     return (xf * torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + RMS_EPS)).to(x.dtype)
+
+
+class _RMSNormCPU(torch.autograd.Function):
+    """rms_norm's float32 math with a hand-written backward, for eager CPU training.
+
+    Autograd's backward of the five-op composite makes about ten full-size passes and temporaries
+    (the mean's expanded gradient, pow's 2*x, the broadcast product's reduction); this one makes
+    six, and keeps only x and the per-row rsqrt. Each expression is the one autograd evaluates,
+    in its order, so the gradient is the same bit for bit:
+        MulBackward (x * r):  g * r,  and sum(g * x) for r
+        RsqrtBackward:        (-0.5 * grad) * r^3
+        MeanBackward:         grad / n, broadcast (dividing before or after the broadcast is the same)
+        PowBackward (x^2):    grad * (2 * x)
+    x comes in twice (the product's operand, then the square's) and each gets its own term back:
+    the engine then adds them to x's other gradients (the residual branch's, which arrives first)
+    one at a time, in the composite's order, so even the sum is rounded as before.
+    CUDA keeps the composite: there torch.compile fuses it into one kernel anyway.
+    """
+
+    @staticmethod
+    def forward(ctx, x_mul, x_sq):
+        r = torch.rsqrt(x_sq.pow(2).mean(dim=-1, keepdim=True) + RMS_EPS)
+        ctx.save_for_backward(x_mul, r)
+        return x_mul * r
+
+    @staticmethod
+    def backward(ctx, g):
+        xf, r = ctx.saved_tensors
+        grad_r = (g * xf).sum(dim=-1, keepdim=True)
+        grad_mean = (-0.5 * grad_r) * r.pow(3) / xf.size(-1)
+        return g * r, grad_mean * (2 * xf)
 
 
 def rope_cos_sin(seq_len: int, head_dim: int, base: float, device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,12 +210,15 @@ def rope_cos_sin(seq_len: int, head_dim: int, base: float, device=None) -> tuple
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate-half RoPE on x of shape (B, H, T, hd); the rotation is done in float32."""
+    """Rotate-half RoPE on x of shape (..., hd) whose positions broadcast against cos/sin (the
+    (T, hd/2) tables, or (T, 1, hd/2) for x laid out (B, T, H, hd)); the rotation is done in float32."""
     half = x.size(-1) // 2
     xf = x.float()
-    x1, x2 = xf[..., :half], xf[..., half:]
-    rotated = torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
-    return rotated.to(x.dtype)
+    # x * [cos, cos] + [x2, x1] * [-sin, sin]: per element the same two products and one sum as
+    # (x1 cos - x2 sin, x1 sin + x2 cos) (a - b == a + (-b) exactly), so the same bits, in fewer
+    # passes and without the full-size zero tensors the backward of the half slices allocates.
+    cos_full, sin_signed = torch.cat((cos, cos), dim=-1), torch.cat((-sin, sin), dim=-1)
+    return (xf * cos_full + xf.roll(half, dims=-1) * sin_signed).to(x.dtype)
 
 
 def bigram_bucket_ids(idx: torch.Tensor, num_buckets: int) -> torch.Tensor:
@@ -259,13 +295,18 @@ class Attention(nn.Module):
 
         Rows [:causal_rows] attend causally whatever is_causal says (see GPT.forward)."""
         B, T, _ = x.shape
-        q = self.q(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
-        k = self.k(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        # Norm, rotation and gain act on each (position, head) vector alone, so they run in the
+        # projections' own (B, T, heads, hd) layout, contiguous, and the head axis moves after:
+        # the same values bit for bit, in fewer and faster elementwise passes on CPU.
+        q = self.q(x).view(B, T, self.num_heads, self.head_dim)
+        k = self.k(x).view(B, T, self.num_kv_heads, self.head_dim)
         v = self.v(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
         if self.qk_norm:
             q, k = rms_norm(q), rms_norm(k)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        q = q * self.q_gain.to(q.dtype)[None, :, None, None]
+        cos_t, sin_t = cos[:, None], sin[:, None]  # (T, 1, hd/2): broadcast over the head axis
+        q, k = apply_rope(q, cos_t, sin_t), apply_rope(k, cos_t, sin_t)
+        q = (q * self.q_gain.to(q.dtype)[None, None, :, None]).transpose(1, 2)
+        k = k.transpose(1, 2)
 
         if 0 < causal_rows < B:
             # Fused joint step: one batch holds the causal rows first, then the bidirectional ones.

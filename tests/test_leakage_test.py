@@ -4,6 +4,7 @@ model, expected vs real failures, and the exit status."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -206,3 +207,29 @@ def test_per_fill_audit_fails_the_leaks_on_a_trained_checkpoint(shakespeare_data
     top = [i for _, i in sorted(ordinary, key=lambda ci: (-ci[0], ci[1]))[:3]]
     assert res["normalization_alphabet"]["token_ids"] == top
     assert not any(boundary[i] for i in res["normalization_alphabet"]["token_ids"])
+
+
+PROGRESS = re.compile(r"^progress:leakage (\d+)/(\d+) (.*?)elapsed_s:([\d.]+) eta_s:([\d.]+|nan)$")
+
+
+def test_progress_lines_count_every_check_with_an_eta(tmp_path, capsys):
+    # Issue 13 item 8: a line per finished check on stderr, with elapsed time and an ETA, in eval_cf's format.
+    decoders = ["ar", "cf_valid"]
+    rc = leakage_test.main(["--random_init", "--decoders", ",".join(decoders), "--json_out",
+                            str(tmp_path / "leak.json"), *SMALL])
+    assert rc == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("progress:")]
+    parsed = [PROGRESS.match(line) for line in lines]
+    assert all(parsed), lines
+    total = 1 + 6 * len(decoders)  # attention + per decoder: 2 order audits, 4 normalization audits
+    assert [int(m.group(1)) for m in parsed] == list(range(1, total + 1))
+    assert {int(m.group(2)) for m in parsed} == {total}
+    assert parsed[0].group(3).startswith("attention")
+    elapsed = [float(m.group(4)) for m in parsed]
+    assert elapsed == sorted(elapsed)
+    etas = [float(m.group(5)) for m in parsed]
+    assert etas[-1] == 0.0
+    # the ETA is elapsed per check so far x checks left (as printed, to 0.1 s rounding)
+    for m, eta, el in zip(parsed, etas, elapsed):
+        done = int(m.group(1))
+        assert eta == pytest.approx(el / done * (total - done), abs=0.1 + 0.05 * (total - done) / done)

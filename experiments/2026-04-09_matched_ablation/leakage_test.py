@@ -39,7 +39,8 @@ import torch
 import audits
 import cf
 from checkpoint import CheckpointError
-from eval_cf import (EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, OneLineParser, UsageError, add_checkpoint_flags,
+from eval_cf import (EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, OneLineParser, Progress, UsageError,
+                     add_checkpoint_flags,
                      check_checkpoint_flags, check_paths, default_json_path, error_line, gather_windows,
                      check_tokenizer, load_checkpoint, load_data, parse_decoders, precision_name, print_tokenizer_note,
                      random_offsets, write_json)
@@ -203,10 +204,20 @@ def run_checks(model: GPT, device: torch.device, args, decoders: list[str], val_
     tolerance = args.tolerance if args.tolerance is not None else ORDER_TOL[precision_name(device)]
     rows, results = [], {}
 
+    # One progress line per finished check, as eval_cf.py does per batch: on a trained checkpoint
+    # the normalization audits score V**T sequences per decoder and take minutes, and a silent run
+    # cannot be told from a hung one. The checks are: attention, then per decoder the order audits
+    # (model, toy) and two normalization audits each for the model and the toy (6 per decoder).
+    # They differ in cost, so the ETA (elapsed per check so far x checks left) is a rough one.
+    progress = Progress(1 + 6 * len(decoders), "leakage", every=1)
+    done = [0]
+
     def add_row(check, decoder, passed, value, value_name):
         word, note, failure = classify(decoder, passed)
         rows.append(dict(check=check, decoder=decoder, claims_valid=bool(cf.VALID[decoder]), result=word,
                          value=value, value_name=value_name, note=note, counts_as_failure=failure))
+        done[0] += 1
+        progress.update(done[0], f"{check} {decoder} ")
 
     t0 = time.perf_counter()
     # Both windows are drawn before any check runs, so a data folder too small for them is refused up front.
@@ -214,6 +225,8 @@ def run_checks(model: GPT, device: torch.device, args, decoders: list[str], val_
     seqs = sample_rows(args.audit_windows, args.audit_seq_len + 1, vocab, args.seed + 2, val_tokens,
                        f"{args.data_dir} (--audit_seq_len {args.audit_seq_len})")
     results["attention"] = attention = attention_check(model, device, base, vocab, args.seed + 1)
+    done[0] += 1
+    progress.update(done[0], "attention ")
 
     model_scorer = hook(TorchScorer(model, device))
     results["order_audit_model"] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -263,3 +264,50 @@ def test_val_bpb_uses_spec_bytes(shakespeare_data, tmp_path):
     assert res["final_val_bpb"] == pytest.approx(res["final_val_loss"] * n / (math.log(2) * expected_bytes),
                                                  rel=1e-12)
     assert np.isfinite(res["final_val_bpb"])
+
+
+def train_records(ckpt_dir: Path) -> list[dict]:
+    lines = (ckpt_dir / "train_log.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["event"] == "train"]
+
+
+def test_log_every_secs_adds_lines_between_the_step_lines(shakespeare_data, tmp_path, monkeypatch):
+    # Issue 13 item 9: with a sparse --log_every, a line still comes every --log_every_secs of the run's clock.
+    assert train_cdm.build_parser().parse_args(["--data_dir", "x"]).log_every_secs == 30.0
+    slow_step = train_cdm.Trainer.train_step
+
+    def train_step(self, x, y):  # a step slow enough that the interval spans a few steps
+        time.sleep(0.04)
+        return slow_step(self, x, y)
+
+    monkeypatch.setattr(train_cdm.Trainer, "train_step", train_step)
+    interval = 0.25
+    run_trainer(shakespeare_data, tmp_path / "run", "--steps", "30", "--log_every", "1000", "--log_every_secs",
+                str(interval), "--val_every", "0", "--save_every", "0", "--cdm_weight", "0")
+    records = train_records(tmp_path / "run")
+    steps = [int(r["step"].split("/")[0]) for r in records]
+    assert steps[0] == 1 and steps[-1] == 30 and len(steps) > 3, steps  # by step alone: 1 and 30 only
+    times = [r["train_time"] for r in records]
+    for step, before, after in zip(steps[1:-1], times, times[1:]):
+        # a time-triggered line comes no sooner than the interval, and at most about a step later
+        assert interval <= after - before < interval + 1.0, (step, before, after)
+
+
+@pytest.mark.parametrize("val_every", [0, 2])
+def test_eta_includes_the_final_validation(shakespeare_data, tmp_path, val_every):
+    # Issue 13 item 9: eta_s = the rest of the training at the pace so far + the final validation's estimate.
+    res = run_trainer(shakespeare_data, tmp_path / "run", "--steps", "6", "--log_every", "1", "--val_every",
+                      str(val_every), "--save_every", "0", "--cdm_weight", "0", "--ema_decay", "0")
+    records = train_records(tmp_path / "run")
+    assert len(records) == 6
+    for r in records:
+        step = int(r["step"].split("/")[0])
+        frac = step / 6
+        assert r["eta_val_s"] > 0
+        assert r["eta_s"] == pytest.approx(r["train_time"] * (1 - frac) / frac + r["eta_val_s"], rel=1e-9)
+        if val_every:  # the mean of the validations timed before this line (tops of steps 0, 2, 4)
+            timed = [v["val_seconds"] for v in res["val_history"][:-1] if v["step"] < step]
+            assert r["eta_val_s"] == pytest.approx(sum(timed) / len(timed), rel=1e-9)
+    if not val_every:  # one batch timed once, scaled to all windows: the same estimate on every line
+        assert len({r["eta_val_s"] for r in records}) == 1
+    assert records[-1]["eta_s"] == pytest.approx(records[-1]["eta_val_s"])  # at the cap only the validation is left

@@ -67,7 +67,8 @@ SUPPORTED_FLAGS = frozenset({
     "cdm_weight", "retro_alpha", "train_budget_secs", "steps", "seq_len", "batch_tokens", "lr_schedule",
     "warmdown_steps", "warmdown_secs", "warmdown_frac", "muon_lr", "muon_wd", "muon_clip", "embed_lr", "scalar_lr",
     "adam_wd", "momentum_warmup_steps", "grad_clip", "ema_decay", "ema_start_step", "clock", "seed", "data_dir", "tokenizer_path", "checkpoint_dir", "save_path",
-    "save_every", "val_every", "val_tokens", "val_batch_size", "log_every", "resume", "overwrite", "device", "compile",
+    "save_every", "val_every", "val_tokens", "val_batch_size", "log_every", "log_every_secs", "resume", "overwrite", "device",
+    "compile",
     "dtype", "help",
 })
 

@@ -46,7 +46,7 @@ ORIGINAL_RULES = {"lr_schedule": "original", "warmdown_steps": 1000, "warmdown_s
 # Flags that say where files go or how the same arithmetic is carried out, not what is trained:
 # a resume may change them freely. Every other flag defines the run and must equal the
 # checkpoint's (the model flags through the model config, the tokenizer through its sha256).
-RESUME_FREE_FLAGS = frozenset({"log_every", "checkpoint_dir", "save_path", "save_every", "resume", "overwrite",
+RESUME_FREE_FLAGS = frozenset({"log_every", "log_every_secs", "checkpoint_dir", "save_path", "save_every", "resume", "overwrite",
                                "device", "compile", "fuse_passes", "val_batch_size", "data_dir", "tokenizer_path",
                                "help"})
 # Changes a resume may make on purpose, each recorded (log and results.json "resume_changes"): the
@@ -120,7 +120,10 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     io.add_argument("--val_tokens", type=int, default=1_000_000,
                     help="validate on the first N tokens, cut to whole --seq_len windows; 0 = all")
     io.add_argument("--val_batch_size", type=int, default=32, help="sequences per validation forward")
-    io.add_argument("--log_every", type=int, default=50)
+    io.add_argument("--log_every", type=int, default=50, help="a train line every N steps (and at steps 1 and --steps)")
+    io.add_argument("--log_every_secs", type=float, default=30.0,
+                    help="also a train line once this many seconds of the run's clock passed since the last "
+                         "one, so a slow step count is never silent for long; 0 = by step only")
     io.add_argument("--resume", default=None, help="a step_*.pt, or 'auto' for the newest in CHECKPOINT_DIR")
     io.add_argument("--overwrite", action="store_true",
                     help="start a new run in a CHECKPOINT_DIR that holds another run (step checkpoints, "
@@ -153,7 +156,7 @@ def model_config(args, vocab_size: int) -> GPTConfig:
 AT_LEAST_ONE = ("num_layers", "model_dim", "num_heads", "num_kv_heads", "mlp_mult", "seq_len", "batch_tokens",
                 "val_batch_size", "log_every")
 AT_LEAST_ZERO = ("vocab_size", "bigram_dim", "xsa_last_n", "steps", "train_budget_secs", "warmdown_steps",
-                 "warmdown_secs", "momentum_warmup_steps", "save_every", "val_every", "val_tokens",
+                 "warmdown_secs", "momentum_warmup_steps", "save_every", "val_every", "val_tokens", "log_every_secs",
                  "cdm_weight", "retro_alpha", "muon_lr", "muon_wd", "muon_clip", "embed_lr", "scalar_lr", "adam_wd",
                  "grad_clip")
 # numpy's legacy seeding takes [0, 2**32); the corruption generator is seeded with seed + 1.
@@ -461,6 +464,7 @@ class TrainerBase:
         self.lr_mult = 1.0
         self._first_bad: int | None = None
         self.val_history: list[dict] = []
+        self._val_batch_estimate: float | None = None  # final_val_estimate's one-batch timing
 
     @property
     def is_main(self) -> bool:
@@ -616,6 +620,31 @@ class TrainerBase:
         log.note(f"lr_schedule:{args.lr_schedule} clock:{args.clock} muon_clip:{args.muon_clip} "
                  f"departures_from_original:{','.join(gone) if gone else 'none'}")
 
+    def final_val_estimate(self) -> float:
+        """Seconds the final validation should take. It runs after the budget/step cap ends, so the
+        time fraction alone leaves it out of the ETA (minutes on a big --val_tokens). Every
+        validation scores the same windows, so the mean of those already timed (val_history,
+        kept across a resume) predicts it. With none timed yet (--val_every 0), one batch of
+        windows per rank is timed once and scaled to the whole set (val_bpb reads self.val_tokens;
+        a first call's overhead makes it err high). That one batch is on the run's clock, as
+        validations are under --clock original."""
+        timed = [v["val_seconds"] for v in self.val_history if "val_seconds" in v]
+        if timed:
+            return sum(timed) / len(timed)
+        if self._val_batch_estimate is None:
+            seq_len = self.args.seq_len
+            n_windows = (len(self.val_tokens) - 1) // seq_len
+            part = min(n_windows, self.args.val_batch_size * self.world_size)
+            full = self.val_tokens
+            self.val_tokens = full[: part * seq_len + 1]
+            t0 = time.perf_counter()
+            try:
+                self.val_bpb()
+            finally:
+                self.val_tokens = full
+            self._val_batch_estimate = (time.perf_counter() - t0) * n_windows / part
+        return self._val_batch_estimate
+
     def log_step(self, log: RunLog, ar_v, cdm_v, since: tuple[float, int]) -> tuple[float, int]:
         """One `train` record; fails loudly on a non-finite loss. Returns the new (time, tokens) mark."""
         args = self.args
@@ -626,13 +655,15 @@ class TrainerBase:
         now = time.perf_counter()
         tok_s = (self.tokens_seen - since[1]) / max(now - since[0], 1e-9)
         frac = progress(self.step, self.elapsed, args)
-        eta = self.elapsed * (1 - frac) / max(frac, 1e-9)
+        # The rest of the training at the pace so far, plus the final validation (not in frac).
+        eta_val = self.final_val_estimate()
+        eta = self.elapsed * (1 - frac) / max(frac, 1e-9) + eta_val
         total = str(args.steps) if args.steps > 0 else "budget"
         fields = dict(step=f"{self.step}/{total}", train_loss=ar + args.cdm_weight * (cdm or 0.0), ar_loss=ar)
         if cdm is not None:
             fields["cdm_loss"] = cdm
         log.record("train", **fields, lr_mult=self.lr_mult,
-                   train_time=self.elapsed, tokens=self.tokens_seen, tok_s=tok_s, eta_s=eta)
+                   train_time=self.elapsed, tokens=self.tokens_seen, tok_s=tok_s, eta_s=eta, eta_val_s=eta_val)
         return now, self.tokens_seen
 
     # ------------------------------------------------------------------ loop
@@ -683,10 +714,15 @@ class TrainerBase:
         saved_at = self.step if resume_from is not None else -1  # a stop right away need not re-save
         clock_base, clock_start = self.elapsed, time.perf_counter()
         mark = (time.perf_counter(), self.tokens_seen)
+        # --log_every_secs is read on the run's clock as every rank agreed it (rank 0's), so all
+        # ranks decide alike and reach log_step's collective together; a wall clock per rank
+        # could differ by a step and hang DDP. Decided at the top, logged after that step.
+        logged_at = self.elapsed
         while True:
             if original_clock:
                 self.elapsed = clock_base + time.perf_counter() - clock_start
             self.elapsed, stop_now = self.agree(self.elapsed, stop.requested)
+            log_by_time = args.log_every_secs > 0 and self.elapsed - logged_at >= args.log_every_secs
             if (args.steps > 0 and self.step >= args.steps) or \
                     (args.train_budget_secs > 0 and self.elapsed >= args.train_budget_secs):
                 break
@@ -713,8 +749,9 @@ class TrainerBase:
             if not original_clock:
                 self.elapsed += time.perf_counter() - t0
             self.update_ema()
-            if self.step % args.log_every == 0 or self.step == 1 or self.step == args.steps:
+            if self.step % args.log_every == 0 or self.step == 1 or self.step == args.steps or log_by_time:
                 mark = self.log_step(log, ar_v, cdm_v, mark)
+                logged_at = self.elapsed
             if args.save_every > 0 and self.step % args.save_every == 0 and self.step != args.steps:
                 self.save_checked(f"step_{self.step}")
                 saved_at = self.step

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -28,7 +29,7 @@ CELLS6 = ("5L_w0.3_s1337", "5L_w1.0_s1337", "5L_w0_s1337", "11L_w0.3_s1337", "11
 # Settings the scripts read: cleared so that the caller's environment cannot leak into a test.
 SETTINGS = ("PRESET", "BACKEND", "MATCH", "MATCH_WEIGHT", "DATA_DIR", "TOKENIZER", "CKPT_DIR", "LOG_DIR", "OUT_DIR",
             "BUDGET_SECS", "STEPS", "DEVICE", "NPROC", "COMPILE", "FUSE_PASSES", "EVAL_N_SEQS", "THREADS", "PYTHON", "VERBOSE",
-            "SCALES", "WEIGHTS", "SEED", "SEED_SCALE", "SEED_WEIGHT", "SEEDS", "CONTROL_SEEDS", "RUN_DIR",
+            "SCALES", "WEIGHTS", "SEED", "SEED_SCALE", "SEED_WEIGHT", "SEEDS", "CONTROL_SEEDS", "RUN_DIR", "HEARTBEAT_SECS",
             "CDM_WEIGHT", "SCALE")
 
 
@@ -327,3 +328,44 @@ def test_quickstart_end_to_end(shakespeare_data, tmp_path):
         assert (tmp_path / "qs" / "cells" / name / "eval_cf.json").is_file()
     assert (tmp_path / "qs" / "results.md").read_text() in proc.stdout
     assert "| 3L-d128 w=0 (control) | 5L | 1337 |" in proc.stdout  # named by its size; the H100 name beside
+
+
+PLAN_LINE = re.compile(r"^\[plan \] (train|eval) cell (\d+)/(\d+) (\S+); elapsed (\d+) s; (.*)$")
+BEAT_LINE = re.compile(r"^\[beat \] (\S+): (\d+) s in; log: (.*)$")
+
+
+def test_recipe_shows_cell_k_of_n_an_eta_and_a_heartbeat(shakespeare_data, tmp_path):
+    """Issue 13 item 10: `[plan ]` lines count the cells with the elapsed time and an ETA; while a
+    cell runs, a `[beat ]` line every HEARTBEAT_SECS quotes a real line of its log."""
+    settings = dict(SCALES="5L", WEIGHTS="0.3 0", STEPS="120", HEARTBEAT_SECS="1", **dirs(tmp_path, shakespeare_data))
+    out = orchestrate("run_6.sh", **settings).stdout
+    plans = [m for m in map(PLAN_LINE.match, out.splitlines()) if m]
+    assert [(m.group(1), m.group(2), m.group(3), m.group(4)) for m in plans] == [
+        ("train", "1", "2", "5L_w0.3_s1337"), ("train", "2", "2", "5L_w0_s1337")]
+    assert plans[0].group(6) == "eta unknown until a cell has run"  # smoke: a step cap, no budget
+    # after one cell ran, the ETA is the cells left (1) times the time that cell took (the elapsed time)
+    elapsed = int(plans[1].group(5))
+    assert plans[1].group(6) == f"eta {elapsed} s (1 cells left at the mean of the 1 run so far)"
+    beats = [m for m in map(BEAT_LINE.match, out.splitlines()) if m]
+    assert beats, out
+    for name in {m.group(1) for m in beats}:
+        log_lines = (tmp_path / "logs" / f"{name}.train.log").read_text().splitlines()
+        seconds = [int(m.group(2)) for m in beats if m.group(1) == name]
+        assert seconds == sorted(set(seconds)) and seconds[0] >= 1
+        for m in beats:
+            if m.group(1) == name:
+                assert any(line[:160] == m.group(3) for line in log_lines), m.group(3)
+    # the evaluation loop counts its cells too
+    ev = orchestrate("eval_6.sh", **settings).stdout
+    assert [(m.group(1), m.group(2)) for m in map(PLAN_LINE.match, ev.splitlines()) if m] == [("eval", "1"), ("eval", "2")]
+
+
+def test_a_failing_cell_keeps_its_exit_status(shakespeare_data, tmp_path):
+    """The trainer now runs in the background: its exit status must still be the recipe's."""
+    fake = tmp_path / "python"
+    fake.write_text(f'#!/bin/bash\ncase "$1" in *train_cdm.py) echo boom; exit 7 ;; esac\nexec {sys.executable} "$@"\n')
+    fake.chmod(0o755)
+    proc = orchestrate("run_6.sh", check=False, SCALES="5L", WEIGHTS="0.3", PYTHON=str(fake),
+                       **dirs(tmp_path, shakespeare_data))
+    assert proc.returncode == 7, proc.stdout + proc.stderr
+    assert "error: training 5L_w0.3_s1337 failed (exit status 7)" in proc.stderr and "boom" in proc.stderr

@@ -51,6 +51,8 @@
 #                         waiting for each other); THREADS=2 is about twice as fast on an idle 2-core machine.
 #   PYTHON [python]       interpreter with the project installed (scripts/venv.sh ensure_venv)
 #   VERBOSE [0]           1: show the trainer/evaluator output on the terminal too
+#   HEARTBEAT_SECS [60]   while a cell runs (VERBOSE=0), a `[beat ]` line every N seconds with
+#                         the last line of its log; 0: none
 # run_6.sh / eval_6.sh:         SCALES [5L 11L]  WEIGHTS [0 0.3 1.0]  SEED [1337]
 # run_seeds.sh / eval_seeds.sh: SEED_SCALE [11L]  SEED_WEIGHT [0.3]
 #                               SEEDS [1337 42 2024 7 100]  CONTROL_SEEDS [1337 42 2024] ("" = none)
@@ -215,6 +217,8 @@ recipe_init() {
   THREADS="${THREADS-$P_THREADS}"
   PYTHON="${PYTHON:-python}"
   VERBOSE="${VERBOSE:-0}"
+  HEARTBEAT_SECS="${HEARTBEAT_SECS:-60}"
+  check_int HEARTBEAT_SECS "$HEARTBEAT_SECS"
   MATCH_WEIGHT="${MATCH_WEIGHT:-0.3}"
   check_number BUDGET_SECS "$BUDGET_SECS"
   # Without a clock the step cap decides: say so rather than call it wall-clock matching.
@@ -370,17 +374,68 @@ print_recipe() {  # TITLE
 
 # ----------------------------------------------------------------------------- running
 
-run_logged() {  # LOG CMD...: CMD's stdout+stderr appended to LOG (and shown with VERBOSE=1)
-  local log="$1" rc=0
-  shift
+# The command of a cell runs in the background so that the recipe can print a heartbeat (a cell
+# is minutes of silence otherwise). While it runs, SIGTERM to the recipe (a pod's stop reaches
+# only the main process) is passed on to it, and the recipe waits for it to checkpoint and exit,
+# so train_cell still ends with `[stop ]` and 143. SIGINT is not passed on: Ctrl-C already
+# reaches the whole process group, and a second SIGINT makes the trainer quit without a
+# checkpoint; the recipe only keeps waiting. `wait PID` returns the command's exit status.
+RUNNING_PID=""
+forward_term() { [[ -z "$RUNNING_PID" ]] || kill -TERM "$RUNNING_PID" 2>/dev/null || true; }
+
+run_logged() {  # LOG NAME CMD...: CMD's stdout+stderr appended to LOG (and shown with VERBOSE=1)
+  local log="$1" name="$2" rc=0 start=$SECONDS next last
+  shift 2
   mkdir -p "$(dirname "$log")"
   echo "### $(date -u +%Y-%m-%dT%H:%M:%SZ) $*" >>"$log"
   if [[ "$VERBOSE" == 1 ]]; then
     "$@" 2>&1 | tee -a "$log" || rc=$?
-  else
-    "$@" >>"$log" 2>&1 || rc=$?
+    return "$rc"
   fi
+  "$@" >>"$log" 2>&1 &
+  RUNNING_PID=$!
+  trap forward_term TERM
+  trap : INT
+  next=$((start + HEARTBEAT_SECS))
+  # kill -0 fails once bash has reaped the finished command (it keeps the status for wait).
+  while kill -0 "$RUNNING_PID" 2>/dev/null; do
+    sleep 0.2
+    if [[ "$HEARTBEAT_SECS" != 0 && $SECONDS -ge $next ]] && kill -0 "$RUNNING_PID" 2>/dev/null; then
+      last="$(tail -n 1 "$log" | tr -d '\r' | cut -c1-160)"
+      echo "[beat ] $name: $((SECONDS - start)) s in; log: $last"
+      next=$((next + HEARTBEAT_SECS))
+    fi
+  done
+  wait "$RUNNING_PID" || rc=$?
+  trap - TERM INT
+  RUNNING_PID=""
   return "$rc"
+}
+
+# Overall progress: `[plan ] <what> cell K/N` before each cell, with the time since the loop
+# began and an ETA: the cells left times the mean time of the cells that actually ran (a cell
+# skipped as done costs nothing, so the ETA errs high when later cells are skipped too). Before
+# any has run, training uses the budget per cell (a lower bound: saves and the final validation
+# come on top) and evaluation has no estimate yet.
+PLAN_T0=0 PLAN_RAN=0 PLAN_RAN_SECS=0 CELL_RAN=0
+plan_progress() {  # WHAT K N NAME FALLBACK_SECS_PER_CELL
+  local left=$(($3 - $2 + 1)) eta
+  if [[ "$PLAN_RAN" -gt 0 ]]; then
+    eta="eta $((left * PLAN_RAN_SECS / PLAN_RAN)) s ($left cells left at the mean of the $PLAN_RAN run so far)"
+  elif [[ "$5" != 0 ]]; then
+    eta="eta >= $((left * $5)) s ($left cells left at the budget of $5 s each)"
+  else
+    eta="eta unknown until a cell has run"
+  fi
+  echo "[plan ] $1 cell $2/$3 $4; elapsed $((SECONDS - PLAN_T0)) s; $eta"
+}
+
+plan_cell_done() {  # START_SECONDS: count a cell that ran (not skipped) into the mean
+  if [[ "$CELL_RAN" == 1 ]]; then
+    PLAN_RAN=$((PLAN_RAN + 1))
+    PLAN_RAN_SECS=$((PLAN_RAN_SECS + SECONDS - $1))
+  fi
+  CELL_RAN=0
 }
 
 fail_with_log() {  # WHAT RC LOG
@@ -424,7 +479,8 @@ train_cell() {  # NAME SCALE WEIGHT SEED MATCHED_TO
   [[ "$FUSE_PASSES" == 1 ]] && io+=(--fuse_passes)
   local launch=("$PYTHON")
   [[ "$NPROC" == 1 ]] || launch+=(-m torch.distributed.run --standalone "--nproc_per_node=$NPROC")
-  run_logged "$log" "${launch[@]}" "$TRAINER" "${recipe[@]}" "${io[@]}" ${TOKENIZER_FLAGS[@]+"${TOKENIZER_FLAGS[@]}"} || rc=$?
+  CELL_RAN=1
+  run_logged "$log" "$name" "${launch[@]}" "$TRAINER" "${recipe[@]}" "${io[@]}" ${TOKENIZER_FLAGS[@]+"${TOKENIZER_FLAGS[@]}"} || rc=$?
   [[ "$rc" == 0 ]] || fail_with_log "training $name" "$rc" "$log"
   if [[ ! -f "$cell/results.json" ]]; then
     # The trainer took SIGTERM/SIGINT: it saved a step checkpoint and exited 0 without finishing.
@@ -443,7 +499,8 @@ eval_cell() {  # NAME
   fi
   [[ "$status" == stale ]] && echo "[stale] $name: eval_cf.json predates results.json or used another protocol; evaluating again"
   echo "[start] eval $name; log $log"
-  run_logged "$log" "$PYTHON" "$EXP_DIR/eval_cf.py" --checkpoint "$cell/final_model.npz" --data_dir "$DATA_DIR" \
+  CELL_RAN=1
+  run_logged "$log" "$name" "$PYTHON" "$EXP_DIR/eval_cf.py" --checkpoint "$cell/final_model.npz" --data_dir "$DATA_DIR" \
     "${EVAL_FLAGS[@]}" --device "$DEVICE" --json_out "$cell/eval_cf.json" \
     ${TOKENIZER_FLAGS[@]+"${TOKENIZER_FLAGS[@]}"} || rc=$?
   if [[ "$rc" == 2 && -f "$cell/eval_cf.json" ]]; then
@@ -459,15 +516,27 @@ train_plan() {
   if [[ "$BACKEND" == mlx ]]; then
     "$PYTHON" -c "import mlx.core" 2>/dev/null || die "BACKEND=mlx: the mlx package is not importable (pip install -e '.[mlx]')"
   fi
+  local k=0 t budget=0
+  [[ -n "$MATCH" && "$MATCH" != wallclock ]] || budget="${BUDGET_SECS%%.*}"
+  PLAN_T0=$SECONDS PLAN_RAN=0 PLAN_RAN_SECS=0
   for entry in "${PLAN[@]}"; do
     IFS='|' read -r name scale weight seed matched <<<"$entry"
+    k=$((k + 1)) t=$SECONDS
+    plan_progress train "$k" "${#PLAN[@]}" "$name" "$budget"
     train_cell "$name" "$scale" "$weight" "$seed" "$matched"
+    plan_cell_done "$t"
   done
 }
 
 eval_plan() {
-  local entry
-  for entry in "${PLAN[@]}"; do eval_cell "${entry%%|*}"; done
+  local entry k=0 t
+  PLAN_T0=$SECONDS PLAN_RAN=0 PLAN_RAN_SECS=0
+  for entry in "${PLAN[@]}"; do
+    k=$((k + 1)) t=$SECONDS
+    plan_progress eval "$k" "${#PLAN[@]}" "${entry%%|*}" 0
+    eval_cell "${entry%%|*}"
+    plan_cell_done "$t"
+  done
 }
 
 summarize_plan() {  # TITLE: scripts/summarize.py over the plan's finished cells -> OUT_DIR

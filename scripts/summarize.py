@@ -37,8 +37,9 @@ bootstrap draws from numpy's default_rng(--boot_seed) (reproducible) with --n_bo
 the exact draw order is documented at each function. The Student t distribution is computed
 here (regularized incomplete beta function by continued fraction).
 
-The plot needs matplotlib (pip install -e '.[plot]'); without it results.png is skipped with a
-message.
+The plot (results.png) needs matplotlib, a regular dependency of the project; in an environment
+without it results.png is skipped with a message. Every BPB table header and axis says that lower
+is better; the plot shows each seed's value beside the seed mean ± std.
 """
 
 from __future__ import annotations
@@ -635,6 +636,15 @@ def mean_std_text(stats: dict | None) -> str:
     return f"{stats['mean']:.4f} ± {stats['std']:.4f}"
 
 
+LOWER = "lower is better"
+
+
+def lower_is_better(header: str) -> str:
+    """A BPB column's header with the direction a reader needs (bits per byte: fewer is better)."""
+    # A header that already ends in a note (the CF label must read exactly so) keeps it whole.
+    return f"{header}, {LOWER}" if header.endswith(")") else f"{header} ({LOWER})"
+
+
 def md_table(header: tuple | list, body: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(cells) + " |" for cells in body]
@@ -649,11 +659,12 @@ def sort_rows(rows: list[dict]) -> list[dict]:
 def runs_table(rows: list[dict]) -> list[str]:
     body = [[r["run"], r["stands_in_for"], str(r["seed"]), params_text(r["params"]), r["objective"],
              *(num(r[m]) for m, _ in METRICS), str(r["steps"]), f"{r['tokens_seen']:,}"] for r in rows]
-    return md_table(TABLE_COLUMNS, body)
+    bpb_headers = {h for _, h in METRICS}
+    return md_table([lower_is_better(h) if h in bpb_headers else h for h in TABLE_COLUMNS], body)
 
 
 def groups_table(groups: list[dict]) -> list[str]:
-    header = ("group", "stands in for", "n", "seeds", *(h for _, h in METRICS), "steps (mean)")
+    header = ("group", "stands in for", "n", "seeds", *(lower_is_better(h) for _, h in METRICS), "steps (mean)")
     body = []
     for g in groups:
         steps = statistics.fmean(r["steps"] for r in g["rows"])
@@ -675,7 +686,7 @@ def metric_label(metric: str) -> str:
 
 
 def cis_table(cis: list[dict]) -> list[str]:
-    header = ("run", "seed", "decoder", "BPB", f"{CI_LEVEL:.0%} CI over windows")
+    header = ("run", "seed", "decoder", lower_is_better("BPB"), f"{CI_LEVEL:.0%} CI over windows")
     body = [[c["run"], str(c["seed"]), metric_label(c["metric"]), f"{c['bpb']:.4f}", ci_text(c["ci"], c["reason"])]
             for c in cis]
     return md_table(header, body)
@@ -689,7 +700,8 @@ def df_text(result: dict | None) -> str:
 
 
 def tests_table(tests: list[dict]) -> list[str]:
-    header = ("group", "metric", "n", "mean ± std", "control Pure-AR mean ± std (n)", "diff", "seed test", "t", "df",
+    header = ("group", "metric", "n", lower_is_better("BPB mean ± std"), "control Pure-AR mean ± std (n)",
+              "diff (< 0: lower BPB than the control, better)", "seed test", "t", "df",
               "p (two-sided)", f"{CI_LEVEL:.0%} CI of diff, seeds × windows")
     body = []
     for t in tests:
@@ -707,7 +719,8 @@ def tests_table(tests: list[dict]) -> list[str]:
 
 
 def pairs_table(tests: list[dict]) -> list[str]:
-    header = ("group", "seed", "metric", "control", "diff (same seed)", f"{CI_LEVEL:.0%} paired CI over windows")
+    header = ("group", "seed", "metric", "control", "diff (same seed; < 0: lower BPB than the control, better)",
+              f"{CI_LEVEL:.0%} paired CI over windows")
     body = [[t["group"], str(p["seed"]), metric_label(t["metric"]), f"{t['control']} Pure-AR", f"{p['diff']:+.4f}",
              ci_text(p["ci"], p["reason"], True)] for t in tests for p in t["window_pairs"]]
     return md_table(header, body)
@@ -733,8 +746,9 @@ def footnote_tests(n_boot: int, boot_seed: int) -> str:
 
 
 def best_valid_table(best: list[dict]) -> list[str]:
-    header = ("run", "stands in for", "seed", "best valid decoder", "BPB", "valid decoders (BPB)",
-              "control (same seed)", "control Pure-AR BPB", "diff", f"{CI_LEVEL:.0%} paired CI over windows")
+    header = ("run", "stands in for", "seed", "best valid decoder", lower_is_better("BPB"), "valid decoders (BPB)",
+              "control (same seed)", "control Pure-AR BPB", "diff (< 0: better than the control)",
+              f"{CI_LEVEL:.0%} paired CI over windows")
     body = []
     for b in best:
         candidates = ", ".join(f"{d} {v:.4f}" for d, v in b["candidates"].items())
@@ -806,15 +820,16 @@ def markdown(title: str, rows: list[dict], groups: list[dict], tests: list[dict]
 
 
 def plot(path: Path, title: str, groups: list[dict]) -> str:
-    """BPB against cdm_weight per scale (w=0: the control), one line per decoder, mean ± std over
-    seeds; each control's Pure-AR BPB as a horizontal reference line."""
+    """BPB against cdm_weight per scale (w=0: the control), one line per decoder through the seed
+    means with ± std bars, and every seed's own value as a point (with 2-3 seeds a std bar alone
+    hides how few there are); each control's Pure-AR BPB as a horizontal reference line."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return f"{path.name}: skipped (matplotlib is not installed; pip install -e '.[plot]')"
+        return f"{path.name}: skipped (matplotlib is not installed; pip install -e .)"
     scales = list(dict.fromkeys(g["scale"] for g in groups))
     fig, axes = plt.subplots(1, len(scales), figsize=(5.5 * len(scales), 4.2), squeeze=False)
     styles = {"ar": ("Pure-AR", "-", "o"), "cf_published": ("CF published (NOT a valid code length)", "--", "s"),
@@ -827,9 +842,13 @@ def plot(path: Path, title: str, groups: list[dict]) -> str:
         for metric, (label, ls, marker) in styles.items():
             pts = [(g["cdm_weight"], g["stats"][metric]) for g in on_line if g["stats"][metric] is not None]
             if pts:
-                ax.errorbar([w for w, _ in pts], [s["mean"] for _, s in pts],
-                            yerr=[s["std"] or 0.0 for _, s in pts], linestyle=ls, marker=marker, capsize=3,
-                            label=label)
+                bars = ax.errorbar([w for w, _ in pts], [s["mean"] for _, s in pts],
+                                   yerr=[s["std"] or 0.0 for _, s in pts], linestyle=ls, marker=marker, capsize=4,
+                                   label=f"{label} (seed mean ± std)")
+                seeds = [(g["cdm_weight"], v) for g in on_line for v in metric_values(g["rows"], metric)]
+                if any(g["n"] > 1 for g in on_line):
+                    ax.scatter([w for w, _ in seeds], [v for _, v in seeds], s=12, alpha=0.5,
+                               color=bars[0].get_color(), marker=marker, zorder=3, label=f"{label}: each seed")
         for c in (g for g in mine if g["control"]):
             ref = c["stats"][reference_metric(c)]
             if ref is not None:
@@ -839,7 +858,7 @@ def plot(path: Path, title: str, groups: list[dict]) -> str:
         sizes = ", ".join(dict.fromkeys(r["size"] for g in mine for r in g["rows"]))
         ax.set_title(f"{sizes} (stands in for {scale})")
         ax.set_xlabel("cdm_weight")
-        ax.set_ylabel("bits per byte")
+        ax.set_ylabel(f"bits per byte ({LOWER})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
@@ -884,7 +903,7 @@ def main(argv=None) -> int:
     p.add_argument("results", nargs="+", type=Path, help="results.json files (or the folders holding them)")
     p.add_argument("--out_dir", type=Path, default=None, help="write results.md, results.json, results.png here")
     p.add_argument("--json_out", type=Path, default=None, help="also write the summary JSON here")
-    p.add_argument("--title", default="Results")
+    p.add_argument("--title", default="Results", help="heading of results.md and of the plot")
     p.add_argument("--n_boot", type=int, default=DEFAULT_N_BOOT, help="bootstrap resamples (every CI)")
     p.add_argument("--boot_seed", type=int, default=DEFAULT_BOOT_SEED, help="seed of every bootstrap's numpy RNG")
     try:

@@ -328,6 +328,21 @@ def test_quickstart_end_to_end(shakespeare_data, tmp_path):
         assert (tmp_path / "qs" / "cells" / name / "eval_cf.json").is_file()
     assert (tmp_path / "qs" / "results.md").read_text() in proc.stdout
     assert "| 3L-d128 w=0 (control) | 5L | 1337 |" in proc.stdout  # named by its size; the H100 name beside
+    # Issue 13 items 12-13: the printed runs table names each row by the size it trains (3L d=128
+    # under PRESET=cpu, read from its results.json), the H100 scale only under "stands in for",
+    # and its BPB columns say lower is better; the plot is written.
+    lines = proc.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| run | stands in for |"))
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    assert "Pure-AR BPB (lower is better)" in header
+    table = [[c.strip() for c in line.strip("|").split("|")] for line in lines[start + 2:start + 4]]
+    assert sorted(r[0] for r in table) == ["3L-d128 w=0 (control)", "3L-d128 w=0.3"]
+    for row in table:
+        cfg = results(tmp_path / "qs" / "cells" / ("5L_w0_s1337" if "control" in row[0] else "5L_w0.3_s1337"))
+        model = cfg["config"]["model"]
+        assert row[0].startswith(f"{model['num_layers']}L-d{model['model_dim']} ") and row[1] == "5L"
+    assert "results.png: written" in proc.stdout
+    assert (tmp_path / "qs" / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 PLAN_LINE = re.compile(r"^\[plan \] (train|eval) cell (\d+)/(\d+) (\S+); elapsed (\d+) s; (.*)$")

@@ -27,9 +27,11 @@ import sys
 import time
 from pathlib import Path
 
-from challenge_format import ShardError
-from prepared_folder import PrepareError, already_prepared, build_folder, describe_request
-from tokenizer_train import MAX_VOCAB, TokenizerError
+from cli_help import HelpFormatter
+from python_deps import missing, missing_line
+
+# numpy and sentencepiece (and huggingface_hub for fineweb) are imported where they are used, after
+# main() has checked that they are installed: a bare interpreter gets one line, not a traceback.
 
 CORPORA = ("shakespeare", "synthetic", "fineweb-v4096", "fineweb-sp1024")
 DEFAULT_VOCAB = 1024
@@ -41,8 +43,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="prepare_data.py",
         description="Prepare shards + tokenizer + meta.json for one corpus (idempotent).",
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("corpus", choices=CORPORA)
+    parser.add_argument("corpus", choices=CORPORA, help="which corpus to prepare (see the module docstring)")
     parser.add_argument("--out", required=True, type=Path, help="folder to create (or to verify if prepared)")
     parser.add_argument(
         "--vocab", type=int, help=f"tokenizer vocabulary (shakespeare, synthetic; default {DEFAULT_VOCAB})"
@@ -59,12 +62,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _refuse_options(args: argparse.Namespace, options: tuple[str, ...]) -> None:
     """Options that would not change this corpus are an error, not silently ignored."""
+    from prepared_folder import PrepareError
+
     for option in options:
         if getattr(args, option.replace("-", "_")) is not None:
             raise PrepareError(f"--{option} does not apply to the {args.corpus} corpus")
 
 
 def _positive(value: int, option: str) -> int:
+    from prepared_folder import PrepareError
+
     if value < 1:
         raise PrepareError(f"--{option} must be at least 1, got {value}")
     return value
@@ -72,6 +79,9 @@ def _positive(value: int, option: str) -> int:
 
 def build_request(args: argparse.Namespace) -> dict:
     """The options that determine the data (recorded in meta.json and compared on a rerun)."""
+    from prepared_folder import PrepareError
+    from tokenizer_train import MAX_VOCAB
+
     if args.corpus in ("shakespeare", "synthetic"):
         vocab = DEFAULT_VOCAB if args.vocab is None else args.vocab
         if not 260 < vocab <= MAX_VOCAB:
@@ -118,6 +128,8 @@ def corpus_filler(request: dict, cache_dir: Path | None):
 
 
 def run(args: argparse.Namespace) -> None:
+    from prepared_folder import already_prepared, build_folder, describe_request
+
     request = build_request(args)
     out: Path = args.out
     if already_prepared(out, request) is not None:
@@ -133,6 +145,15 @@ def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    needed = ["numpy", "sentencepiece"] + (["huggingface_hub"] if args.corpus.startswith("fineweb") else [])
+    lacking = missing(needed)
+    if lacking:
+        print(missing_line(lacking), file=sys.stderr)
+        return 1
+    from challenge_format import ShardError
+    from prepared_folder import PrepareError
+    from tokenizer_train import TokenizerError
+
     try:
         run(args)
     except (PrepareError, ShardError, TokenizerError) as e:

@@ -24,6 +24,10 @@ SEED="${SEED:-1337}" DEVICE="${DEVICE:-cpu}" PYTHON="${PYTHON:-python}"
 MODEL_FLAGS="${MODEL_FLAGS:---num_layers 3 --model_dim 128 --bigram_dim 64 --xsa_last_n 1}"
 export OMP_NUM_THREADS="${THREADS:-1}" MKL_NUM_THREADS="${THREADS:-1}"
 
+command -v "$PYTHON" >/dev/null 2>&1 || { echo "error: PYTHON=$PYTHON: not found (activate the project's venv or set PYTHON)" >&2; exit 1; }
+# This checkout's shared library first (a fresh clone runs its own code), then its modules checked.
+export PYTHONPATH="$ROOT/scripts${PYTHONPATH:+:$PYTHONPATH}"
+"$PYTHON" "$ROOT/scripts/python_deps.py" torch numpy sentencepiece --python_label "PYTHON=$PYTHON" || exit 1
 [[ -d "$DATA_DIR" ]] || { echo "error: DATA_DIR=$DATA_DIR does not exist (python scripts/prepare_data.py shakespeare --out $DATA_DIR)" >&2; exit 1; }
 mkdir -p "$OUT_DIR"
 for arm in "A 0" "B $RETRO_ALPHA"; do

@@ -49,7 +49,8 @@
 #                         OMP_NUM_THREADS / MKL_NUM_THREADS. On a CPU shared with other jobs, torch's
 #                         default of one thread per core can run tens of times slower (threads spin
 #                         waiting for each other); THREADS=2 is about twice as fast on an idle 2-core machine.
-#   PYTHON [python]       interpreter with the project installed (scripts/venv.sh ensure_venv)
+#   PYTHON [python]       interpreter with the project installed (scripts/venv.sh ensure_venv); its
+#                         modules are checked before the first cell (scripts/python_deps.py)
 #   VERBOSE [0]           1: show the trainer/evaluator output on the terminal too
 #   HEARTBEAT_SECS [60]   while a cell runs (VERBOSE=0), a `[beat ]` line every N seconds with
 #                         the last line of its log; 0: none
@@ -240,11 +241,25 @@ recipe_init() {
     *) die "DEVICE=$DEVICE: choose auto, cuda, mps or cpu" ;;
   esac
   command -v "$PYTHON" >/dev/null 2>&1 || die "PYTHON=$PYTHON: not found (activate the project's venv or set PYTHON)"
+  # This checkout's shared library (scripts/) comes first, so a rerun in a fresh clone runs its own
+  # code even when PYTHON's environment has another checkout installed in editable mode.
+  export PYTHONPATH="$ROOT/scripts${PYTHONPATH:+:$PYTHONPATH}"
+  check_python_deps
   [[ -f "$DATA_DIR/meta.json" ]] || die "DATA_DIR=$DATA_DIR: not a prepared data folder (no meta.json);" \
     "prepare one with: python scripts/prepare_data.py shakespeare --out DIR (or fineweb-v4096)"
   TOKENIZER_FLAGS=()
   [[ -z "$TOKENIZER" ]] || TOKENIZER_FLAGS=(--tokenizer_path "$TOKENIZER")
   EVAL_FLAGS=(--n_seqs "$EVAL_N_SEQS" --seq_len "$EVAL_SEQ_LEN" --batch_size "$EVAL_BATCH" --decoders "$DECODERS")
+}
+
+# Before the first cell, one line if PYTHON lacks a module that a step imports: the trainer
+# (torch or mlx), eval_cf.py (always torch), the data readers (numpy, sentencepiece) and the
+# summary's plot (matplotlib). Looked up, not imported: milliseconds.
+check_python_deps() {
+  local modules=(torch numpy sentencepiece matplotlib) extra=()
+  if [[ "$BACKEND" == mlx ]]; then modules+=(mlx); extra=(--extra mlx); fi
+  "$PYTHON" "$ROOT/scripts/python_deps.py" "${modules[@]}" ${extra[@]+"${extra[@]}"} \
+    --python_label "PYTHON=$PYTHON" || exit 1
 }
 
 # ----------------------------------------------------------------------------- plans

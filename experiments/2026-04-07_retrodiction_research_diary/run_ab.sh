@@ -6,7 +6,10 @@
 #
 # Environment (defaults in brackets):
 #   DATA_DIR [data/shakespeare]  prepared folder (scripts/prepare_data.py)
-#   OUT_DIR [this folder/cpu_ab]  one run folder per arm + ab.json
+#   OUT_DIR [runs/retrodiction_ab]  one run folder per arm + ab.json. The committed record
+#                 (this folder's cpu_ab/) is never the default: a rerun must not find it "done".
+#   COMPARE_TO [this folder/cpu_ab]  a record's folder (or ab.json) printed beside the rerun's numbers
+#                 (scripts/compare_record.py); "" for none
 #   RETRO_ALPHA [0.5]  weight of the reversed loss in the B arm (A arm: 0)
 #   STEPS [120]  BATCH_TOKENS [4096]  SEQ_LEN [256]  SEED [1337]  DEVICE [cpu]  THREADS [1]
 #   MODEL_FLAGS [--num_layers 3 --model_dim 128 --bigram_dim 64 --xsa_last_n 1]  (the cpu "5L" scale)
@@ -17,7 +20,8 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 TRAINER="$ROOT/experiments/2026-04-09_matched_ablation/train_cdm.py"
 DATA_DIR="${DATA_DIR:-$ROOT/data/shakespeare}"
-OUT_DIR="${OUT_DIR:-$HERE/cpu_ab}"
+OUT_DIR="${OUT_DIR:-$ROOT/runs/retrodiction_ab}"
+COMPARE_TO="${COMPARE_TO-$HERE/cpu_ab}"
 RETRO_ALPHA="${RETRO_ALPHA:-0.5}"
 STEPS="${STEPS:-120}" BATCH_TOKENS="${BATCH_TOKENS:-4096}" SEQ_LEN="${SEQ_LEN:-256}"
 SEED="${SEED:-1337}" DEVICE="${DEVICE:-cpu}" PYTHON="${PYTHON:-python}"
@@ -29,6 +33,7 @@ command -v "$PYTHON" >/dev/null 2>&1 || { echo "error: PYTHON=$PYTHON: not found
 export PYTHONPATH="$ROOT/scripts${PYTHONPATH:+:$PYTHONPATH}"
 "$PYTHON" "$ROOT/scripts/python_deps.py" torch numpy sentencepiece --python_label "PYTHON=$PYTHON" || exit 1
 [[ -d "$DATA_DIR" ]] || { echo "error: DATA_DIR=$DATA_DIR does not exist (python scripts/prepare_data.py shakespeare --out $DATA_DIR)" >&2; exit 1; }
+[[ -z "$COMPARE_TO" || -e "$COMPARE_TO" ]] || { echo "error: COMPARE_TO=$COMPARE_TO does not exist (a record folder with ab.json, or \"\" for none)" >&2; exit 1; }
 mkdir -p "$OUT_DIR"
 for arm in "A 0" "B $RETRO_ALPHA"; do
   set -- $arm
@@ -61,3 +66,9 @@ for name in ("A", "B"):
           f"pure_ar_val_bpb:{s['pure_ar_val_bpb']:.4f} (valid code length)")
 print(f"delta_bpb(B-A):{summary['delta_bpb_B_minus_A']:+.4f}")
 PY
+# The committed record beside the rerun, unless the rerun is the record itself.
+record_dir="$COMPARE_TO"
+[[ -z "$record_dir" || -d "$record_dir" ]] || record_dir="$(dirname "$record_dir")"
+if [[ -n "$record_dir" && "$(cd "$OUT_DIR" && pwd -P)" != "$(cd "$record_dir" && pwd -P)" ]]; then
+  "$PYTHON" "$ROOT/scripts/compare_record.py" "$OUT_DIR/ab.json" "$COMPARE_TO"
+fi

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from challenge_format import atomic_write_bytes
+from cli_help import HelpFormatter
 
 TOLERANCE = 0.002  # BPB: how close a reproduction of the same checkpoint must come
 # The original's evaluation settings (n_seqs, seq_len, seed): at these the original protocol
@@ -341,12 +342,17 @@ def markdown(table: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="audit_table.py", description=__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+                           formatter_class=HelpFormatter)
     parser.add_argument("--manifest", required=True, type=Path, help="fetch_original.py's manifest.json")
     parser.add_argument("--cells_dir", required=True, type=Path, help="folder of <tag>.original.json / <tag>.shared.json")
-    parser.add_argument("--out_dir", type=Path, help="write audit_table.md and audit_table.json here")
+    parser.add_argument("--out_dir", type=Path, help="write audit_table.md and audit_table.json here; none: print only")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     try:
         args = parser.parse_args(argv)
         table = build(args.manifest, args.cells_dir)

@@ -53,6 +53,7 @@ import numpy as np
 
 from challenge_format import atomic_write_bytes
 from model import GPTConfig
+from cli_help import HelpFormatter
 
 SCALES = {  # METHOD.md §3 (PRESET=h100)
     "5L": dict(num_layers=5, model_dim=256, bigram_dim=128, xsa_last_n=2),
@@ -405,31 +406,31 @@ def bench_cf(cfg: GPTConfig, device, *, n_windows: int, seq_len: int, batch_size
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--quick", action="store_true",
                    help="CPU-sized: 5L, vocab 1024, seq 256, 8192 tokens/step, 3 timed steps, CF on 32 x 1024 windows")
     p.add_argument("--backends", default="torch", help="comma list of torch, mlx")
     p.add_argument("--scales", default="5L,11L", help="comma list of " + ", ".join(SCALES))
     p.add_argument("--modes", default="ar,joint,joint_fused", help="comma list of " + ", ".join(MODES))
-    p.add_argument("--vocab_size", type=int, default=4096)
-    p.add_argument("--seq_len", type=int, default=1024)
-    p.add_argument("--batch_tokens", type=int, default=65536)
+    p.add_argument("--vocab_size", type=int, default=4096, help="vocabulary of the random-token models")
+    p.add_argument("--seq_len", type=int, default=1024, help="training window length (tokens)")
+    p.add_argument("--batch_tokens", type=int, default=65536, help="training tokens per step")
     p.add_argument("--steps", type=int, default=20, help="timed steps per configuration")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here)")
     p.add_argument("--compile", default="auto", choices=["auto", "on", "off"], help="torch.compile; auto: on CUDA")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="torch device")
     p.add_argument("--cf_windows", type=int, default=None,
                    help="CF timing windows (default 500, the original protocol; 32 with --quick); 0 skips it")
-    p.add_argument("--cf_seq_len", type=int, default=1024)
-    p.add_argument("--cf_batch_size", type=int, default=16)
-    p.add_argument("--cf_scales", default="5L,11L")
+    p.add_argument("--cf_seq_len", type=int, default=1024, help="targets per window of the CF evaluation timing")
+    p.add_argument("--cf_batch_size", type=int, default=16, help="windows per forward of the CF evaluation timing")
+    p.add_argument("--cf_scales", default="5L,11L", help="comma-separated scales whose CF evaluation is timed")
     p.add_argument("--reference", action="store_true",
                    help="also time our AR step against a plain-GPT reference of the same dims, interleaved (torch)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch intra-op threads (0: torch's default). On a shared CPU, fewer threads than cores "
                         "avoids the stalls of a parallel op waiting for a descheduled thread")
     p.add_argument("--peak_tflops", type=float, default=None, help="override the MFU denominator")
-    p.add_argument("--json_out", default=None)
+    p.add_argument("--json_out", default=None, help="write the measurements as JSON here; none: print only")
     return p
 
 

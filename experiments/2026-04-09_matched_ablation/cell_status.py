@@ -27,6 +27,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from cli_help import HelpFormatter
 
 CELL_JSON = "cell.json"
 RESULTS_JSON = "results.json"
@@ -215,26 +216,31 @@ def eval_line(cell: Path, prefix: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=HelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    c = sub.add_parser("claim")
-    c.add_argument("cell", type=Path)
-    for flag in ("name", "scale", "backend", "preset", "match"):
-        c.add_argument(f"--{flag}", required=True)
-    c.add_argument("--matched_to", default="")
-    for name in ("train-status", "train-line", "eval-line"):
-        s = sub.add_parser(name)
-        s.add_argument("cell", type=Path)
-        s.add_argument("--prefix", default="")
-    e = sub.add_parser("eval-status")
-    e.add_argument("cell", type=Path)
-    e.add_argument("--seq_len", type=int, required=True)
-    e.add_argument("--n_seqs", type=int, default=None)
-    e.add_argument("--full_val", action="store_true")
-    e.add_argument("--decoders", required=True)
-    m = sub.add_parser("match-steps")
-    m.add_argument("cell", type=Path)
-    m.add_argument("--batch_tokens", type=int, required=True)
+    # Every subcommand shows its defaults too (add_parser does not inherit formatter_class).
+    add = lambda name, text: sub.add_parser(name, help=text, description=text, formatter_class=HelpFormatter)  # noqa: E731
+    cell_help = "the cell's folder (CKPT_DIR/<name>)"
+    c = add("claim", "record the cell's recipe in cell.json (refused if the folder holds another recipe's run)")
+    c.add_argument("cell", type=Path, help=cell_help)
+    for flag, text in (("name", "cell name, e.g. 5L_w0.3_s1337"), ("scale", "5L or 11L"), ("backend", "torch or mlx"),
+                       ("preset", "h100, mac, cpu or smoke"), ("match", "wallclock, steps or tokens")):
+        c.add_argument(f"--{flag}", required=True, help=text)
+    c.add_argument("--matched_to", default="", help="the shared cell a token-matched control matches; '' for none")
+    for name, text in (("train-status", "print done, partial or new"), ("train-line", "print the finished training's line"),
+                       ("eval-line", "print the finished evaluation's line")):
+        s = add(name, text)
+        s.add_argument("cell", type=Path, help=cell_help)
+        s.add_argument("--prefix", default="", help="text printed before the line, e.g. '[skip ]'")
+    e = add("eval-status", "print done, stale or todo for this evaluation protocol")
+    e.add_argument("cell", type=Path, help=cell_help)
+    e.add_argument("--seq_len", type=int, required=True, help="targets per evaluation window")
+    e.add_argument("--n_seqs", type=int, default=None, help="random windows; none: with --full_val")
+    e.add_argument("--full_val", action="store_true", help="every non-overlapping window instead of random ones")
+    e.add_argument("--decoders", required=True, help="comma-separated eval_cf.py decoders")
+    m = add("match-steps", "print the steps a token-matched control trains: the cell's tokens_seen / --batch_tokens")
+    m.add_argument("cell", type=Path, help="the finished shared cell the control matches")
+    m.add_argument("--batch_tokens", type=int, required=True, help="the control's tokens per step")
     return p
 
 

@@ -15,10 +15,12 @@ Expected: `ar` and `cf_valid` stay at or above the floor (z = (bpb - floor)/se n
 -2), while `cf_published`, which lets tokens be scored with not-yet-decoded neighbours in view,
 can go below it.
 
-    python entropy_floor.py --out_dir entropy_floor_run            # ~15 min on 2 CPU cores
-    python entropy_floor.py --out_dir /tmp/ef --steps 20 --seq_len 64 # smoke
+    python entropy_floor.py                          # ~15 min on 2 CPU cores -> runs/entropy_floor
+    python entropy_floor.py --out_dir /tmp/ef --steps 20 --seq_len 64 --val_docs 50  # smoke
 
-Idempotent: prepared data and finished runs in --out_dir are reused.
+Idempotent: prepared data and finished runs in --out_dir are reused. The default --out_dir is
+under runs/, never the committed record (this folder's entropy_floor/), which --compare_to
+prints beside the rerun's numbers (scripts/compare_record.py).
 """
 
 from __future__ import annotations
@@ -35,37 +37,51 @@ import numpy as np
 import cf
 import train_cdm
 from challenge_format import atomic_write_bytes
+from cli_help import HelpFormatter
+from compare_record import CompareError, comparison_lines
 from eval_cf import full_val_offsets, gather_windows
 from data import load_byte_tables, load_validation, read_meta, resolve_tokenizer
 from torch_backend import TorchScorer, load_model, resolve_device
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The committed record of this script (the writeup's numbers); reruns go under runs/.
+RECORD_DIR = Path(__file__).resolve().parent / "entropy_floor"
 DECODERS = ("ar", "cf_published", "cf_valid")
 LN2 = math.log(2.0)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out_dir", required=True, help="data/, one folder per run, entropy_floor.json")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--out_dir", default=str(REPO_ROOT / "runs" / "entropy_floor"),
+                   help="data/, one folder per run, entropy_floor.json")
+    p.add_argument("--compare_to", default=str(RECORD_DIR),
+                   help="a record's folder or entropy_floor.json to print beside this run's numbers; '' for none")
+    p.add_argument("--train_docs", type=int, default=None,
+                   help="synthetic training documents (prepare_data.py --train-docs); none: its default")
+    p.add_argument("--val_docs", type=int, default=None,
+                   help="synthetic validation documents, all scored (prepare_data.py --val-docs); none: its default")
     p.add_argument("--data_seed", type=int, default=0, help="seed of the synthetic source")
     p.add_argument("--weights", default="0,0.3,1.0", help="cdm_weight of each run (0 = control)")
     p.add_argument("--steps", type=int, default=300, help="training steps per run (matched tokens)")
-    p.add_argument("--seq_len", type=int, default=128)
-    p.add_argument("--batch_tokens", type=int, default=8192)
-    p.add_argument("--num_layers", type=int, default=4)
-    p.add_argument("--model_dim", type=int, default=128)
+    p.add_argument("--seq_len", type=int, default=128, help="training and scoring window length (tokens)")
+    p.add_argument("--batch_tokens", type=int, default=8192, help="training tokens per step")
+    p.add_argument("--num_layers", type=int, default=4, help="transformer layers of every run's model")
+    p.add_argument("--model_dim", type=int, default=128, help="model width of every run's model")
     p.add_argument("--seed", type=int, default=1337, help="training seed (same for every run)")
     p.add_argument("--eval_seed", type=int, default=42, help="seed of the CF random fill")
-    p.add_argument("--n_random", type=int, default=3)
-    p.add_argument("--batch_size", type=int, default=32)
-    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
+    p.add_argument("--n_random", type=int, default=3, help="random fills averaged by the cf decoders")
+    p.add_argument("--batch_size", type=int, default=32, help="validation windows per scoring batch")
+    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"],
+                   help="training and scoring device (auto: cuda, else mps, else cpu)")
     return p
 
 
-def prepare_data(out_dir: Path, seed: int) -> Path:
+def prepare_data(out_dir: Path, seed: int, train_docs: int | None = None, val_docs: int | None = None) -> Path:
     data_dir = out_dir / "data"
     cmd = [sys.executable, str(REPO_ROOT / "scripts" / "prepare_data.py"), "synthetic", "--out", str(data_dir),
            "--seed", str(seed)]
+    cmd += ["--train-docs", str(train_docs)] if train_docs is not None else []
+    cmd += ["--val-docs", str(val_docs)] if val_docs is not None else []
     if subprocess.run(cmd).returncode != 0:
         raise RuntimeError("preparing the synthetic corpus failed (see above)")
     return data_dir
@@ -125,7 +141,9 @@ def main(argv=None) -> int:
     try:
         weights = [float(w) for w in args.weights.split(",")]
         device = resolve_device(args.device)
-        data_dir = prepare_data(out_dir, args.data_seed)
+        if args.compare_to and not Path(args.compare_to).exists():
+            raise ValueError(f"--compare_to {args.compare_to}: no such file or folder ('' for none)")
+        data_dir = prepare_data(out_dir, args.data_seed, args.train_docs, args.val_docs)
         meta = read_meta(data_dir)
         floor = float(meta["entropy_bits_per_byte"])
         sample = meta.get("val_entropy_bits_per_byte_sample")
@@ -158,6 +176,13 @@ def main(argv=None) -> int:
     atomic_write_bytes(out_dir / "entropy_floor.json", (json.dumps(result, indent=2) + "\n").encode())
     print("valid decoders below the floor: " + (", ".join(violations) if violations else "none"))
     print(f"json:{out_dir / 'entropy_floor.json'}")
+    record = Path(args.compare_to) if args.compare_to else None
+    if record is not None and (record if record.is_dir() else record.parent).resolve() != out_dir.resolve():
+        try:
+            print("\n".join(comparison_lines(out_dir, record)))
+        except CompareError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
     return 0 if not violations else 3
 
 

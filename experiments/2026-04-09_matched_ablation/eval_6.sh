@@ -12,6 +12,7 @@
 #   MATCH_WEIGHT [0.3]   SCALES [5L 11L]   WEIGHTS [0 0.3 1.0]   SEED [1337]
 #   DATA_DIR [preset]   TOKENIZER [from meta.json]   CKPT_DIR [runs/matched_ablation/$PRESET/cells]
 #   LOG_DIR [runs/matched_ablation/$PRESET/logs]   OUT_DIR [runs/matched_ablation/$PRESET/ablation6]
+#   COMPARE_TO [] a record folder (e.g. cpu_record/ablation6) printed beside this run's numbers
 #   DEVICE [preset]   EVAL_N_SEQS [preset]   THREADS [1 for cpu, smoke]   NPROC [1; evaluation runs one process]   PYTHON [python]   VERBOSE [0]
 #   (BUDGET_SECS, STEPS, COMPILE are accepted and only shown in the table)
 set -euo pipefail

@@ -72,6 +72,7 @@ from challenge_format import atomic_write_bytes, bits_per_byte
 from checkpoint import ORIGINAL_ARCHS, CheckpointError, check_arch_flags, read_checkpoint
 from run_log import git_commit, versions
 from torch_backend import TorchScorer, ar_nll_sum, load_model, resolve_device
+from cli_help import HelpFormatter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DECODERS = ("ar", "cf_published", "cf_valid")
@@ -281,7 +282,7 @@ def parse_decoders(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--checkpoint", required=True,
                    help=".npz or step_*.pt carrying its own model config, or an original record's .npz / .pt "
                         "(with --xsa_last_n or --original_arch)")
@@ -297,15 +298,15 @@ def build_parser() -> argparse.ArgumentParser:
                         f"default {','.join(DEFAULT_DECODERS)}")
     p.add_argument("--n_seqs", type=int, default=500, help="random windows (ignored with --full_val)")
     p.add_argument("--seq_len", type=int, default=1024, help="T: targets per window (windows are T+1 tokens)")
-    p.add_argument("--stride", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--stride", type=int, default=2, help="CF skeleton stride s (METHOD.md §5)")
+    p.add_argument("--rounds", type=int, default=2, help="CF fill rounds r (METHOD.md §5)")
     p.add_argument("--n_random", type=int, default=3, help="random fills averaged per CF pass")
     p.add_argument("--seed", type=int, default=42, help="window offsets and (separately) the CF fill")
     p.add_argument("--full_val", action="store_true", help="every non-overlapping window instead of random ones")
     p.add_argument("--val_tokens", type=int, default=None,
                    help="use the first N validation tokens (+1), like train_cdm.py; 0 = all (default)")
     p.add_argument("--batch_size", type=int, default=None, help=f"windows per forward (default {DEFAULT_BATCH_SIZE})")
-    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
+    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="auto: cuda, else mps, else cpu")
     p.add_argument("--json_out", default=None,
                    help="default: next to the checkpoint, <stem>.eval_cf.json (--protocol original: "
                         "<stem>.eval_cf_original.json)")

@@ -36,6 +36,7 @@ from eval_cf import (EXIT_BAD_INPUT, EXIT_OK, OneLineParser, UsageError, add_che
                      load_data, precision_name, print_tokenizer_note, random_offsets, write_json)
 from run_log import git_commit, versions
 from torch_backend import autocast_for, resolve_device
+from cli_help import HelpFormatter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BOS_ID = 1
@@ -201,11 +202,11 @@ def int_list(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--checkpoint", required=True, help=".npz or .pt: ours (carries its config) or the original "
                                                      "record's (with --xsa_last_n or --original_arch)")
     add_checkpoint_flags(p)
-    p.add_argument("--data_dir", required=True)
+    p.add_argument("--data_dir", required=True, help="prepared data folder: validation windows and tokenizer")
     p.add_argument("--tokenizer_path", default=None, help="default: the tokenizer named in DATA_DIR/meta.json")
     p.add_argument("--n_windows", type=int, default=32, help="validation windows (one span each)")
     p.add_argument("--seq_len", type=int, default=128, help="tokens per window")
@@ -213,12 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int_list, default=[1, 2, 4], help="fill rounds, e.g. 1,2,4")
     p.add_argument("--batch_size", type=int, default=16, help="windows per forward")
     p.add_argument("--n_examples", type=int, default=3, help="examples kept per configuration")
-    p.add_argument("--prompt", default="The ")
-    p.add_argument("--max_new_tokens", type=int, default=48)
+    p.add_argument("--prompt", default="The ", help="text the free-running samples continue")
+    p.add_argument("--max_new_tokens", type=int, default=48, help="tokens generated per sample")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    p.add_argument("--n_samples", type=int, default=1)
+    p.add_argument("--n_samples", type=int, default=1, help="samples generated from the prompt (one batch)")
     p.add_argument("--seed", type=int, default=42, help="windows, spans, noise and sampling")
-    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
+    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="auto: cuda, else mps, else cpu")
     p.add_argument("--json_out", default=None, help="default: next to the checkpoint, <stem>.gen_test.json")
     return p
 

@@ -48,6 +48,7 @@ from model import GPT, GPTConfig
 from run_log import git_commit, versions
 from toy_scorers import MarkovScorer
 from torch_backend import TorchScorer, autocast_for, resolve_device
+from cli_help import HelpFormatter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ATTENTION_SPLIT, ATTENTION_LEN = 16, 32
@@ -308,7 +309,7 @@ def print_report(result: dict) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=HelpFormatter)
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help=".npz or .pt: ours (carries its config) or the original record's "
                                              "(with --xsa_last_n or --original_arch)")
@@ -316,12 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_checkpoint_flags(p)
     p.add_argument("--vocab_size", type=int, default=64, help="--random_init only")
     p.add_argument("--data_dir", default=None, help="optional: audit validation windows instead of random tokens")
-    p.add_argument("--tokenizer_path", default=None)
+    p.add_argument("--tokenizer_path", default=None, help="with --data_dir; none: the tokenizer named in its meta.json")
     p.add_argument("--decoders", default="all", help="comma-separated cf decoders, or all")
-    p.add_argument("--stride", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--n_random", type=int, default=3)
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--stride", type=int, default=2, help="CF skeleton stride s (METHOD.md §5)")
+    p.add_argument("--rounds", type=int, default=2, help="CF fill rounds r (METHOD.md §5)")
+    p.add_argument("--n_random", type=int, default=3, help="random fills averaged per CF pass")
+    p.add_argument("--seed", type=int, default=42, help="audited windows and the CF fill")
     p.add_argument("--audit_windows", type=int, default=2, help="windows for the order audit")
     p.add_argument("--audit_seq_len", type=int, default=16, help="targets per order-audit window")
     p.add_argument("--norm_vocab", type=int, default=4, help="V of the normalization audit")
@@ -329,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=None,
                    help=f"order-audit tolerance in nats (default {ORDER_TOL['float32']:g} float32, "
                         f"{ORDER_TOL['bf16']:g} bf16)")
-    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
+    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="auto: cuda, else mps, else cpu")
     p.add_argument("--json_out", default=None,
                    help="default: next to the checkpoint (<stem>.leakage.json); --random_init: none unless given")
     return p

@@ -26,24 +26,30 @@ import time
 
 from benchmark import MODES, SCALES, make_reference_step, make_torch_step, torch_device
 from model import GPTConfig
+from cli_help import HelpFormatter
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scale", default="11L", choices=sorted(SCALES))
-    p.add_argument("--mode", default="ar", choices=sorted(MODES))
-    p.add_argument("--vocab_size", type=int, default=4096)
-    p.add_argument("--seq_len", type=int, default=1024)
-    p.add_argument("--batch_tokens", type=int, default=65536)
-    p.add_argument("--compile", default="auto", choices=["auto", "on", "off"])
-    p.add_argument("--device", default="auto")
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--top", type=int, default=25)
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--scale", default="11L", choices=sorted(SCALES), help="model scale (benchmark.py's SCALES)")
+    p.add_argument("--mode", default="ar", choices=sorted(MODES), help="which training step to profile")
+    p.add_argument("--vocab_size", type=int, default=4096, help="vocabulary of the random-token model")
+    p.add_argument("--seq_len", type=int, default=1024, help="window length (tokens)")
+    p.add_argument("--batch_tokens", type=int, default=65536, help="tokens per step")
+    p.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
+                   help="torch.compile the step (auto: on CUDA only)")
+    p.add_argument("--device", default="auto", help="auto | cuda | mps | cpu")
+    p.add_argument("--steps", type=int, default=5, help="profiled steps (after the warm-up)")
+    p.add_argument("--top", type=int, default=25, help="rows of the profiler table to print")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: default)")
     p.add_argument("--breakdown", action="store_true", help="time component-off variants instead of profiling")
     p.add_argument("--model", default="ours", choices=["ours", "reference"],
                    help="ours: train_cdm.TorchStep in --mode; reference: benchmark.py's plain GPT (AR, AdamW)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
 
     import torch
     from torch.profiler import ProfilerActivity, profile

@@ -28,7 +28,11 @@
 #                         run_seeds share it, so a seed cell already trained by run_6 is reused.
 #   LOG_DIR [runs/matched_ablation/$PRESET/logs]    <cell>.train.log / <cell>.eval.log (stdout+stderr)
 #   OUT_DIR [runs/matched_ablation/$PRESET/ablation6 (run_6, eval_6) | .../seeds (run/eval_seeds)]
-#                         results.md, results.json, results.png (scripts/summarize.py)
+#                         results.md, results.json, results.png (scripts/summarize.py). The committed
+#                         record (cpu_record/) is never a default: a rerun must not find its cells "done".
+#   COMPARE_TO []         eval_6 / eval_seeds: a record's folder (or its results.json), e.g.
+#                         experiments/2026-04-09_matched_ablation/cpu_record/ablation6, printed beside
+#                         the rerun's numbers after the summary (scripts/compare_record.py)
 #   BUDGET_SECS [preset]  wall-clock budget per cell (0: none); as in the original its clock includes
 #                         compilation, validations and step saves (train_cdm.py --clock original)
 #   STEPS [preset]        step cap per cell, also the nominal length that places the EMA start
@@ -235,6 +239,9 @@ recipe_init() {
     export OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"
   fi
   check_number MATCH_WEIGHT "$MATCH_WEIGHT"
+  COMPARE_TO="${COMPARE_TO:-}"
+  [[ -z "$COMPARE_TO" ]] || COMPARE_TO="$(abs_path "$COMPARE_TO")"
+  [[ -z "$COMPARE_TO" || -e "$COMPARE_TO" ]] || die "COMPARE_TO=$COMPARE_TO does not exist (a record folder holding results.json)"
   [[ "$STEPS" != 0 ]] || die "STEPS=0: the original's rules need a nominal step count (its recipe used 9999)"
   case "$DEVICE" in
     auto | cuda | mps | cpu) ;;
@@ -563,4 +570,8 @@ summarize_plan() {  # TITLE: scripts/summarize.py over the plan's finished cells
   [[ "${#files[@]}" -gt 0 ]] || die "no finished cells to summarize in $CKPT_DIR"
   echo "== summary (scripts/summarize.py -> $OUT_DIR)"
   "$PYTHON" "$ROOT/scripts/summarize.py" --out_dir "$OUT_DIR" --title "$1" "${files[@]}"
+  if [[ -n "$COMPARE_TO" ]]; then
+    echo "== this run beside the record COMPARE_TO=$COMPARE_TO"
+    "$PYTHON" "$ROOT/scripts/compare_record.py" "$OUT_DIR/results.json" "$COMPARE_TO"
+  fi
 }

@@ -28,6 +28,7 @@ from checkpoint import ARTIFACT_LIMIT_BYTES, save_int6_artifact, save_npz
 from model import GPTConfig
 from optim import muon_momentum
 from run_log import RunLog, git_commit, versions
+from cli_help import HelpFormatter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MASK_RATE_RANGE = (0.15, 0.50)
@@ -62,13 +63,13 @@ RUN_LOG_FILES = ("train.log", "train_log.jsonl")
 
 def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     """The flags of both trainers (the original recipe's names plus what a CPU/Mac user needs)."""
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     m = p.add_argument_group("model (METHOD.md §3; defaults are the 5L config)")
-    m.add_argument("--num_layers", type=int, default=5)
-    m.add_argument("--model_dim", type=int, default=256)
-    m.add_argument("--num_heads", type=int, default=8)
-    m.add_argument("--num_kv_heads", type=int, default=4)
-    m.add_argument("--mlp_mult", type=int, default=3)
+    m.add_argument("--num_layers", type=int, default=5, help="transformer layers")
+    m.add_argument("--model_dim", type=int, default=256, help="residual width d")
+    m.add_argument("--num_heads", type=int, default=8, help="query heads")
+    m.add_argument("--num_kv_heads", type=int, default=4, help="key/value heads (grouped-query attention)")
+    m.add_argument("--mlp_mult", type=int, default=3, help="MLP hidden width as a multiple of --model_dim")
     m.add_argument("--vocab_size", type=int, default=0, help="0: the tokenizer's vocabulary size")
     m.add_argument("--bigram_dim", type=int, default=128, help="0 disables BigramHash")
     m.add_argument("--xsa_last_n", type=int, default=2, help="0 disables XSA")
@@ -82,7 +83,7 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, default=ORIGINAL_STEPS,
                    help="step cap, also the nominal length that places the step-based warmdown and the EMA "
                         "start (the original recipe passed 9999); 0 = none")
-    t.add_argument("--seq_len", type=int, default=1024)
+    t.add_argument("--seq_len", type=int, default=1024, help="training window length (tokens)")
     t.add_argument("--batch_tokens", type=int, default=64 * 1024, help="tokens per step (global)")
     t.add_argument("--lr_schedule", default="original", choices=LR_SCHEDULES,
                    help="original: linear decay over the last --warmdown_steps of --steps, and over the last "
@@ -93,14 +94,14 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
                    help="lr_schedule original: time-based warmdown over the budget's last N seconds")
     t.add_argument("--warmdown_frac", type=float, default=0.2,
                    help="lr_schedule progress: final fraction of progress with linear LR decay to 0")
-    t.add_argument("--muon_lr", type=float, default=0.025)
-    t.add_argument("--muon_wd", type=float, default=0.04)
+    t.add_argument("--muon_lr", type=float, default=0.025, help="Muon learning rate (matrices)")
+    t.add_argument("--muon_wd", type=float, default=0.04, help="Muon weight decay")
     t.add_argument("--muon_clip", type=float, default=0.3,
                    help="Muon clips each matrix's gradient to this Frobenius norm before momentum; 0 = off")
-    t.add_argument("--embed_lr", type=float, default=0.035)
-    t.add_argument("--scalar_lr", type=float, default=0.025)
-    t.add_argument("--adam_wd", type=float, default=0.0)
-    t.add_argument("--momentum_warmup_steps", type=int, default=1500)
+    t.add_argument("--embed_lr", type=float, default=0.035, help="Adam learning rate of the embeddings")
+    t.add_argument("--scalar_lr", type=float, default=0.025, help="Adam learning rate of scalars and vectors (gains, scales)")
+    t.add_argument("--adam_wd", type=float, default=0.0, help="Adam weight decay")
+    t.add_argument("--momentum_warmup_steps", type=int, default=1500, help="steps over which Muon's momentum rises to its final value")
     t.add_argument("--grad_clip", type=float, default=0.0, help="global gradient-norm clip (not in the original); 0 = off")
     t.add_argument("--ema_decay", type=float, default=0.997, help="0 = EMA off")
     t.add_argument("--ema_start_step", type=int, default=-1,
@@ -109,9 +110,9 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
                    help="original: the budget clock runs from the loop's start and includes compilation, "
                         "validations and step saves; train_only: only the steps count (compilation is done "
                         "in a warm-up before the clock)")
-    t.add_argument("--seed", type=int, default=1337)
+    t.add_argument("--seed", type=int, default=1337, help="model initialization, batch order and D3PM noise")
     io = p.add_argument_group("data, saves, logs")
-    io.add_argument("--data_dir", required=True)
+    io.add_argument("--data_dir", required=True, help="prepared data folder (scripts/prepare_data.py)")
     io.add_argument("--tokenizer_path", default=None, help="default: the tokenizer named in DATA_DIR/meta.json")
     io.add_argument("--checkpoint_dir", default="runs/cdm", help="step checkpoints, logs, results.json")
     io.add_argument("--save_path", default=None, help="portable .npz (default CHECKPOINT_DIR/final_model.npz)")
@@ -129,7 +130,7 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
                     help="start a new run in a CHECKPOINT_DIR that holds another run (step checkpoints, "
                          "results.json): that run's checkpoints, final files and logs are deleted first")
     d = p.add_argument_group("device")
-    d.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
+    d.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="auto: cuda, else mps, else cpu")
     d.add_argument("--compile", action="store_true", help="torch.compile the model (both passes)")
     d.add_argument("--tok_emb_dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                    help="torch: dtype of the tok_emb parameter (and its Adam state); auto = bfloat16 on CUDA "

@@ -1,0 +1,81 @@
+"""Every command-line entry point's --help describes every flag and shows its default (issue 13 item 11)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXP = ROOT / "experiments" / "2026-04-09_matched_ablation"
+
+# module name -> the function that builds its parser (every CLI of the project).
+PARSERS = {
+    "trainer_core": "build_parser",  # train_cdm.py and train_cdm_mlx.py
+    "eval_cf": "build_parser",
+    "leakage_test": "build_parser",
+    "gen_test": "build_parser",
+    "benchmark": "build_parser",
+    "profile_step": "build_parser",
+    "entropy_floor": "build_parser",
+    "audit_table": "build_parser",
+    "cell_status": "build_parser",
+    "prepare_data": "build_parser",
+    "summarize": "build_parser",
+    "fetch_original": "build_parser",
+    "replay_fixture": "build_parser",
+    "compare_record": "build_parser",
+    "python_deps": "build_parser",
+}
+
+
+def parsers_of(parser: argparse.ArgumentParser, name: str):
+    """The parser and each of its subcommands' parsers."""
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub_name, sub in action.choices.items():
+                yield from parsers_of(sub, f"{name} {sub_name}")
+
+
+def all_parsers():
+    for module, fn in PARSERS.items():
+        yield from parsers_of(getattr(importlib.import_module(module), fn)(), module)
+
+
+def test_every_flag_has_help_and_shows_its_default():
+    problems = []
+    for name, parser in all_parsers():
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            flag = action.option_strings[0] if action.option_strings else action.dest
+            if not (action.help or "").strip() or action.help == argparse.SUPPRESS:
+                problems.append(f"{name} {flag}: no help")
+                continue
+            if action.default not in (None, argparse.SUPPRESS) and action.option_strings:
+                # The flag's own entry of the help, as the parser's formatter writes it.
+                entry = " ".join(parser._get_formatter()._format_action(action).split())
+                if "(default:" not in entry:
+                    problems.append(f"{name} {flag}: default {action.default!r} not shown")
+    assert not problems, "\n".join(problems)
+
+
+def test_one_formatter_for_all():
+    from cli_help import HelpFormatter
+
+    for name, parser in all_parsers():
+        assert parser.formatter_class is HelpFormatter, name
+
+
+@pytest.mark.parametrize("script", [EXP / "eval_cf.py", ROOT / "scripts" / "summarize.py"])
+def test_help_runs(script):
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'scripts'}{os.pathsep}{EXP}"}
+    res = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "(default:" in res.stdout and "usage:" in res.stdout

@@ -16,9 +16,11 @@ ensure_venv() {
     if ! python -c "import torch" 2>/dev/null; then
       python -m pip install -q "torch==2.13.0" || python -m pip install -q torch
     fi
-    local extras="dev"
+    # torch is an optional extra of the project (a Mac may run MLX alone); this venv serves the
+    # whole test suite and the torch recipes, so it asks for it.
+    local extras="torch,dev"
     case "$(uname -s)-$(uname -m)" in
-      Darwin-arm64|Linux-*) extras="dev,mlx" ;;
+      Darwin-arm64|Linux-*) extras="torch,dev,mlx" ;;
     esac
     python -m pip install -q -e ".[${extras}]"
     touch "$stamp"

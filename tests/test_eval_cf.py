@@ -13,7 +13,7 @@ import torch
 import cf
 import eval_cf
 from challenge_format import load_byte_tables, load_tokens
-from torch_backend import ar_nll_sum_windows, ar_val_bpb, load_model
+from torch_backend import TorchScorer, ar_nll_sum_windows, ar_val_bpb, load_model
 
 SEQ_LEN = 32
 VAL_TOKENS = 2048
@@ -101,7 +101,7 @@ def test_every_decoder_on_the_same_windows(shakespeare_data, tiny_run, tmp_path,
                 res["decoders"][name]["parts"]["pass1"]["nll_sum"], rel=1e-12)
             # Each window scored on its own (batch of one) gives the same per-window NLL: the
             # scores do not depend on which windows share a batch.
-            alone = cf.decode_nll(eval_cf.TorchScorer(model, torch.device("cpu")), windows[:1], name,
+            alone = cf.decode_nll(TorchScorer(model, torch.device("cpu")), windows[:1], name,
                                   vocab_size=model.config.vocab_size)
             assert nll[0] == pytest.approx(alone.sum(), rel=1e-6)
 

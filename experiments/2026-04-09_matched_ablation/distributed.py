@@ -23,6 +23,9 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+# In trainer_core (torch-free) because the MLX trainer asks it too, and must not import torch.
+from trainer_core import launched_by_torchrun  # noqa: F401  (re-exported)
+
 
 @dataclass
 class DistContext:
@@ -75,10 +78,6 @@ class DistContext:
     def close(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()
-
-
-def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def init_distributed(device: torch.device) -> DistContext:

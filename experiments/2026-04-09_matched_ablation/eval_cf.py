@@ -12,11 +12,18 @@ over the TOTAL bytes, so part1 + part2 = BPB); the pass-1-only / pass-2-only BPB
 own bytes is printed as well. cf_published is NOT a valid code length (METHOD.md §6) and is labelled
 so on every line that shows it.
 
-Consistency check: the `ar` decoder's NLL (TorchScorer through cf.decode_nll) must equal the
-trainer's own Pure-AR validation (torch_backend.ar_nll_sum) on the same windows.
+Consistency check: the `ar` decoder's NLL (the backend's scorer through cf.decode_nll) must equal
+the trainer's own Pure-AR validation pass (the backend's ar_nll_sum) on the same windows.
+
+Backends (--backend, also in leakage_test.py and gen_test.py): torch (default) or mlx, the same
+numbers from either framework on the same checkpoint (tests/test_mlx_eval.py: ar BPB within 1e-4,
+cf_valid within 1e-3). With --backend mlx nothing imports torch (backends.py), so a Mac with only
+`pip install -e '.[mlx]'` evaluates; --device auto is then MLX's default device (the Apple GPU,
+bfloat16 compute, as torch's bf16 autocast on CUDA; float32 on the CPU).
 
     python eval_cf.py --checkpoint runs/x/final_model.npz --data_dir data/shakespeare
     python eval_cf.py --checkpoint runs/x/step_final.pt --data_dir DIR --full_val --seq_len 256
+    python eval_cf.py --backend mlx --checkpoint runs/x/final_model.npz --data_dir DIR
 
 Progress lines (with ETA) go to stderr, the report to stdout, the same numbers as JSON to
 --json_out (default: next to the checkpoint). Next to the JSON, <json stem>.windows.npz (named in
@@ -63,15 +70,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 import cf
 import cf_original
 import data as data_mod
 from challenge_format import atomic_write_bytes, bits_per_byte
 from checkpoint import ORIGINAL_ARCHS, CheckpointError, check_arch_flags, read_checkpoint
+from backends import BACKENDS, as_backend, load_backend
 from run_log import git_commit, versions
-from torch_backend import TorchScorer, ar_nll_sum, load_model, resolve_device
 from cli_help import HelpFormatter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -122,11 +128,6 @@ class OneLineParser(argparse.ArgumentParser):
 # Also used by leakage_test.py and gen_test.py.
 
 
-def precision_name(device: torch.device) -> str:
-    """What torch_backend.autocast_for runs on this device."""
-    return "bf16" if device.type == "cuda" else "float32"
-
-
 def not_valid_label(decoder: str) -> str:
     reason = INVALID_REASONS.get(decoder, "cf.VALID marks this decoder as invalid; see leakage_test.py")
     return f"(NOT a valid code length: {reason})"
@@ -169,6 +170,14 @@ def add_checkpoint_flags(p: argparse.ArgumentParser) -> None:
                         "the shapes must agree")
 
 
+def add_backend_flags(p: argparse.ArgumentParser) -> None:
+    """--backend and --device, the same in the three evaluators."""
+    p.add_argument("--backend", default="torch", choices=BACKENDS,
+                   help="framework that runs the model: torch (default) or mlx (imports no torch)")
+    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"],
+                   help="auto: torch picks cuda, then mps, then cpu; mlx uses its default device")
+
+
 def check_checkpoint_flags(args) -> None:
     try:
         check_arch_flags(args.xsa_last_n, args.original_arch)
@@ -176,13 +185,15 @@ def check_checkpoint_flags(args) -> None:
         raise UsageError(str(e)) from None
 
 
-def load_checkpoint(path: str, device: torch.device, xsa_last_n: int | None = None,
-                    original_arch: str | None = None):
+def load_checkpoint(path: str, backend, xsa_last_n: int | None = None, original_arch: str | None = None):
     """(model, config, how it was read) from a .npz or .pt, ours (the stored config builds the
-    model) or the original record's (config from the shapes and the two flags)."""
+    model) or the original record's (config from the shapes and the two flags).
+
+    backend: a backends.EvalBackend, or a torch device (then the torch backend on it)."""
+    backend = as_backend(backend)
     try:
         loaded = read_checkpoint(Path(path), xsa_last_n=xsa_last_n, original_arch=original_arch)
-        model, config = load_model(loaded, device)
+        model, config = backend.build(loaded.config, loaded.weights)
         return model, config, loaded.describe()
     except CheckpointError:
         raise
@@ -306,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val_tokens", type=int, default=None,
                    help="use the first N validation tokens (+1), like train_cdm.py; 0 = all (default)")
     p.add_argument("--batch_size", type=int, default=None, help=f"windows per forward (default {DEFAULT_BATCH_SIZE})")
-    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="auto: cuda, else mps, else cpu")
+    add_backend_flags(p)
     p.add_argument("--json_out", default=None,
                    help="default: next to the checkpoint, <stem>.eval_cf.json (--protocol original: "
                         "<stem>.eval_cf_original.json)")
@@ -455,7 +466,7 @@ def write_per_window(path: Path, arrays: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def consistency_check(model, device, tokens, windows, offsets, seq_len, batch_size, full_val,
+def consistency_check(model, backend, tokens, windows, offsets, seq_len, batch_size, full_val,
                       ar_result: dict) -> dict:
     """The `ar` decoder's NLL vs the trainer's ar_nll_sum on the same windows.
 
@@ -467,18 +478,18 @@ def consistency_check(model, device, tokens, windows, offsets, seq_len, batch_si
     t0 = time.perf_counter()
     if full_val:
         n_used = int(offsets.size) * seq_len + 1
-        reference, n_targets, ref_windows = ar_nll_sum(model, tokens[:n_used], seq_len, batch_size, device)
+        reference, n_targets, ref_windows = backend.ar_nll_sum(model, tokens[:n_used], seq_len, batch_size)
         if not np.array_equal(ref_windows, windows):
             raise AssertionError("ar_nll_sum scored other windows than eval_cf (bug)")
         how = "ar_nll_sum on the same validation tokens (batched, the trainer's windows)"
     else:
         reference, n_targets = 0.0, 0
         for window in windows:
-            nll, n, _ = ar_nll_sum(model, window, seq_len, 1, device)
+            nll, n, _ = backend.ar_nll_sum(model, window, seq_len, 1)
             reference += nll
             n_targets += n
         how = "ar_nll_sum on each window as its own stream (one forward per window)"
-    rtol = CONSISTENCY_RTOL[precision_name(device)]
+    rtol = CONSISTENCY_RTOL[backend.precision]
     decoded = ar_result["nll_sum"]
     rel = abs(decoded - reference) / max(abs(reference), 1e-300)
     return {
@@ -512,8 +523,8 @@ def decoder_line(name: str, r: dict) -> str:
 
 def print_report(result: dict) -> None:
     proto, win = result["protocol"], result["windows"]
-    print(f"checkpoint:{result['checkpoint']} params:{result['params']} device:{result['device']} "
-          f"precision:{result['precision']}")
+    print(f"checkpoint:{result['checkpoint']} params:{result['params']} backend:{result['backend']} "
+          f"device:{result['device']} precision:{result['precision']}")
     print(f"windows:{win['count']} mode:{proto['mode']} seq_len:{proto['seq_len']} stride:{proto['stride']} "
           f"rounds:{proto['rounds']} n_random:{proto['n_random']} seed:{proto['seed']} "
           f"val_tokens:{proto['val_tokens_available']} windows_sha256:{win['sha256'][:16]}")
@@ -531,8 +542,8 @@ def print_report(result: dict) -> None:
 
 def evaluate(args, decoders: list[str]) -> dict:
     t_start = time.perf_counter()
-    device = resolve_device(args.device)
-    model, config, checkpoint_format = load_checkpoint(args.checkpoint, device, args.xsa_last_n, args.original_arch)
+    backend = load_backend(args.backend, args.device)
+    model, config, checkpoint_format = load_checkpoint(args.checkpoint, backend, args.xsa_last_n, args.original_arch)
     tables, tokenizer, tokens = load_data(args.data_dir, args.tokenizer_path, config.vocab_size, args.val_tokens)
     tokenizer_check = check_tokenizer(args.checkpoint, checkpoint_format, tokenizer, tables)
     T = args.seq_len
@@ -545,7 +556,7 @@ def evaluate(args, decoders: list[str]) -> dict:
     target_bytes = tables.stream_bytes(windows)  # (N, T) METHOD.md §2 bytes of x given prev, no clamping
 
     cf_kwargs = dict(stride=args.stride, rounds=args.rounds, n_random=args.n_random, seed=args.seed)
-    scorer = TorchScorer(model, device)
+    scorer = backend.scorer(model)
     # Per-window sums let any statistic (bootstrap CIs over windows, paired differences between
     # cells on the same windows) be recomputed later without rerunning the model.
     per_window = {"offsets": offsets, "seed": np.int64(args.seed),
@@ -555,19 +566,20 @@ def evaluate(args, decoders: list[str]) -> dict:
     ar_result = results["ar"] if "ar" in results else score_decoders(
         scorer, windows, target_bytes, ["ar"], batch_size=args.batch_size, vocab_size=config.vocab_size,
         cf_kwargs=cf_kwargs)["ar"]
-    consistency = consistency_check(model, device, tokens, windows, offsets, T, args.batch_size, args.full_val,
+    consistency = consistency_check(model, backend, tokens, windows, offsets, T, args.batch_size, args.full_val,
                                     ar_result)
     return {
         "tool": "eval_cf",
         "checkpoint": str(args.checkpoint),
         "checkpoint_format": checkpoint_format,
         "config": config.to_dict(),
-        "params": model.num_params(),
+        "params": backend.num_params(model),
         "data_dir": str(args.data_dir),
         "tokenizer": str(tokenizer),
         "tokenizer_check": tokenizer_check,
-        "device": str(device),
-        "precision": precision_name(device),
+        "backend": backend.name,
+        "device": backend.device_label,
+        "precision": backend.precision,
         "protocol": {
             "name": "shared",
             "mode": "full_val" if args.full_val else "random",
@@ -594,10 +606,10 @@ def evaluate(args, decoders: list[str]) -> dict:
 
 
 def evaluate_original(args) -> dict:
-    """cf_original.run through TorchScorer, one window per forward, plus what ran it."""
+    """cf_original.run through the backend's scorer, one window per forward, plus what ran it."""
     t_start = time.perf_counter()
-    device = resolve_device(args.device)
-    model, config, checkpoint_format = load_checkpoint(args.checkpoint, device, args.xsa_last_n, args.original_arch)
+    backend = load_backend(args.backend, args.device)
+    model, config, checkpoint_format = load_checkpoint(args.checkpoint, backend, args.xsa_last_n, args.original_arch)
     tables, tokenizer, val = load_data(args.data_dir, args.tokenizer_path, config.vocab_size, 0, first_shard=True)
     tokenizer_check = check_tokenizer(args.checkpoint, checkpoint_format, tokenizer, tables)
     settings = cf_original.Settings(n_seqs=args.n_seqs, seq_len=args.seq_len, stride=args.stride, rounds=args.rounds,
@@ -614,24 +626,25 @@ def evaluate_original(args) -> dict:
         else:
             bars[stage].update(done)
 
-    result = cf_original.run(TorchScorer(model, device), val, tables, settings, on_window=on_window)
-    precision = precision_name(device)
+    result = cf_original.run(backend.scorer(model), val, tables, settings, on_window=on_window)
+    precision = backend.precision
     result.update({
         "tool": "eval_cf",
         "checkpoint": str(args.checkpoint),
         "checkpoint_format": checkpoint_format,
         "config": config.to_dict(),
-        "params": model.num_params(),
+        "params": backend.num_params(model),
         "data_dir": str(args.data_dir),
         "val_shard": str(Path(args.data_dir) / cf_original.VAL_SHARD),
         "tokenizer": str(tokenizer),
         "tokenizer_check": tokenizer_check,
-        "device": str(device),
+        "backend": backend.name,
+        "device": backend.device_label,
         "precision": precision,
         "precision_detail": ("float32 forward and log-softmax" if precision == "float32" else
-                             "bf16 autocast forward (torch_backend.autocast_for) with a float32 tied head, softcap "
-                             "and log-softmax; the original ran its forward in bf16 too, tied head and softcap "
-                             "included, so the two agree only to bf16 rounding"),
+                             "bf16 forward (torch_backend.autocast_for, or MLX's bfloat16 compute dtype) with a "
+                             "float32 tied head, softcap and log-softmax; the original ran its forward in bf16 "
+                             "too, tied head and softcap included, so the two agree only to bf16 rounding"),
         "batch_size": 1,
         "seconds": time.perf_counter() - t_start,
         "git_commit": git_commit(REPO_ROOT),
@@ -654,8 +667,8 @@ def original_lines(r: dict) -> list[str]:
     t = r["totals"]
     return [
         f"protocol:original (the published protocol: the original record's eval_cf_ablation.py) "
-        f"checkpoint:{r['checkpoint']} format:{r['checkpoint_format']['format']} device:{r['device']} "
-        f"precision:{r['precision']} batch:1",
+        f"checkpoint:{r['checkpoint']} format:{r['checkpoint_format']['format']} backend:{r['backend']} "
+        f"device:{r['device']} precision:{r['precision']} batch:1",
         f"n_seqs:{r['n_seqs']} seq_len:{r['seq_len']} stride:{r['stride']} rounds:{r['rounds']} "
         f"n_random:{r['n_random']} seed:{r['seed']} fill_vocab:{r['fill_vocab_size']} "
         f"val_tokens:{r['val_tokens']} (whole first validation shard)",

@@ -11,10 +11,12 @@ Every configuration of one span length uses the same windows, span positions and
 
 Causal sampling: a text prompt is encoded with the data's tokenizer (BOS first, as every
 document in the shards starts), then extended greedily (--temperature 0) or by sampling with
-a seeded generator, and decoded back to text.
+a seeded numpy generator (the same samples from either backend given the same logits), and
+decoded back to text.
 
     python gen_test.py --checkpoint runs/x/final_model.npz --data_dir data/shakespeare --prompt "ROMEO:"
     python gen_test.py --checkpoint 11L_w0.3.npz --original_arch 11L --data_dir DIR   (an original record's .npz)
+    python gen_test.py --backend mlx --checkpoint runs/x/final_model.npz --data_dir DIR   (MLX, no torch imported)
 
 Exit status: 0 done; 1 bad input (one `error:` line).
 """
@@ -28,14 +30,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from backends import as_backend, load_backend
 from checkpoint import CheckpointError
-from eval_cf import (EXIT_BAD_INPUT, EXIT_OK, OneLineParser, UsageError, add_checkpoint_flags, check_checkpoint_flags,
-                     check_paths, check_tokenizer, default_json_path, error_line, gather_windows, load_checkpoint,
-                     load_data, precision_name, print_tokenizer_note, random_offsets, write_json)
+from eval_cf import (EXIT_BAD_INPUT, EXIT_OK, OneLineParser, UsageError, add_backend_flags, add_checkpoint_flags,
+                     check_checkpoint_flags, check_paths, check_tokenizer, default_json_path, error_line,
+                     gather_windows, load_checkpoint, load_data, print_tokenizer_note, random_offsets, write_json)
 from run_log import git_commit, versions
-from torch_backend import autocast_for, resolve_device
 from cli_help import HelpFormatter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -51,45 +52,54 @@ def committed_after(round_index: int, span: int, rounds: int) -> int:
     return math.ceil(span * (round_index + 1) / rounds)
 
 
-@torch.no_grad()
-def fill_spans(model, device, windows: np.ndarray, starts: np.ndarray, noise: np.ndarray, rounds: int,
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis in float64."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def fill_spans(model, backend, windows: np.ndarray, starts: np.ndarray, noise: np.ndarray, rounds: int,
                predict_vocab: int) -> tuple[np.ndarray, list[int], int]:
     """Greedy mask-predict fill of one span per window, all windows in one batch.
 
     windows (B, T) int64, starts (B,), noise (B, L) random ids put in the span before round 0.
     Predictions are restricted to ids < predict_vocab (the tokenizer's pieces). Returns
     (fills (B, L), positions committed in each round summed over the batch, forwards run).
+    backend: a backends.EvalBackend, or a torch device (the torch backend on it). The choice of
+    what to commit runs on the host in numpy, the same for either backend.
     """
+    backend = as_backend(backend)
     B, L = noise.shape
-    rows = torch.arange(B, device=device)[:, None]
-    positions = torch.as_tensor(starts, device=device)[:, None] + torch.arange(L, device=device)[None, :]
-    x = torch.as_tensor(windows, device=device).clone()
-    x[rows, positions] = torch.as_tensor(noise, device=device)
-    committed = torch.zeros(B, L, dtype=torch.bool, device=device)
-    fills = torch.full((B, L), -1, dtype=torch.long, device=device)
+    rows = np.arange(B)[:, None]
+    positions = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(L)[None, :]
+    x = np.array(windows, dtype=np.int64)
+    x[rows, positions] = noise
+    committed = np.zeros((B, L), dtype=bool)
+    fills = np.full((B, L), -1, dtype=np.int64)
     commits, forwards = [], 0
     for k in range(rounds):
         n_commit = committed_after(k, L, rounds) - (committed_after(k - 1, L, rounds) if k else 0)
         if n_commit == 0:
             commits.append(0)
             continue
-        with autocast_for(device):
-            logits = model(x, is_causal=False)
+        logits = backend.logits(model, x, is_causal=False)
         forwards += 1
-        probs = torch.softmax(logits.float()[rows, positions][..., :predict_vocab], dim=-1)  # (B, L, V')
-        confidence, prediction = probs.max(dim=-1)
-        confidence = confidence.masked_fill(committed, -1.0)  # committed positions are never re-chosen
-        chosen = confidence.topk(n_commit, dim=1).indices  # (B, n_commit) span offsets
+        probs = softmax(logits[rows, positions][..., :predict_vocab])  # (B, L, V')
+        prediction, confidence = probs.argmax(axis=-1), probs.max(axis=-1)
+        confidence[committed] = -1.0  # committed positions are never re-chosen
+        # The n_commit most confident offsets per row; a stable sort breaks ties by position.
+        chosen = np.argsort(-confidence, axis=1, kind="stable")[:, :n_commit]
         fills[rows, chosen] = prediction[rows, chosen]
         committed[rows, chosen] = True
-        x[rows, positions.gather(1, chosen)] = prediction[rows, chosen]
+        x[rows, np.take_along_axis(positions, chosen, axis=1)] = prediction[rows, chosen]
         commits.append(int(n_commit * B))
     if not bool(committed.all()):
         raise AssertionError("some span positions were never committed (bug)")
-    return fills.cpu().numpy(), commits, forwards
+    return fills, commits, forwards
 
 
-def span_fill_experiment(model, device, tokens: np.ndarray, args, vocab_size: int, predict_vocab: int, sp) -> dict:
+def span_fill_experiment(model, backend, tokens: np.ndarray, args, vocab_size: int, predict_vocab: int, sp) -> dict:
     T = args.seq_len
     offsets = random_offsets(len(tokens), T, args.n_windows, args.seed, f"{args.data_dir} (--seq_len {T})")
     windows = gather_windows(tokens, offsets, T)
@@ -101,7 +111,7 @@ def span_fill_experiment(model, device, tokens: np.ndarray, args, vocab_size: in
         truth = windows[np.arange(args.n_windows)[:, None], starts[:, None] + np.arange(L)[None, :]]
         for R in args.rounds:
             t0 = time.perf_counter()
-            parts = [fill_spans(model, device, windows[i : i + args.batch_size], starts[i : i + args.batch_size],
+            parts = [fill_spans(model, backend, windows[i : i + args.batch_size], starts[i : i + args.batch_size],
                                 noise[i : i + args.batch_size], R, predict_vocab)
                      for i in range(0, args.n_windows, args.batch_size)]
             fills = np.concatenate([p[0] for p in parts])
@@ -136,29 +146,32 @@ def example(sp, window: np.ndarray, start: int, fill: np.ndarray, span: int, rou
 # ----------------------------------------------------------------------------- causal sampling
 
 
-@torch.no_grad()
-def sample(model, device, prompt_ids: list[int], max_new_tokens: int, temperature: float, n_samples: int,
+def sample(model, backend, prompt_ids: list[int], max_new_tokens: int, temperature: float, n_samples: int,
            seed: int, predict_vocab: int) -> np.ndarray:
     """(n_samples, max_new_tokens) new ids; the n samples are generated together in one batch.
 
-    No KV cache: each step re-reads the whole sequence (short generations only).
+    No KV cache: each step re-reads the whole sequence (short generations only). The draws are
+    numpy's (default_rng(seed), inverse CDF of the float64 softmax), so the same logits give the
+    same samples on either backend.
     """
-    generator = torch.Generator(device=device).manual_seed(seed)
-    x = torch.as_tensor([prompt_ids] * n_samples, dtype=torch.long, device=device)
+    backend = as_backend(backend)
+    rng = np.random.default_rng(seed)
+    x = np.array([prompt_ids] * n_samples, dtype=np.int64)
     for _ in range(max_new_tokens):
-        with autocast_for(device):
-            logits = model(x, is_causal=True)[:, -1, :predict_vocab].float()
+        logits = backend.logits(model, x, is_causal=True)[:, -1, :predict_vocab]
         if temperature == 0:
-            nxt = logits.argmax(dim=-1)
+            nxt = logits.argmax(axis=-1)
         else:
-            nxt = torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1, generator=generator)[:, 0]
-        x = torch.cat([x, nxt[:, None]], dim=1)
-    return x[:, len(prompt_ids) :].cpu().numpy()
+            cdf = np.cumsum(softmax(logits / temperature), axis=-1)
+            u = rng.random(n_samples) * cdf[:, -1]
+            nxt = np.minimum((cdf <= u[:, None]).sum(axis=-1), predict_vocab - 1)
+        x = np.concatenate([x, nxt[:, None].astype(np.int64)], axis=1)
+    return x[:, len(prompt_ids) :]
 
 
-def sampling_experiment(model, device, args, predict_vocab: int, sp) -> dict:
+def sampling_experiment(model, backend, args, predict_vocab: int, sp) -> dict:
     prompt_ids = [BOS_ID] + [int(i) for i in sp.encode(args.prompt)]
-    new = sample(model, device, prompt_ids, args.max_new_tokens, args.temperature, args.n_samples,
+    new = sample(model, backend, prompt_ids, args.max_new_tokens, args.temperature, args.n_samples,
                  args.seed, predict_vocab)
     samples = [dict(ids=row.tolist(), text=decode(sp, row), full_text=decode(sp, prompt_ids[1:] + row.tolist()))
                for row in new]
@@ -219,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--n_samples", type=int, default=1, help="samples generated from the prompt (one batch)")
     p.add_argument("--seed", type=int, default=42, help="windows, spans, noise and sampling")
-    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="auto: cuda, else mps, else cpu")
+    add_backend_flags(p)
     p.add_argument("--json_out", default=None, help="default: next to the checkpoint, <stem>.gen_test.json")
     return p
 
@@ -255,8 +268,8 @@ def main(argv=None) -> int:
         args = build_parser().parse_args(argv)
         validate_args(args)
         t0 = time.perf_counter()
-        device = resolve_device(args.device)
-        model, config, checkpoint_format = load_checkpoint(args.checkpoint, device, args.xsa_last_n,
+        backend = load_backend(args.backend, args.device)
+        model, config, checkpoint_format = load_checkpoint(args.checkpoint, backend, args.xsa_last_n,
                                                            args.original_arch)
         tables, tokenizer, tokens = load_data(args.data_dir, args.tokenizer_path, config.vocab_size, 0)
         tokenizer_check = check_tokenizer(args.checkpoint, checkpoint_format, tokenizer, tables)
@@ -267,10 +280,9 @@ def main(argv=None) -> int:
         result = dict(tool="gen_test", checkpoint=str(args.checkpoint), checkpoint_format=checkpoint_format,
                       config=config.to_dict(),
                       data_dir=str(args.data_dir), tokenizer=str(tokenizer), tokenizer_check=tokenizer_check,
-                      device=str(device),
-                      precision=precision_name(device))
-        result["fill"] = span_fill_experiment(model, device, tokens, args, config.vocab_size, predict_vocab, sp)
-        result["sample"] = sampling_experiment(model, device, args, predict_vocab, sp)
+                      backend=backend.name, device=backend.device_label, precision=backend.precision)
+        result["fill"] = span_fill_experiment(model, backend, tokens, args, config.vocab_size, predict_vocab, sp)
+        result["sample"] = sampling_experiment(model, backend, args, predict_vocab, sp)
         result.update(seconds=time.perf_counter() - t0, json_out=str(json_out), git_commit=git_commit(REPO_ROOT),
                       versions=versions())
         write_json(json_out, result)

@@ -3,7 +3,7 @@
 1. Attention: two sequences equal on positions 0..15 and different on 16..31. A causal forward
    must leave the prefix logits EXACTLY unchanged (and change the suffix); a bidirectional
    forward must change the prefix logits too (it reads the future by design).
-2. Order audit (audits.order_audit through TorchScorer): in each decoder's own decoding order,
+2. Order audit (audits.order_audit through the backend's scorer): in each decoder's own decoding order,
    changing a token decoded later must not change the score of a token decoded earlier.
 3. Normalization audits: for a V-letter alphabet and T tokens, sum exp(-total NLL) over all V**T
    sequences. Per fill (audits.per_fill_normalization_audit): each of the n_random fill
@@ -20,6 +20,7 @@ attention check fails.
 
     python leakage_test.py --checkpoint runs/x/final_model.npz [--data_dir DIR]
     python leakage_test.py --random_init --json_out /tmp/leak.json
+    python leakage_test.py --backend mlx --checkpoint runs/x/final_model.npz   (MLX, no torch imported)
     python leakage_test.py --checkpoint ckpt/5L_w03/step_final.pt --original_arch 5L   (an original record's checkpoint)
 
 Exit status: 0 all claimed-valid decoders pass; 1 bad input (one `error:` line); 2 a check failed.
@@ -34,20 +35,19 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 import audits
 import cf
+from backends import as_backend, load_backend
 from checkpoint import CheckpointError
 from eval_cf import (EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, OneLineParser, Progress, UsageError,
-                     add_checkpoint_flags,
+                     add_backend_flags, add_checkpoint_flags,
                      check_checkpoint_flags, check_paths, default_json_path, error_line, gather_windows,
-                     check_tokenizer, load_checkpoint, load_data, parse_decoders, precision_name, print_tokenizer_note,
+                     check_tokenizer, load_checkpoint, load_data, parse_decoders, print_tokenizer_note,
                      random_offsets, write_json)
-from model import GPT, GPTConfig
+from model_config import GPTConfig, optimizer_group
 from run_log import git_commit, versions
 from toy_scorers import MarkovScorer
-from torch_backend import TorchScorer, autocast_for, resolve_device
 from cli_help import HelpFormatter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -69,30 +69,33 @@ EXPECTED_FAILURE_REASON = {
 # ----------------------------------------------------------------------------- models and scorers
 
 
-def random_init_model(vocab_size: int, seed: int, device: torch.device) -> tuple[GPT, GPTConfig]:
-    """A tiny GPT with its zero-initialized matrices re-drawn at random.
+def random_init_model(vocab_size: int, seed: int, backend=None, *, device=None) -> tuple[object, GPTConfig]:
+    """A tiny GPT whose matrices (the Muon group and the token embedding) are all drawn at random.
 
     The output projections, MLP down projections and the bigram table start at zero, which
     makes a fresh model blind to its context: nothing could leak, and no check would mean
-    anything. Re-drawing them lets every path carry information.
+    anything. Drawing every matrix lets every path carry information. The draws are numpy's
+    (seeded, in sorted name order) and every other parameter keeps its constant init, so both
+    backends build the same model. Each matrix has std 1/sqrt(fan_in); for the token embedding
+    that is 1/sqrt(d) instead of 0.005, so the logits of the tied head (RMS-normed x, norm
+    sqrt(d)) are O(1), not O(0.01): a change of context then moves the scores by amounts far
+    above float noise.
+
+    backend: a backends.EvalBackend, or a torch device (the torch backend on it); `device=` is its
+    name from before --backend existed, still accepted for existing callers.
     """
+    backend = as_backend(backend if backend is not None else device)
     config = GPTConfig(vocab_size=vocab_size, **TINY_RANDOM_CONFIG)
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = GPT(config)
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.ndim == 2 and not bool(param.any()):
-                param.copy_(torch.randn(param.shape, generator=generator) / math.sqrt(param.shape[1]))
-        # Token embeddings of std 1/sqrt(d) instead of 0.005, so the logits of the tied head
-        # (RMS-normed x, norm sqrt(d)) are O(1), not O(0.01): a change of context then moves
-        # the scores by amounts far above float noise.
-        embedding = model.tok_emb.weight
-        embedding.copy_(torch.randn(embedding.shape, generator=generator) / math.sqrt(embedding.shape[1]))
-    return model.to(device).eval(), config
+    weights = backend.init_weights(config)
+    rng = np.random.default_rng(seed)
+    for name in sorted(weights):
+        shape = weights[name].shape
+        if optimizer_group(name, len(shape)) in ("muon", "embed"):
+            weights[name] = (rng.standard_normal(shape) / math.sqrt(shape[1])).astype(np.float32)
+    return backend.build(config.to_dict(), weights)
 
 
-class RestrictedVocabScorer(TorchScorer):
+class RestrictedVocabScorer:
     """The model as a conditional over a V-letter alphabet of real token ids (cf scorer contract).
 
     Letter a in [0, V) stands for token id token_ids[a]: inputs are mapped to those ids before
@@ -100,24 +103,24 @@ class RestrictedVocabScorer(TorchScorer):
     a distribution normalized over the alphabet that reads only its inputs (the audit's
     sequences and cf's fills are letters), so the normalization audit's math holds exactly for
     this scorer: a valid decoder sums to 1 over the V**T sequences, whatever the model.
+    Only the V selected logits leave the device (backend.logits with columns).
     """
 
-    def __init__(self, model: GPT, device: torch.device, token_ids):
+    def __init__(self, model, backend, token_ids):
         token_ids = np.asarray(token_ids, dtype=np.int64)
         if token_ids.ndim != 1 or token_ids.size < 2 or len(set(token_ids.tolist())) != token_ids.size:
             raise UsageError("the normalization alphabet needs at least two distinct token ids")
         if token_ids.min() < 0 or token_ids.max() >= model.config.vocab_size:
             raise UsageError(f"alphabet ids must lie in [0, {model.config.vocab_size}) (the model vocabulary)")
-        super().__init__(model, device)
-        self.token_ids = token_ids
-        self._index = torch.as_tensor(token_ids, device=device)
-
-    def log_probs(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.log_softmax(logits.index_select(-1, self._index).double(), dim=-1)
+        self.model, self.backend, self.token_ids = model, as_backend(backend), token_ids
 
     def __call__(self, inputs: np.ndarray, is_causal: bool, targets: np.ndarray) -> np.ndarray:
         # Inputs become real ids; targets stay letters (they index the V selected logits).
-        return super().__call__(self.token_ids[np.asarray(inputs)], is_causal, targets)
+        logits = self.backend.logits(self.model, self.token_ids[np.asarray(inputs)], is_causal,
+                                     columns=self.token_ids).astype(np.float64)
+        top = logits.max(axis=-1, keepdims=True)
+        log_probs = logits - (top + np.log(np.exp(logits - top).sum(axis=-1, keepdims=True)))
+        return np.take_along_axis(log_probs, np.asarray(targets, dtype=np.int64)[..., None], axis=-1)[..., 0]
 
 
 def normalization_alphabet(V: int, val_tokens: np.ndarray | None, tables) -> dict:
@@ -155,18 +158,16 @@ def sample_rows(n_rows: int, length: int, vocab_size: int, seed: int, val_tokens
     return np.random.default_rng(seed).integers(0, vocab_size, size=(n_rows, length), dtype=np.int64)
 
 
-@torch.no_grad()
-def attention_check(model: GPT, device: torch.device, base_row: np.ndarray, vocab_size: int, seed: int) -> dict:
+def attention_check(model, backend, base_row: np.ndarray, vocab_size: int, seed: int) -> dict:
     """Max |logit change| before / after the split, causal and bidirectional, one batch of 2."""
     first = np.asarray(base_row[:ATTENTION_LEN], dtype=np.int64)
     second = first.copy()
     shift = np.random.default_rng(seed).integers(1, vocab_size, size=ATTENTION_LEN - ATTENTION_SPLIT)
     second[ATTENTION_SPLIT:] = (second[ATTENTION_SPLIT:] + shift) % vocab_size
-    batch = torch.as_tensor(np.stack([first, second]), device=device)
+    batch = np.stack([first, second])
     out = {}
     for mode, is_causal in (("causal", True), ("bidirectional", False)):
-        with autocast_for(device):
-            logits = model(batch, is_causal=is_causal).float().cpu().numpy()
+        logits = as_backend(backend).logits(model, batch, is_causal)
         out[mode] = dict(zip(("prefix_max_change", "suffix_max_change"),
                              audits.prefix_change(logits[0], logits[1], ATTENTION_SPLIT)))
     out["split"], out["length"] = ATTENTION_SPLIT, ATTENTION_LEN
@@ -196,13 +197,13 @@ def classify(decoder: str, passed: bool) -> tuple[str, str, bool]:
     return "FAIL", EXPECTED_FAILURE_REASON.get(decoder, "expected: the decoder does not claim to be valid"), False
 
 
-def run_checks(model: GPT, device: torch.device, args, decoders: list[str], val_tokens, scorer_hook=None,
-               tables=None) -> dict:
+def run_checks(model, backend, args, decoders: list[str], val_tokens, scorer_hook=None, tables=None) -> dict:
     """All checks; scorer_hook(scorer) -> scorer may wrap the model's scorers (tests inject leaks)."""
     hook = scorer_hook or (lambda scorer: scorer)
     vocab = model.config.vocab_size
     cf_kwargs = dict(stride=args.stride, rounds=args.rounds, seed=args.seed)
-    tolerance = args.tolerance if args.tolerance is not None else ORDER_TOL[precision_name(device)]
+    backend = as_backend(backend)
+    tolerance = args.tolerance if args.tolerance is not None else ORDER_TOL[backend.precision]
     rows, results = [], {}
 
     # One progress line per finished check, as eval_cf.py does per batch: on a trained checkpoint
@@ -225,11 +226,11 @@ def run_checks(model: GPT, device: torch.device, args, decoders: list[str], val_
     base = sample_rows(1, ATTENTION_LEN, vocab, args.seed, val_tokens, f"{args.data_dir} (attention check)")[0]
     seqs = sample_rows(args.audit_windows, args.audit_seq_len + 1, vocab, args.seed + 2, val_tokens,
                        f"{args.data_dir} (--audit_seq_len {args.audit_seq_len})")
-    results["attention"] = attention = attention_check(model, device, base, vocab, args.seed + 1)
+    results["attention"] = attention = attention_check(model, backend, base, vocab, args.seed + 1)
     done[0] += 1
     progress.update(done[0], "attention ")
 
-    model_scorer = hook(TorchScorer(model, device))
+    model_scorer = hook(backend.scorer(model))
     results["order_audit_model"] = {}
     for name in decoders:
         audit = audits.order_audit(model_scorer, seqs, name, vocab_size=vocab, n_random=args.n_random,
@@ -239,7 +240,7 @@ def run_checks(model: GPT, device: torch.device, args, decoders: list[str], val_
 
     V, T = args.norm_vocab, args.norm_len
     alphabet = normalization_alphabet(V, val_tokens, tables)
-    restricted = hook(RestrictedVocabScorer(model, device, alphabet["token_ids"]))
+    restricted = hook(RestrictedVocabScorer(model, backend, alphabet["token_ids"]))
     toy = coupled_toy_scorer(V)
     toy_seqs = np.random.default_rng(args.seed + 3).integers(0, V, size=(args.audit_windows, args.audit_seq_len + 1))
     results["order_audit_toy"], results["normalization_model"], results["normalization_toy"] = {}, {}, {}
@@ -280,7 +281,8 @@ def run_checks(model: GPT, device: torch.device, args, decoders: list[str], val_
 
 def print_report(result: dict) -> None:
     att = result["attention"]
-    print(f"model:{result['model_source']} params:{result['params']} device:{result['device']} "
+    print(f"model:{result['model_source']} params:{result['params']} backend:{result['backend']} "
+          f"device:{result['device']} "
           f"precision:{result['precision']} order_tolerance:{result['order_tolerance']:.0e}")
     print(f"attention (positions 0..{att['split'] - 1} equal, {att['split']}..{att['length'] - 1} differ):")
     print(f"  causal         prefix max|dlogit|:{att['causal']['prefix_max_change']:.3e} (must be exactly 0) "
@@ -330,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=None,
                    help=f"order-audit tolerance in nats (default {ORDER_TOL['float32']:g} float32, "
                         f"{ORDER_TOL['bf16']:g} bf16)")
-    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="auto: cuda, else mps, else cpu")
+    add_backend_flags(p)
     p.add_argument("--json_out", default=None,
                    help="default: next to the checkpoint (<stem>.leakage.json); --random_init: none unless given")
     return p
@@ -360,12 +362,12 @@ def main(argv=None, scorer_hook=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         decoders = validate_args(args)
-        device = resolve_device(args.device)
+        backend = load_backend(args.backend, args.device)
         if args.random_init:
-            model, config = random_init_model(args.vocab_size, args.seed, device)
+            model, config = random_init_model(args.vocab_size, args.seed, backend)
             source = f"random_init(vocab={args.vocab_size}, seed={args.seed}, {TINY_RANDOM_CONFIG})"
         else:
-            model, config, checkpoint_format = load_checkpoint(args.checkpoint, device, args.xsa_last_n,
+            model, config, checkpoint_format = load_checkpoint(args.checkpoint, backend, args.xsa_last_n,
                                                                args.original_arch)
             source = f"{args.checkpoint} ({checkpoint_format['format']})"
         val_tokens = tables = None
@@ -376,10 +378,10 @@ def main(argv=None, scorer_hook=None) -> int:
                 tokenizer_check = check_tokenizer(args.checkpoint, checkpoint_format, tokenizer, tables)
         json_out = Path(args.json_out) if args.json_out else (
             None if args.random_init else default_json_path(args.checkpoint, "leakage"))
-        result = run_checks(model, device, args, decoders, val_tokens, scorer_hook, tables)
-        result.update(tool="leakage_test", model_source=source, config=config.to_dict(), params=model.num_params(),
-                      tokenizer_check=tokenizer_check,
-                      device=str(device), precision=precision_name(device),
+        result = run_checks(model, backend, args, decoders, val_tokens, scorer_hook, tables)
+        result.update(tool="leakage_test", model_source=source, config=config.to_dict(),
+                      params=backend.num_params(model), tokenizer_check=tokenizer_check,
+                      backend=backend.name, device=backend.device_label, precision=backend.precision,
                       tokens="validation windows" if val_tokens is not None else "uniform random ids",
                       json_out=str(json_out) if json_out else "not written (no --json_out)",
                       exit_status=EXIT_CHECK_FAILED if result["failures"] else EXIT_OK,

@@ -13,6 +13,7 @@
     MLXScorer(model)(inputs, is_causal, targets) -> float64 (B, T) target log-probs
         the scorer contract of cf.py (see torch_backend.TorchScorer).
     save_step_checkpoint / load_step_checkpoint: the MLX trainer's resumable step checkpoints.
+    MLXEval(device): the evaluators' backend (--backend mlx; the contract is in backends.py).
 
 MLX runs on the default device (mx.set_default_device); there is no device argument. The
 forward passes are compiled with the model's parameters as explicit inputs, so a compiled
@@ -37,10 +38,11 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
+from backends import EvalBackend
 from challenge_format import atomic_write_bytes
 from checkpoint import CheckpointError, check_arch_flags, check_config_against_flags, error_reason, load_weights
 from data import validation_result, validation_windows
-from model_mlx import GPT, GPTConfig, load_state_numpy
+from model_mlx import GPT, GPTConfig, load_state_numpy, state_dict_numpy
 
 STEP_FORMAT = "meadow-golf-mlx-step/1"
 
@@ -227,3 +229,61 @@ class MLXScorer:
         x = mx.array(np.asarray(inputs).astype(np.int32))
         y = mx.array(np.asarray(targets).astype(np.int32))
         return np.array(self._fns[bool(is_causal)](x, y)).astype(np.float64)
+
+
+def _compiled_token_nll(model: GPT):
+    @partial(mx.compile, inputs=model.state)
+    def token_nll(chunk: mx.array) -> mx.array:
+        return cross_entropy(model(chunk[:, :-1], is_causal=True), chunk[:, 1:])
+
+    return token_nll
+
+
+class MLXEval(EvalBackend):
+    """The evaluators' MLX backend (contract in backends.py). device: auto | cpu | mps | cuda; it
+    becomes MLX's default device (MLX has no per-array device). The compute dtype follows it as in
+    the trainer: bfloat16 on a GPU (precision "bf16", like torch's autocast on CUDA), float32 on
+    the CPU."""
+
+    name = "mlx"
+
+    def __init__(self, device="auto"):
+        self.device = resolve_device(device)
+        mx.set_default_device(self.device)
+        self.dtype = resolve_dtype("auto", self.device)
+        self.device_label = device_name(self.device)
+        self.precision = "bf16" if self.dtype == mx.bfloat16 else "float32"
+
+    def build(self, config: dict, weights: dict[str, np.ndarray]) -> tuple[GPT, GPTConfig]:
+        gpt_config = GPTConfig.from_dict(config)
+        model = GPT(gpt_config, compute_dtype=self.dtype)
+        load_state_numpy(model, weights)
+        model.eval()
+        return model, gpt_config
+
+    def init_weights(self, config: GPTConfig) -> dict[str, np.ndarray]:
+        return state_dict_numpy(GPT(config))
+
+    def scorer(self, model: GPT) -> MLXScorer:
+        return MLXScorer(model)
+
+    def logits(self, model: GPT, inputs: np.ndarray, is_causal: bool, columns=None) -> np.ndarray:
+        out = model(mx.array(np.asarray(inputs).astype(np.int32)), is_causal=is_causal).astype(mx.float32)
+        if columns is not None:
+            out = mx.take(out, mx.array(np.asarray(columns, dtype=np.int32)), axis=-1)
+        return np.array(out)
+
+    def ar_nll_sum(self, model: GPT, tokens: np.ndarray, seq_len: int, batch_size: int):
+        """ar_nll_sum with the per-token NLLs summed in float64 on the host, as torch_backend's:
+        eval_cf's consistency check compares it with the scorer's per-token values to 1e-9, which
+        the trainer's float32 sum per batch (ar_nll_sum above) would not meet."""
+        windows = validation_windows(tokens, seq_len)
+        token_nll = _compiled_token_nll(model)
+        total = 0.0
+        for start in range(0, len(windows), batch_size):
+            chunk = mx.array(windows[start : start + batch_size].astype(np.int32))
+            total += float(np.array(token_nll(chunk)).astype(np.float64).sum())
+        return total, len(windows) * seq_len, windows
+
+    def num_params(self, model: GPT) -> int:
+        return model.num_params()

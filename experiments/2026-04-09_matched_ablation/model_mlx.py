@@ -1,6 +1,7 @@
 """The shared-weight GPT of the matched ablation (METHOD.md §3), in MLX: the twin of model.py.
 
-The configuration is model.GPTConfig itself (imported, not redefined). The parameter tree is
+The configuration is model_config.GPTConfig, the very class model.py re-exports (imported, not
+redefined; from model_config so that this module imports no torch). The parameter tree is
 laid out so that `tree_flatten(model.parameters())` yields exactly the names and shapes of the
 torch model's state dict (listed in model.py's docstring), with every Linear weight in the same
 (out_features, in_features) layout (y = x @ W.T, as mlx.nn.Linear stores it). One `.npz`
@@ -31,7 +32,7 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
-from model import BIGRAM_MUL_CUR, BIGRAM_MUL_PREV, RMS_EPS, GPTConfig, optimizer_group
+from model_config import BIGRAM_MUL_CUR, BIGRAM_MUL_PREV, RMS_EPS, GPTConfig, optimizer_group
 
 __all__ = ["GPT", "GPTConfig", "param_groups", "state_dict_numpy", "load_state_numpy", "rms_norm",
            "bigram_bucket_ids", "shift_right"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-NS_COEFFS = (3.4445, -4.7750, 2.0315)
+from optim_common import NS_COEFFS, muon_momentum  # noqa: F401  (re-exported for the torch trainer and tests)
 
 
 def newton_schulz_orthogonalize(g: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.Tensor:
@@ -100,12 +100,6 @@ def clip_matrix_grad(g: torch.Tensor, clip: float) -> torch.Tensor:
         return g
     norm = g.norm()
     return g * torch.where(norm > clip, clip / (norm + 1e-8), torch.ones_like(norm))
-
-
-def muon_momentum(step: int, start: float = 0.92, end: float = 0.99, warmup_steps: int = 1500) -> float:
-    """Momentum warmed linearly from `start` to `end` over the first `warmup_steps` steps."""
-    frac = min(1.0, step / warmup_steps) if warmup_steps > 0 else 1.0
-    return start + (end - start) * frac
 
 
 def build_optimizers(groups: dict, *, muon_lr: float = 0.025, embed_lr: float = 0.035,

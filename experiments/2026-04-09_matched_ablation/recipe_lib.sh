@@ -8,7 +8,8 @@
 # directory; the defaults are computed from this file's location (the repository root).
 #   PRESET [cpu]          h100 | mac | cpu | smoke (table below; printed at start)
 #   BACKEND [torch; mlx for PRESET=mac]  torch: train_cdm.py | mlx: train_cdm_mlx.py. Evaluation is
-#                         always eval_cf.py (torch) on the cell's portable final_model.npz.
+#                         eval_cf.py --backend $BACKEND on the cell's portable final_model.npz, so
+#                         BACKEND=mlx trains, evaluates and summarizes without torch installed.
 #   MATCH [wallclock]     wallclock: every cell of a scale gets the same budget (the original).
 #                         With BUDGET_SECS=0 there is no clock and the step cap decides every cell's
 #                         length: MATCH then reads `steps` (recorded in cell.json and printed so);
@@ -386,7 +387,7 @@ print_recipe() {  # TITLE
   else
     printf '  %-6s %s\n' "match" "wall-clock: every cell gets the same budget / step cap"
   fi
-  printf '  %-6s %s\n' "eval" "eval_cf.py ${EVAL_FLAGS[*]} (final_model.npz of each cell)"
+  printf '  %-6s %s\n' "eval" "eval_cf.py --backend $BACKEND ${EVAL_FLAGS[*]} (final_model.npz of each cell)"
   printf '  %-6s %s\n' "data" "DATA_DIR=$DATA_DIR TOKENIZER=${TOKENIZER:-(from meta.json)}"
   printf '  %-6s %s\n' "dirs" "CKPT_DIR=$CKPT_DIR"
   printf '  %-6s %s\n' "" "LOG_DIR=$LOG_DIR"
@@ -523,7 +524,7 @@ eval_cell() {  # NAME
   echo "[start] eval $name; log $log"
   CELL_RAN=1
   run_logged "$log" "$name" "$PYTHON" "$EXP_DIR/eval_cf.py" --checkpoint "$cell/final_model.npz" --data_dir "$DATA_DIR" \
-    "${EVAL_FLAGS[@]}" --device "$DEVICE" --json_out "$cell/eval_cf.json" \
+    "${EVAL_FLAGS[@]}" --backend "$BACKEND" --device "$DEVICE" --json_out "$cell/eval_cf.json" \
     ${TOKENIZER_FLAGS[@]+"${TOKENIZER_FLAGS[@]}"} || rc=$?
   if [[ "$rc" == 2 && -f "$cell/eval_cf.json" ]]; then
     mv "$cell/eval_cf.json" "$cell/eval_cf.failed.json"  # not "done": a rerun evaluates again

@@ -79,7 +79,8 @@ def git_commit(repo_dir: Path) -> str:
 def versions() -> dict:
     info = {"python": platform.python_version(), "platform": platform.platform()}
     for name in ("torch", "numpy", "sentencepiece", "mlx"):
-        module = sys.modules.get(name)
+        # The mlx package itself carries no __version__; its core module does.
+        module = sys.modules.get("mlx.core" if name == "mlx" else name)
         if module is not None:
             info[name] = getattr(module, "__version__", "unknown")
     return info

@@ -1,6 +1,7 @@
 """PyTorch glue shared by the trainer and the evaluators: device choice, precision, model
 loading from a checkpoint's own config, the Pure-AR validation pass, and the log-prob scorer
-that the backend-independent decoders (cf.py) call.
+that the backend-independent decoders (cf.py) call; TorchEval is the evaluators' --backend torch
+(the contract is in backends.py).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from backends import EvalBackend
 from checkpoint import LoadedCheckpoint, read_checkpoint
 from data import validation_result, validation_windows
-from model import GPT, GPTConfig, load_state_numpy
+from model import GPT, GPTConfig, load_state_numpy, state_dict_numpy
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -118,3 +120,44 @@ class TorchScorer:
             logits = self.model(x, is_causal=is_causal)
         logp = self.log_probs(logits).gather(-1, y.unsqueeze(-1)).squeeze(-1)
         return logp.double().cpu().numpy()
+
+
+class TorchEval(EvalBackend):
+    """The evaluators' PyTorch backend (contract in backends.py). device: a torch.device, or a
+    name for resolve_device (auto | cuda | mps | cpu)."""
+
+    name = "torch"
+
+    def __init__(self, device="auto"):
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.device_label = str(self.device)
+        self.precision = "bf16" if self.device.type == "cuda" else "float32"  # what autocast_for runs
+
+    def build(self, config: dict, weights: dict[str, np.ndarray]) -> tuple[GPT, GPTConfig]:
+        gpt_config = GPTConfig.from_dict(config)
+        model = GPT(gpt_config)
+        load_state_numpy(model, weights)
+        return model.to(self.device).eval(), gpt_config
+
+    def init_weights(self, config: GPTConfig) -> dict[str, np.ndarray]:
+        # fork_rng: drawing a throwaway init must not move the caller's global torch RNG.
+        with torch.random.fork_rng(devices=[]):
+            return state_dict_numpy(GPT(config))
+
+    def scorer(self, model: GPT) -> TorchScorer:
+        return TorchScorer(model, self.device)
+
+    @torch.no_grad()
+    def logits(self, model: GPT, inputs: np.ndarray, is_causal: bool, columns=None) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(inputs), dtype=torch.long, device=self.device)
+        with autocast_for(self.device):
+            out = model(x, is_causal=is_causal).float()
+        if columns is not None:
+            out = out.index_select(-1, torch.as_tensor(np.asarray(columns, dtype=np.int64), device=self.device))
+        return out.cpu().numpy()
+
+    def ar_nll_sum(self, model: GPT, tokens: np.ndarray, seq_len: int, batch_size: int):
+        return ar_nll_sum(model, tokens, seq_len, batch_size, self.device)
+
+    def num_params(self, model: GPT) -> int:
+        return model.num_params()

@@ -42,12 +42,11 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from checkpoint import CheckpointError
-from distributed import launched_by_torchrun
 from mlx_backend import (ar_val_bpb, cross_entropy, device_name, load_step_checkpoint, resolve_device,
                          resolve_dtype, save_step_checkpoint)
 from model_mlx import GPT, load_state_numpy, param_groups, state_dict_numpy
 from optim_mlx import build_optimizer
-from trainer_core import MASK_RATE_RANGE, TrainerBase, validate_args
+from trainer_core import MASK_RATE_RANGE, TrainerBase, launched_by_torchrun, validate_args
 from trainer_core import build_parser as build_core_parser
 
 _HELP_OVERRIDES = {

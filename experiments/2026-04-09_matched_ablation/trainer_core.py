@@ -25,8 +25,8 @@ import numpy as np
 import data as data_mod
 from challenge_format import atomic_write_bytes
 from checkpoint import ARTIFACT_LIMIT_BYTES, save_int6_artifact, save_npz
-from model import GPTConfig
-from optim import muon_momentum
+from model_config import GPTConfig
+from optim_common import muon_momentum
 from run_log import RunLog, git_commit, versions
 from cli_help import HelpFormatter
 
@@ -218,6 +218,12 @@ def departures(args) -> list[str]:
     """`flag=value` for each rule flag set away from the original recipe's value (empty: every
     rule of the original holds). Model sizes, data, batch and device are not rules."""
     return [f"{k}={getattr(args, k)}" for k, v in ORIGINAL_RULES.items() if getattr(args, k) != v]
+
+
+def launched_by_torchrun() -> bool:
+    """Whether torchrun started this process as one of several (WORLD_SIZE > 1). Here rather than in
+    distributed.py (which re-exports it) so that the MLX trainer can refuse torchrun without torch."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def seed_python_numpy(seed: int) -> None:

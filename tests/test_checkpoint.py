@@ -77,3 +77,19 @@ def test_int6_artifact_round_trip(tmp_path):
     lzma.decompress((tmp_path / "m.int6.lzma").read_bytes())  # a plain lzma stream
     config, back = load_int6_artifact(tmp_path / "m.int6.lzma")
     assert config == {"v": 3} and set(back) == set(weights())
+
+
+def test_the_int6_artifact_loads_in_the_evaluators_path(tmp_path):
+    """The record's compact weights: read_checkpoint takes the .lzma artifact, with its config and
+    the dequantized weights (each within half a quantization step of the original values)."""
+    from checkpoint import quantize_int6, read_checkpoint, save_int6_artifact
+
+    rng = np.random.default_rng(0)
+    weights = {"a.weight": rng.normal(size=(4, 6)).astype(np.float32), "b": rng.normal(size=(3,)).astype(np.float32)}
+    config = {"vocab_size": 8}
+    save_int6_artifact(tmp_path / "m.int6.lzma", weights, config, tokenizer={"sha256": "ab", "vocab_size": 8})
+    loaded = read_checkpoint(tmp_path / "m.int6.lzma")
+    assert loaded.config == config and loaded.tokenizer == {"sha256": "ab", "vocab_size": 8}
+    scale = quantize_int6(weights)["a.weight::scale"].astype(np.float32)
+    assert np.all(np.abs(loaded.weights["a.weight"] - weights["a.weight"]) <= scale[:, None] / 2 + 1e-7)
+    assert np.array_equal(loaded.weights["b"], weights["b"].astype(np.float16).astype(np.float32))

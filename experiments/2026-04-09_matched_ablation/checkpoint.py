@@ -433,14 +433,14 @@ class LoadedCheckpoint:
 
     config: dict
     weights: dict[str, np.ndarray]
-    source: str  # "meadow-golf" (carries its config) or "original" (config inferred from the shapes)
+    source: str  # "meadow-golf" / "meadow-golf int6 artifact" (carry their config) or "original" (config from the shapes)
     xsa_from: str | None = None  # original only: the flag that gave xsa_last_n
     tokenizer: dict | None = None  # the recorded tokenizer identity (None: not recorded)
 
     def describe(self) -> dict:
         """For a report's JSON."""
-        if self.source == "meadow-golf":
-            return {"format": "meadow-golf", "config_from": "the checkpoint", "tokenizer": self.tokenizer}
+        if self.source in ("meadow-golf", "meadow-golf int6 artifact"):
+            return {"format": self.source, "config_from": "the checkpoint", "tokenizer": self.tokenizer}
         return {"format": "original (PR 1255 train_cdm.py state dict)",
                 "config_from": f"the tensor shapes; xsa_last_n from {self.xsa_from}",
                 "renamed": {theirs: ours for theirs, ours in ORIGINAL_RENAMES.items()}, "tokenizer": None}
@@ -473,8 +473,14 @@ def read_checkpoint(path, *, xsa_last_n: int | None = None, original_arch: str |
     if path.suffix == ".safetensors":
         raise CheckpointError(f"{path}: an MLX step checkpoint, which this backend does not read; "
                               "use the run's final_model.npz (both backends read it)")
+    if path.suffix == ".lzma":
+        # The int6 artifact (the record's compact weights): dequantized, so its scores differ from
+        # those of the float32 weights it was made from by the quantization alone.
+        config, weights, tokenizer = read_int6_artifact(path)
+        check_config_against_flags(path, config, xsa_last_n, original_arch)
+        return LoadedCheckpoint(config, weights, "meadow-golf int6 artifact", tokenizer=tokenizer)
     if path.suffix not in (".npz", ".pt"):
-        raise CheckpointError(f"{path}: unknown checkpoint type (expected .npz or .pt)")
+        raise CheckpointError(f"{path}: unknown checkpoint type (expected .npz, .pt or an int6 .lzma artifact)")
     _require_file(path)
     state = None
     if path.suffix == ".npz":
@@ -578,6 +584,13 @@ def save_int6_artifact(path, weights: dict[str, np.ndarray], config: dict, token
 
 
 def load_int6_artifact(path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(config, dequantized float32 weights) of an int6+lzma artifact."""
+    config, weights, _ = read_int6_artifact(path)
+    return config, weights
+
+
+def read_int6_artifact(path) -> tuple[dict, dict[str, np.ndarray], dict | None]:
+    """(config, dequantized float32 weights, tokenizer record or None) of an int6+lzma artifact."""
     path = Path(path)
     _require_file(path)
     try:
@@ -589,9 +602,15 @@ def load_int6_artifact(path) -> tuple[dict, dict[str, np.ndarray]]:
     if CONFIG_KEY not in packed:
         raise CheckpointError(f"{path}: artifact has no {CONFIG_KEY}")
     config = _config_dict(path, str(packed.pop(CONFIG_KEY)))
-    packed.pop(TOKENIZER_KEY, None)
+    tokenizer_text = packed.pop(TOKENIZER_KEY, None)
+    tokenizer = None
+    if tokenizer_text is not None:
+        try:
+            tokenizer = json.loads(str(tokenizer_text))
+        except ValueError as e:
+            raise CheckpointError(f"{path}: unreadable tokenizer record ({error_reason(e)})") from None
     try:
         weights = dequantize_int6(packed)
     except (KeyError, ValueError, TypeError, IndexError) as e:  # a scale missing or of the wrong shape
         raise CheckpointError(f"{path}: inconsistent int6 artifact ({error_reason(e)})") from None
-    return config, _float_arrays(path, weights)
+    return config, _float_arrays(path, weights), tokenizer

@@ -120,13 +120,21 @@ class MixingScorer:
                 hidden[:, lo:hi] += w * emb[:, lo + offset : hi + offset]
         return hidden
 
-    def __call__(self, inputs, is_causal, targets):
-        inputs, targets = np.asarray(inputs), np.asarray(targets)
+    def log_probs(self, inputs, is_causal):
+        """(B, T, V) log-probabilities of every row."""
+        inputs = np.asarray(inputs)
         if is_causal:
             hidden = self._mix(inputs, [-k for k in range(self.width)], self.causal_mix)
         else:
             hidden = self._mix(inputs, range(-self.width, self.width + 1), self.bidir_mix)
-        return _pick(_log_softmax(np.tanh(hidden) @ self.out), targets)
+        return _log_softmax(np.tanh(hidden) @ self.out)
+
+    def __call__(self, inputs, is_causal, targets):
+        return _pick(self.log_probs(inputs, is_causal), np.asarray(targets))
+
+    def max_logp(self, inputs, is_causal):
+        """(B, T): each row's largest log-probability (the confidence of cf.confidence_order)."""
+        return self.log_probs(inputs, is_causal).max(axis=-1)
 
 
 class MarkovMaskScorer:
@@ -174,3 +182,10 @@ class MarkovMaskScorer:
             after[:, i] = step / step.sum(axis=1, keepdims=True)
         weight = before * after
         return _pick(np.log(weight / weight.sum(axis=-1, keepdims=True)), targets)
+
+    def max_logp(self, inputs, is_causal):
+        """(B, T): each row's largest log-probability (the confidence of cf.confidence_order)."""
+        inputs = np.asarray(inputs)
+        V = self.transition.shape[0]
+        every = [self(inputs, is_causal, np.full(inputs.shape, v)) for v in range(V)]
+        return np.max(every, axis=0)

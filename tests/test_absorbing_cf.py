@@ -111,3 +111,12 @@ def test_mask_fill_bad_input_refused():
         cf.decode_nll(SCORER, windows(), "cf_valid", vocab_size=V, n_random=1, mask_id=1)
     with pytest.raises(ValueError, match="adaptive order"):
         cf.decoding_order("bidir_confidence", T)
+
+
+@pytest.mark.parametrize("decoder", ["bidir_l2r", "bidir_confidence"])
+def test_chain_rule_window_score_does_not_depend_on_batch(decoder):
+    seqs = windows(5, seed=3)
+    together = cf.decode_nll(SCORER, seqs, decoder, vocab_size=V, n_random=1, mask_id=MASK)
+    for b in range(len(seqs)):
+        alone = cf.decode_nll(SCORER, seqs[b : b + 1], decoder, vocab_size=V, n_random=1, mask_id=MASK)
+        np.testing.assert_allclose(alone[0], together[b], rtol=1e-13, atol=0)

@@ -47,6 +47,14 @@ class UnigramScorer:
         return self.log_probs[np.asarray(targets)]
 
 
+def max_logp_by_enumeration(scorer, inputs, is_causal: bool, vocab_size: int) -> np.ndarray:
+    """(B, T): the largest log-probability of each row over a small vocabulary, by scoring every
+    token as the target (what cf.confidence_order needs from a scorer without full rows)."""
+    inputs = np.asarray(inputs)
+    every = [scorer(inputs, is_causal, np.full(inputs.shape, v)) for v in range(vocab_size)]
+    return np.max(every, axis=0)
+
+
 class MarkovScorer:
     """A first-order Markov chain with transition matrix P (rows sum to 1).
 
@@ -88,6 +96,10 @@ class MarkovScorer:
         weight[:, 1:] = P[inputs[:, :-1]]
         weight[:, :-1] *= P.T[inputs[:, 1:]]
         return _pick(np.log(weight / weight.sum(axis=-1, keepdims=True)), targets)
+
+    def max_logp(self, inputs, is_causal):
+        """(B, T): each row's largest log-probability (the confidence of cf.confidence_order)."""
+        return max_logp_by_enumeration(self, inputs, is_causal, self.transition.shape[0])
 
 
 class MixingScorer:
@@ -185,7 +197,4 @@ class MarkovMaskScorer:
 
     def max_logp(self, inputs, is_causal):
         """(B, T): each row's largest log-probability (the confidence of cf.confidence_order)."""
-        inputs = np.asarray(inputs)
-        V = self.transition.shape[0]
-        every = [self(inputs, is_causal, np.full(inputs.shape, v)) for v in range(V)]
-        return np.max(every, axis=0)
+        return max_logp_by_enumeration(self, inputs, is_causal, self.transition.shape[0])

@@ -66,6 +66,7 @@ def order_audit(
     perturb_seed: int = 0,
     tolerance: float = 1e-6,
     max_rows: int = 4096,
+    mask_id: int | None = None,
 ) -> dict:
     """Check that every score reads only tokens of strictly earlier stages.
 
@@ -110,7 +111,8 @@ def order_audit(
             scored_targets.append(original_targets)
             checks.append((trial, k, "self", stage_of <= k))
 
-    cf_kwargs = dict(stride=stride, rounds=rounds, n_random=n_random, seed=seed, vocab_size=vocab_size)
+    cf_kwargs = dict(stride=stride, rounds=rounds, n_random=n_random, seed=seed, vocab_size=vocab_size,
+                     mask_id=mask_id)
     nll = _decode_in_chunks(
         scorer, np.concatenate(copies), np.concatenate(scored_targets), decoder, max_rows, **cf_kwargs
     )
@@ -144,6 +146,67 @@ def order_audit(
     )
 
 
+def adaptive_order_audit(
+    scorer,
+    seqs,
+    *,
+    vocab_size: int,
+    n_random: int = 1,
+    seed: int = 42,
+    rounds: int = 2,
+    perturb_seed: int = 0,
+    tolerance: float = 1e-6,
+    mask_id: int | None = None,
+) -> dict:
+    """The order audit of bidir_confidence, whose order is chosen per window while decoding.
+
+    For each fill f and each step k of each window's own realized order (cf.confidence_order):
+      "later": the targets decoded after step k are changed; the positions chosen at steps <= k
+               and their log-probs must not change (the choice and the code read only decoded
+               tokens);
+      "self":  the targets decoded at steps >= k are changed in the inputs while the original
+               tokens are scored; again nothing up to step k may change.
+    Exactly 0 for a numpy scorer; `tolerance` allows for accelerator float noise.
+    """
+    seqs = np.ascontiguousarray(np.asarray(seqs), dtype=np.int64)
+    if seqs.ndim != 2 or vocab_size < 2:
+        raise ValueError("seqs must be (B, T+1) and vocab_size >= 2")
+    x = seqs[:, 1:]
+    B, T = x.shape
+    # The fills decode_parts draws for the same seed (rounds only shapes the draw; row 0 is used).
+    fills = cf.make_fills(seed, T, rounds, n_random, vocab_size, mask_id)
+    rng = np.random.default_rng(perturb_seed)
+    rows = np.arange(B)[:, None]
+    max_change, order_moved, worst = 0.0, False, None
+    for f in range(n_random):
+        order, logp = cf.confidence_order(scorer, x, fills[0, f])
+        step_of = np.empty((B, T), dtype=np.int64)
+        step_of[rows, order] = np.arange(T)[None, :]
+        for k in range(T):
+            for kind, changed in (("later", step_of > k), ("self", step_of >= k)):
+                if not changed.any():
+                    continue
+                shift = rng.integers(1, vocab_size, size=x.shape)
+                perturbed = np.where(changed, (x + shift) % vocab_size, x)
+                targets = perturbed if kind == "later" else x
+                new_order, new_logp = cf.confidence_order(scorer, perturbed, fills[0, f], targets=targets)
+                kept = order[:, : k + 1]
+                if not np.array_equal(new_order[:, : k + 1], kept):
+                    order_moved = True
+                change = float(np.abs(np.take_along_axis(new_logp, kept, 1) - np.take_along_axis(logp, kept, 1)).max())
+                if change > max_change:
+                    max_change, worst = change, dict(fill=f, step=k, kind=kind)
+    return dict(
+        decoder="bidir_confidence",
+        passed=bool(max_change <= tolerance and not order_moved),
+        max_change=max_change,
+        order_moved=order_moved,
+        tolerance=tolerance,
+        worst=worst,
+        claimed_valid=cf.VALID["bidir_confidence"],
+    )
+
+
 def all_sequences(vocab_size: int, T: int) -> np.ndarray:
     """Every target sequence of length T over the vocabulary, int64 (V**T, T), lexicographic."""
     index = np.arange(vocab_size**T, dtype=np.int64)
@@ -164,6 +227,7 @@ def normalization_audit(
     rounds: int = 2,
     batch_rows: int = 8192,
     max_sequences: int = 2_000_000,
+    mask_id: int | None = None,
 ) -> dict:
     """Sum of exp(-total NLL) over all V**T target sequences (column 0 = context_token).
 
@@ -180,7 +244,8 @@ def normalization_audit(
         raise ValueError(f"context_token must lie in [0, {vocab_size}), got {context_token}")
     targets = all_sequences(vocab_size, T)
     seqs = np.concatenate([np.full((n_sequences, 1), context_token, dtype=np.int64), targets], axis=1)
-    cf_kwargs = dict(stride=stride, rounds=rounds, n_random=n_random, seed=seed, vocab_size=vocab_size)
+    cf_kwargs = dict(stride=stride, rounds=rounds, n_random=n_random, seed=seed, vocab_size=vocab_size,
+                     mask_id=mask_id)
     total, largest = _kraft_sum(scorer, seqs, decoder, batch_rows, cf_kwargs)
     return dict(
         decoder=decoder,
@@ -219,6 +284,7 @@ def per_fill_normalization_audit(
     tolerance: float = 1e-9,
     batch_rows: int = 8192,
     max_sequences: int = 2_000_000,
+    mask_id: int | None = None,
 ) -> dict:
     """The sharp normalization audit: each of the n_random fill realizations, as its own code.
 
@@ -235,13 +301,14 @@ def per_fill_normalization_audit(
         raise ValueError(f"{vocab_size}**{T} = {n_sequences} sequences > max_sequences={max_sequences}")
     if not 0 <= context_token < vocab_size:
         raise ValueError(f"context_token must lie in [0, {vocab_size}), got {context_token}")
-    fills = cf.draw_fills(seed, T, rounds, n_random, vocab_size)
+    # A mask fill (mask_id, absorbing noise) has one realization: n_random must be 1.
+    fills = cf.make_fills(seed, T, rounds, n_random, vocab_size, mask_id)
     seqs = np.concatenate([np.full((n_sequences, 1), context_token, dtype=np.int64), all_sequences(vocab_size, T)],
                           axis=1)
     totals = []
     for f in range(n_random):
         cf_kwargs = dict(stride=stride, rounds=rounds, n_random=1, seed=seed, vocab_size=vocab_size,
-                         fills=fills[:, f : f + 1])
+                         fills=fills[:, f : f + 1], mask_id=mask_id)
         totals.append(_kraft_sum(scorer, seqs, decoder, batch_rows, cf_kwargs)[0])
     deviation = max(abs(total - 1.0) for total in totals)
     return dict(

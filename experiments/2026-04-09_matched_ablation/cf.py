@@ -126,6 +126,23 @@ def draw_fills(seed: int, T: int, rounds: int, n_random: int, vocab_size: int) -
     return rng.integers(0, vocab_size, size=(1 + rounds, n_random, T), dtype=np.int64)
 
 
+def mask_fills(T: int, rounds: int, mask_id: int) -> np.ndarray:
+    """The absorbing-noise fill, int64 (1 + rounds, 1, T): every hidden position holds the mask
+    token. It is data-independent like draw_fills, and there is ONE fill realization, so a CF
+    decoder with a mask fill is a single product of normalized conditionals (n_random = 1)."""
+    return np.full((1 + rounds, 1, T), mask_id, dtype=np.int64)
+
+
+def make_fills(seed: int, T: int, rounds: int, n_random: int, vocab_size: int,
+               mask_id: int | None = None) -> np.ndarray:
+    """draw_fills(seed, ...) for random fill, mask_fills(...) when mask_id is given (n_random must be 1)."""
+    if mask_id is None:
+        return draw_fills(seed, T, rounds, n_random, vocab_size)
+    if n_random != 1:
+        raise ValueError(f"a mask fill has one realization: n_random must be 1, got {n_random}")
+    return mask_fills(T, rounds, mask_id)
+
+
 # ----------------------------------------------------------------------------- scorer calls
 
 
@@ -158,6 +175,8 @@ class MemoScorer:
         self.scorer = scorer
         self.memory: dict[tuple, np.ndarray] = {}
         self.calls = self.hits = 0
+        if hasattr(scorer, "max_logp"):  # the confidence of bidir_confidence, passed through unmemoized
+            self.max_logp = scorer.max_logp
 
     @staticmethod
     def _digest(a: np.ndarray) -> str:
@@ -317,6 +336,61 @@ def _cf_bidir_skeleton_mix(scorer, prev, x, schedule, fills, nll) -> np.ndarray:
     return _skeleton_mask(schedule)
 
 
+def _bidir_l2r(scorer, prev, x, schedule, fills, nll) -> np.ndarray:
+    """Chain rule of the bidirectional pass, left to right: x[j] is scored by a bidirectional
+    forward in which x[:j] is real and x[j:] (x[j] itself included) is the pass-1 fill (the mask
+    token under absorbing noise). One forward per target per fill; fills averaged (AM-GM)."""
+    logp = _per_fill(x, fills)
+    for f in range(fills.shape[1]):
+        for j in range(schedule.T):
+            inputs = x.copy()
+            inputs[:, j:] = fills[0, f, j:]
+            logp[f][:, j] = _target_logp(scorer, inputs, False, x)[:, j]
+    _mean_over_fills(logp, nll)
+    return np.ones(schedule.T, dtype=bool)
+
+
+def confidence_order(scorer, x: np.ndarray, fill_row: np.ndarray,
+                     targets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The adaptive order of bidir_confidence for one fill: (order int64 (B, T), logp (B, T)).
+
+    At step k every not-yet-decoded position holds the fill; one bidirectional forward gives,
+    at each such position, the log-prob of the true token (the code length if it is decoded now)
+    and the model's confidence, its largest log-prob over the vocabulary (scorer.max_logp). The
+    next position is the most confident hidden one (lowest index on a tie). The confidence is a
+    function of the forward's inputs only (decoded tokens and fill), so a decoder that holds the
+    decoded tokens picks the same position: the order is decodable and the product a valid code.
+    order[b, k] is the position decoded at step k; logp[b, p] the log-prob it was coded with.
+    targets (default x): the tokens whose log-probs are read; the order audit passes the original
+    tokens with changed inputs to catch a score that reads its own or a later token."""
+    targets = x if targets is None else targets
+    B, T = x.shape
+    hidden = np.ones((B, T), dtype=bool)
+    order = np.empty((B, T), dtype=np.int64)
+    logp = np.full((B, T), np.nan)
+    rows = np.arange(B)
+    for k in range(T):
+        inputs = np.where(hidden, fill_row[None, :], x)
+        step_logp = _target_logp(scorer, inputs, False, targets)
+        confidence = np.asarray(scorer.max_logp(inputs, False), dtype=np.float64)
+        # Decoded positions can never be chosen again; argmax takes the lowest index on a tie.
+        chosen = np.where(hidden, confidence, -np.inf).argmax(axis=1)
+        order[:, k] = chosen
+        logp[rows, chosen] = step_logp[rows, chosen]
+        hidden[rows, chosen] = False
+    return order, logp
+
+
+def _bidir_confidence(scorer, prev, x, schedule, fills, nll) -> np.ndarray:
+    if not hasattr(scorer, "max_logp"):
+        raise ValueError("bidir_confidence needs a scorer with max_logp(inputs, is_causal) (the confidence)")
+    logp = _per_fill(x, fills)
+    for f in range(fills.shape[1]):
+        logp[f] = confidence_order(scorer, x, fills[0, f])[1]
+    _mean_over_fills(logp, nll)
+    return np.ones(schedule.T, dtype=bool)
+
+
 def _order_ar(schedule: Schedule) -> list[list[int]]:
     return [[p] for p in range(schedule.T)]
 
@@ -343,7 +417,9 @@ class Decoder:
     definition: str
     valid: bool  # True: the NLL is a valid code length (Kraft sum <= 1)
     run: Callable  # (scorer, prev, x, schedule, fills, nll_out) -> pass-1 mask (T,)
-    order: Callable[[Schedule], list[list[int]]]  # the decoding order it claims
+    # The decoding order it claims, the same for every window; None for an adaptive order that
+    # depends on the decoded tokens (bidir_confidence: audits.adaptive_order_audit checks it).
+    order: Callable[[Schedule], list[list[int]]] | None
 
 
 DECODERS: dict[str, Decoder] = {
@@ -371,6 +447,21 @@ DECODERS: dict[str, Decoder] = {
             True,
             _cf_bidir_skeleton,
             _order_cf,
+        ),
+        Decoder(
+            "bidir_l2r",
+            "chain rule of the bidirectional pass left to right: x[j] scored with x[j:] hidden by the fill",
+            True,
+            _bidir_l2r,
+            _order_ar,
+        ),
+        Decoder(
+            "bidir_confidence",
+            "chain rule of the bidirectional pass in an adaptive order: next the most confident hidden "
+            "position, chosen from the decoded tokens only (order per window: confidence_order)",
+            True,
+            _bidir_confidence,
+            None,
         ),
         Decoder(
             "cf_valid_mix",
@@ -414,6 +505,8 @@ def decoding_order(decoder: str, T: int, stride: int = 2, rounds: int = 2) -> li
     A token of stage k may be scored only from the context and tokens of stages < k.
     """
     spec = _check_args(decoder, T, stride, rounds)
+    if spec.order is None:
+        raise ValueError(f"{decoder} decodes in an adaptive order (one per window): see confidence_order")
     return spec.order(make_schedule(T, stride, rounds))
 
 
@@ -428,6 +521,7 @@ def decode_parts(
     seed: int = 42,
     vocab_size: int,
     fills: np.ndarray | None = None,
+    mask_id: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-target NLL of `decoder` and which pass scored each target.
 
@@ -437,6 +531,8 @@ def decode_parts(
     fills: an explicit fill array (1 + rounds, n_random, T) instead of draw_fills(seed, ...);
     n_random must equal its second axis. The normalization audit uses it to score each fill
     realization f of a draw as its own one-fill code (fills[:, f:f+1]).
+    mask_id: absorbing noise; every hidden position holds this token (mask_fills), n_random must
+    be 1 and an explicit fills array may contain it. The targets stay in [0, vocab_size).
     """
     seqs = np.asarray(seqs)
     if seqs.ndim != 2 or not np.issubdtype(seqs.dtype, np.integer):
@@ -451,15 +547,18 @@ def decode_parts(
     prev, x = np.ascontiguousarray(seqs[:, :-1]), np.ascontiguousarray(seqs[:, 1:])
 
     schedule = make_schedule(T, stride, rounds)
+    if mask_id is not None and mask_id < vocab_size:
+        raise ValueError(f"mask_id {mask_id} lies inside the vocabulary [0, {vocab_size})")
     if fills is None:
-        fills = draw_fills(seed, T, rounds, n_random, vocab_size)
+        fills = make_fills(seed, T, rounds, n_random, vocab_size, mask_id)
     else:
         fills = np.asarray(fills)
         if fills.shape != (1 + rounds, n_random, T) or not np.issubdtype(fills.dtype, np.integer):
             raise ValueError(f"fills must be an integer array {(1 + rounds, n_random, T)}, got {fills.dtype} "
                              f"{fills.shape}")
-        if fills.size and (fills.min() < 0 or fills.max() >= vocab_size):
-            raise ValueError(f"fill ids must lie in [0, {vocab_size})")
+        fill_ids = vocab_size if mask_id is None else mask_id + 1
+        if fills.size and (fills.min() < 0 or fills.max() >= fill_ids):
+            raise ValueError(f"fill ids must lie in [0, {fill_ids})")
         fills = fills.astype(np.int64)
     nll = np.full(x.shape, np.nan, dtype=np.float64)
     pass1 = spec.run(scorer, prev, x, schedule, fills, nll)
@@ -477,9 +576,10 @@ def decode_nll(
     seed: int = 42,
     vocab_size: int,
     fills: np.ndarray | None = None,
+    mask_id: int | None = None,
 ) -> np.ndarray:
     """float64 (B, T): the NLL in nats `decoder` assigns to each target seqs[:, 1:]."""
     return decode_parts(
         scorer, seqs, decoder, stride=stride, rounds=rounds, n_random=n_random, seed=seed,
-        vocab_size=vocab_size, fills=fills,
+        vocab_size=vocab_size, fills=fills, mask_id=mask_id,
     )["nll"]

@@ -294,7 +294,7 @@ def expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     H, kv = config["num_heads"], config["num_kv_heads"]
     kv_dim, hidden = kv * (d // H), config["mlp_mult"] * d
     shapes = {
-        "tok_emb.weight": (V, d),
+        "tok_emb.weight": (V + int(config.get("mask_token", False)), d),
         "bigram.embed.weight": (config["bigram_buckets"], config["bigram_dim"]),
         "bigram.proj.weight": (d, config["bigram_dim"]),
         "bigram.scale": (),

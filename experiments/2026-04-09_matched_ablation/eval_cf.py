@@ -73,6 +73,7 @@ import numpy as np
 
 import cf
 import cf_original
+import elbo as elbo_mod
 import data as data_mod
 from challenge_format import atomic_write_bytes, bits_per_byte
 from checkpoint import ORIGINAL_ARCHS, CheckpointError, check_arch_flags, read_checkpoint
@@ -86,7 +87,8 @@ DEFAULT_BATCH_SIZE = 16
 PROTOCOLS = ("shared", "original")
 # cf_bidir_skeleton costs one forward per skeleton token: opt-in only (--decoders). Its mixture
 # reuses its forwards when both are listed, but alone it runs all of them.
-EXPENSIVE_DECODERS = ("cf_bidir_skeleton", "cf_bidir_skeleton_mix")
+EXPENSIVE_DECODERS = ("cf_bidir_skeleton", "cf_bidir_skeleton_mix", "bidir_l2r", "bidir_confidence")
+FILLS = ("auto", "random", "mask")
 # The window offsets get their own stream: default_rng([seed, WINDOW_STREAM]) is unrelated to
 # default_rng(seed), which cf.draw_fills uses for the random fill.
 WINDOW_STREAM = 0x77696E64  # "wind"
@@ -311,7 +313,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq_len", type=int, default=1024, help="T: targets per window (windows are T+1 tokens)")
     p.add_argument("--stride", type=int, default=2, help="CF skeleton stride s (METHOD.md §5)")
     p.add_argument("--rounds", type=int, default=2, help="CF fill rounds r (METHOD.md §5)")
-    p.add_argument("--n_random", type=int, default=3, help="random fills averaged per CF pass")
+    p.add_argument("--n_random", type=int, default=None,
+                   help="random fills averaged per CF pass (default 3; a mask fill has one, so 1)")
+    p.add_argument("--fill", default="auto", choices=FILLS,
+                   help="what hides a not-yet-decoded position: random tokens (the original), or the mask token of "
+                        "an absorbing-noise model; auto: mask when the checkpoint has a mask token")
+    p.add_argument("--elbo_samples", type=int, default=0,
+                   help="K > 0: also the absorbing ELBO of the bidirectional pass (elbo.py), K stratified Monte "
+                        "Carlo samples per window, reported with its standard error as an upper bound; needs a "
+                        "mask-token checkpoint")
     p.add_argument("--seed", type=int, default=42, help="window offsets and (separately) the CF fill")
     p.add_argument("--full_val", action="store_true", help="every non-overlapping window instead of random ones")
     p.add_argument("--val_tokens", type=int, default=None,
@@ -335,6 +345,14 @@ def validate_args(args) -> list[str]:
             raise UsageError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to --protocol "
                              "original (its decoders, windows and one-window batches are fixed)")
     args.batch_size = DEFAULT_BATCH_SIZE if args.batch_size is None else args.batch_size
+    if args.protocol == "original" and (args.fill != "auto" or args.elbo_samples):
+        raise UsageError("--fill and --elbo_samples do not apply to --protocol original (its fill is random tokens)")
+    if args.fill == "mask" and args.n_random not in (None, 1):
+        raise UsageError(f"--fill mask has one fill realization: --n_random must be 1, got {args.n_random}")
+    if args.elbo_samples < 0:
+        raise UsageError(f"--elbo_samples must be >= 0 (0 = off), got {args.elbo_samples}")
+    n_random_given = args.n_random is not None
+    args.n_random = 3 if args.n_random is None else args.n_random
     args.val_tokens = 0 if args.val_tokens is None else args.val_tokens
     for flag, minimum in (("stride", 2), ("rounds", 1), ("n_random", 1), ("n_seqs", 1), ("seq_len", 2),
                           ("batch_size", 1)):
@@ -342,6 +360,7 @@ def validate_args(args) -> list[str]:
             raise UsageError(f"--{flag} must be >= {minimum}, got {getattr(args, flag)}")
     if args.val_tokens < 0:
         raise UsageError(f"--val_tokens must be >= 0 (0 = all), got {args.val_tokens}")
+    args.n_random_given = n_random_given
     check_checkpoint_flags(args)
     check_paths(args.checkpoint, args.json_out)
     if args.protocol == "original":
@@ -454,6 +473,49 @@ def score_decoders(scorer, windows: np.ndarray, target_bytes: np.ndarray, decode
     return {name: summarize(name, totals[name]) for name in decoders}
 
 
+def resolve_fill(args, config) -> tuple[str, int]:
+    """(fill, n_random) for this checkpoint. auto: the mask token when the model has one (it was
+    trained with absorbing noise and never saw random fill as "hidden"), else random tokens. A
+    mask fill has one realization, so n_random is 1. Refused before any scoring: a mask fill or
+    the ELBO on a model without a mask token, and an explicit --n_random > 1 with a mask fill."""
+    fill = args.fill if args.fill != "auto" else ("mask" if config.mask_id is not None else "random")
+    if fill == "mask" and config.mask_id is None:
+        raise UsageError(f"--fill mask: {args.checkpoint} has no mask token (trained with --noise uniform)")
+    if args.elbo_samples and config.mask_id is None:
+        raise UsageError(f"--elbo_samples: {args.checkpoint} has no mask token; the diffusion ELBO is a bound only "
+                         "for an absorbing-mask model (train with --noise absorbing)")
+    if fill == "mask":
+        if getattr(args, "n_random_given", False) and args.n_random != 1:
+            raise UsageError(f"the mask fill has one realization: --n_random must be 1, got {args.n_random}")
+        return fill, 1
+    return fill, args.n_random
+
+
+def score_elbo(scorer, windows: np.ndarray, target_bytes: np.ndarray, n_samples: int, *, seed: int, mask_id: int,
+               batch_size: int, per_window: dict | None = None) -> dict:
+    """The absorbing ELBO (elbo.py) of every window, in batches, over the same windows and bytes as
+    every decoder. Window n's mask times and masks come from its own stream (elbo.draw_noise with
+    first_window = n), so the numbers do not depend on the batch size. per_window receives
+    `nll_elbo` (N,) (each window's K-sample mean, nats) and `nll_elbo_samples` (N, K)."""
+    t0 = time.perf_counter()
+    T = windows.shape[1] - 1
+    terms = []
+    for start in range(0, len(windows), batch_size):
+        batch = windows[start : start + batch_size]
+        times, masks = elbo_mod.draw_noise(seed, len(batch), n_samples, T, first_window=start)
+        terms.append(elbo_mod.sample_terms(scorer, batch[:, 1:], times, masks, mask_id))
+    terms = np.concatenate(terms)
+    means = terms.mean(axis=1)
+    if not np.all(np.isfinite(means)):
+        raise FloatingPointError("the ELBO produced a non-finite NLL")
+    if per_window is not None:
+        per_window.update({"nll_elbo": means, "nll_elbo_samples": terms})
+    result = elbo_mod.summarize(means, int(target_bytes.sum()), n_samples)
+    result.update({"noise_rng": f"np.random.default_rng([seed, {elbo_mod.ELBO_STREAM}, window index])",
+                   "seconds": time.perf_counter() - t0})
+    return result
+
+
 def per_window_path(json_out: Path) -> Path:
     """runs/x/final_model.eval_cf.json -> runs/x/final_model.eval_cf.windows.npz (same folder)."""
     return json_out.with_name(f"{json_out.stem}.windows.npz")
@@ -526,11 +588,15 @@ def print_report(result: dict) -> None:
     print(f"checkpoint:{result['checkpoint']} params:{result['params']} backend:{result['backend']} "
           f"device:{result['device']} precision:{result['precision']}")
     print(f"windows:{win['count']} mode:{proto['mode']} seq_len:{proto['seq_len']} stride:{proto['stride']} "
-          f"rounds:{proto['rounds']} n_random:{proto['n_random']} seed:{proto['seed']} "
+          f"rounds:{proto['rounds']} n_random:{proto['n_random']} fill:{proto['fill']} seed:{proto['seed']} "
           f"val_tokens:{proto['val_tokens_available']} windows_sha256:{win['sha256'][:16]}")
     print("bpb = pass1_part + pass2_part (each part's NLL over ALL bytes); *_only_bpb: over that pass's own bytes")
     for name, r in result["decoders"].items():
         print(decoder_line(name, r))
+    e = result.get("elbo")
+    if e:
+        print(f"{'elbo':<18} bpb:{e['bpb']:.6f} se:{e['bpb_se']:.6f} samples_per_window:{e['samples_per_window']} "
+              f"bytes:{e['bytes']} ({e['label']})")
     c = result["consistency"]
     print(f"consistency: ar via decode_nll {c['ar_bpb_decode_nll']:.9f} vs ar_nll_sum {c['ar_bpb_reference']:.9f} "
           f"rel_diff:{c['rel_diff']:.2e} rtol:{c['rtol']:.0e} {'PASS' if c['passed'] else 'FAIL'}")
@@ -555,7 +621,9 @@ def evaluate(args, decoders: list[str]) -> dict:
     windows = gather_windows(tokens, offsets, T + 1)
     target_bytes = tables.stream_bytes(windows)  # (N, T) METHOD.md §2 bytes of x given prev, no clamping
 
-    cf_kwargs = dict(stride=args.stride, rounds=args.rounds, n_random=args.n_random, seed=args.seed)
+    fill, n_random = resolve_fill(args, config)
+    mask_id = config.mask_id if fill == "mask" else None
+    cf_kwargs = dict(stride=args.stride, rounds=args.rounds, n_random=n_random, seed=args.seed, mask_id=mask_id)
     scorer = backend.scorer(model)
     # Per-window sums let any statistic (bootstrap CIs over windows, paired differences between
     # cells on the same windows) be recomputed later without rerunning the model.
@@ -563,6 +631,10 @@ def evaluate(args, decoders: list[str]) -> dict:
                   "bytes": target_bytes.sum(axis=1, dtype=np.int64)}
     results = score_decoders(scorer, windows, target_bytes, decoders, batch_size=args.batch_size,
                              vocab_size=config.vocab_size, cf_kwargs=cf_kwargs, per_window=per_window)
+    elbo_result = None
+    if args.elbo_samples:
+        elbo_result = score_elbo(scorer, windows, target_bytes, args.elbo_samples, seed=args.seed,
+                                 mask_id=config.mask_id, batch_size=args.batch_size, per_window=per_window)
     ar_result = results["ar"] if "ar" in results else score_decoders(
         scorer, windows, target_bytes, ["ar"], batch_size=args.batch_size, vocab_size=config.vocab_size,
         cf_kwargs=cf_kwargs)["ar"]
@@ -584,16 +656,19 @@ def evaluate(args, decoders: list[str]) -> dict:
             "name": "shared",
             "mode": "full_val" if args.full_val else "random",
             "n_seqs": int(offsets.size), "seq_len": T, "stride": args.stride, "rounds": args.rounds,
-            "n_random": args.n_random, "seed": args.seed, "batch_size": args.batch_size,
+            "n_random": n_random, "seed": args.seed, "batch_size": args.batch_size,
+            "fill": fill, "mask_id": mask_id,
             "val_tokens_available": int(len(tokens)),
             "window_rng": (f"np.random.default_rng([seed, {WINDOW_STREAM}]).integers(0, n_val - T, n_seqs)"
                            if not args.full_val else "none: window k = tokens[k*T : k*T+T+1]"),
-            "fill_rng": "cf.draw_fills(seed, ...) = np.random.default_rng(seed), shared by all windows",
+            "fill_rng": ("cf.draw_fills(seed, ...) = np.random.default_rng(seed), shared by all windows"
+                         if fill == "random" else "none: every hidden position holds the mask token (one fill)"),
             "bytes": "METHOD.md §2 on (prev, target) of each window, no clamping",
         },
         "windows": {"count": int(offsets.size), "tokens_per_window": T + 1, "offsets": offsets.tolist(),
                     "sha256": windows_digest(windows)},
         "decoders": results,
+        "elbo": elbo_result,
         "consistency": consistency,
         "seconds": time.perf_counter() - t_start,
         "git_commit": git_commit(REPO_ROOT),

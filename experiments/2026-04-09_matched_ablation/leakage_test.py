@@ -47,7 +47,7 @@ from eval_cf import (EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, OneLineParser, 
                      random_offsets, write_json)
 from model_config import GPTConfig, optimizer_group
 from run_log import git_commit, versions
-from toy_scorers import MarkovScorer
+from toy_scorers import MarkovScorer, max_logp_by_enumeration
 from cli_help import HelpFormatter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -113,6 +113,10 @@ class RestrictedVocabScorer:
         if token_ids.min() < 0 or token_ids.max() >= model.config.vocab_size:
             raise UsageError(f"alphabet ids must lie in [0, {model.config.vocab_size}) (the model vocabulary)")
         self.model, self.backend, self.token_ids = model, as_backend(backend), token_ids
+
+    def max_logp(self, inputs: np.ndarray, is_causal: bool) -> np.ndarray:
+        """The largest log-probability over the restricted alphabet (bidir_confidence's choice)."""
+        return max_logp_by_enumeration(self, inputs, is_causal, len(self.token_ids))
 
     def __call__(self, inputs: np.ndarray, is_causal: bool, targets: np.ndarray) -> np.ndarray:
         # Inputs become real ids; targets stay letters (they index the V selected logits).
@@ -197,6 +201,17 @@ def classify(decoder: str, passed: bool) -> tuple[str, str, bool]:
     return "FAIL", EXPECTED_FAILURE_REASON.get(decoder, "expected: the decoder does not claim to be valid"), False
 
 
+def order_audit(scorer, seqs, name: str, *, vocab_size: int, n_random: int, tolerance: float, stride: int,
+                rounds: int, seed: int) -> dict:
+    """audits.order_audit for a decoder with one decoding order; audits.adaptive_order_audit for
+    one whose order is chosen per window while it decodes (cf.DECODERS[name].order is None)."""
+    if cf.DECODERS[name].order is None:
+        return audits.adaptive_order_audit(scorer, seqs, vocab_size=vocab_size, n_random=n_random, seed=seed,
+                                           rounds=rounds, tolerance=tolerance)
+    return audits.order_audit(scorer, seqs, name, vocab_size=vocab_size, n_random=n_random, tolerance=tolerance,
+                              stride=stride, rounds=rounds, seed=seed)
+
+
 def run_checks(model, backend, args, decoders: list[str], val_tokens, scorer_hook=None, tables=None) -> dict:
     """All checks; scorer_hook(scorer) -> scorer may wrap the model's scorers (tests inject leaks)."""
     hook = scorer_hook or (lambda scorer: scorer)
@@ -233,8 +248,8 @@ def run_checks(model, backend, args, decoders: list[str], val_tokens, scorer_hoo
     model_scorer = hook(backend.scorer(model))
     results["order_audit_model"] = {}
     for name in decoders:
-        audit = audits.order_audit(model_scorer, seqs, name, vocab_size=vocab, n_random=args.n_random,
-                                   tolerance=tolerance, **cf_kwargs)
+        audit = order_audit(model_scorer, seqs, name, vocab_size=vocab, n_random=args.n_random,
+                            tolerance=tolerance, **cf_kwargs)
         results["order_audit_model"][name] = audit
         add_row("order (model)", name, audit["passed"], audit["max_change"], "max change (nats)")
 
@@ -246,8 +261,8 @@ def run_checks(model, backend, args, decoders: list[str], val_tokens, scorer_hoo
     results["order_audit_toy"], results["normalization_model"], results["normalization_toy"] = {}, {}, {}
     results["normalization_alphabet"] = alphabet
     for name in decoders:
-        audit = audits.order_audit(toy, toy_seqs, name, vocab_size=V, n_random=args.n_random, tolerance=tolerance,
-                                   **cf_kwargs)
+        audit = order_audit(toy, toy_seqs, name, vocab_size=V, n_random=args.n_random, tolerance=tolerance,
+                            **cf_kwargs)
         results["order_audit_toy"][name] = audit
         add_row("order (toy Markov)", name, audit["passed"], audit["max_change"], "max change (nats)")
     F = args.n_random

@@ -230,6 +230,12 @@ class MLXScorer:
         y = mx.array(np.asarray(targets).astype(np.int32))
         return np.array(self._fns[bool(is_causal)](x, y)).astype(np.float64)
 
+    def max_logp(self, inputs: np.ndarray, is_causal: bool) -> np.ndarray:
+        """(B, T) float64: each row's largest log-probability over the vocabulary (the model's
+        confidence, cf.confidence_order). Uncompiled: only the adaptive decoder asks for it."""
+        logits = self.model(mx.array(np.asarray(inputs).astype(np.int32)), is_causal=is_causal).astype(mx.float32)
+        return np.array(mx.max(logits, axis=-1) - mx.logsumexp(logits, axis=-1)).astype(np.float64)
+
 
 def _compiled_token_nll(model: GPT):
     @partial(mx.compile, inputs=model.state)

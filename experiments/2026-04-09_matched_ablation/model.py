@@ -16,6 +16,8 @@ Forward pass, for tokens idx of shape (B, T):
 
 Parameter names and layouts (the contract shared with the checkpoint format and the MLX twin):
     tok_emb.weight                 (vocab_size, model_dim)         tied input/output embedding
+                                   (vocab_size + 1 rows with mask_token: row vocab_size is the
+                                   absorbing-noise mask, an input only; the head reads [:vocab_size])
     bigram.embed.weight            (bigram_buckets, bigram_dim)    zero-init hash table
     bigram.proj.weight             (model_dim, bigram_dim)
     bigram.scale                   ()                              init 0.05
@@ -308,7 +310,8 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         d = config.model_dim
-        self.tok_emb = nn.Embedding(config.vocab_size, d)
+        # embed_rows = vocab_size (+1 for the mask token's input-only row, model_config.GPTConfig).
+        self.tok_emb = nn.Embedding(config.embed_rows, d)
         nn.init.normal_(self.tok_emb.weight, mean=0.0, std=0.005)
         self.bigram = BigramHash(config) if config.bigram_dim > 0 else None
         self.smear = SmearGate(d) if config.smear_gate else None
@@ -359,7 +362,8 @@ class GPT(nn.Module):
         x = rms_norm(x)
         # The tied head in float32 even under autocast: logits feed a float32 softcap + cross-entropy.
         with torch.autocast(device_type=x.device.type, enabled=False):
-            logits = F.linear(x.float(), self.tok_emb.weight.float())
+            # [:vocab_size]: the mask token's row (mask_token) is an input only, never a prediction.
+            logits = F.linear(x.float(), self.tok_emb.weight[: cfg.vocab_size].float())
         if cfg.logit_softcap > 0:
             logits = cfg.logit_softcap * torch.tanh(logits / cfg.logit_softcap)
         return logits

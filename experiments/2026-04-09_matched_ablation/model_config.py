@@ -39,6 +39,11 @@ class GPTConfig:
     rope_base: float = 10000.0
     qk_gain_init: float = 1.5
     logit_softcap: float = 30.0  # 0 disables
+    # Absorbing-mask noise (train_cdm.py --noise absorbing): tok_emb gets ONE extra row, id
+    # vocab_size = the mask token, read only as an input. The tied head uses the first
+    # vocab_size rows, so no probability is ever put on the mask and the output vocabulary is
+    # unchanged. False (the default, every existing checkpoint) is the original's model.
+    mask_token: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -64,6 +69,16 @@ class GPTConfig:
     @property
     def head_dim(self) -> int:
         return self.model_dim // self.num_heads
+
+    @property
+    def embed_rows(self) -> int:
+        """Rows of tok_emb.weight: the vocabulary, plus the mask token's row with mask_token."""
+        return self.vocab_size + int(self.mask_token)
+
+    @property
+    def mask_id(self) -> int | None:
+        """The mask token's input id (vocab_size), or None for a model without one."""
+        return self.vocab_size if self.mask_token else None
 
     def to_dict(self) -> dict:
         return asdict(self)

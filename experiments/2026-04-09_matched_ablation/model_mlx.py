@@ -201,8 +201,9 @@ class GPT(nn.Module):
         self.config = config
         self.compute_dtype = compute_dtype
         d = config.model_dim
-        self.tok_emb = nn.Embedding(config.vocab_size, d)
-        self.tok_emb.weight = 0.005 * mx.random.normal((config.vocab_size, d))
+        # embed_rows = vocab_size (+1 for the mask token's input-only row, model_config.GPTConfig).
+        self.tok_emb = nn.Embedding(config.embed_rows, d)
+        self.tok_emb.weight = 0.005 * mx.random.normal((config.embed_rows, d))
         self.bigram = BigramHash(config) if config.bigram_dim > 0 else None
         self.smear = SmearGate(d) if config.smear_gate else None
         self.num_skips = config.num_layers // 2 if config.unet_skips else 0
@@ -234,7 +235,8 @@ class GPT(nn.Module):
                 skips.append(x)
 
         x = rms_norm(x).astype(mx.float32)
-        logits = x @ self.tok_emb.weight.astype(mx.float32).T
+        # [:vocab_size]: the mask token's row (mask_token) is an input only, never a prediction.
+        logits = x @ self.tok_emb.weight[: cfg.vocab_size].astype(mx.float32).T
         if cfg.logit_softcap > 0:
             logits = cfg.logit_softcap * mx.tanh(logits / cfg.logit_softcap)
         return logits

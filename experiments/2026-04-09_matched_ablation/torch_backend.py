@@ -121,6 +121,15 @@ class TorchScorer:
         logp = self.log_probs(logits).gather(-1, y.unsqueeze(-1)).squeeze(-1)
         return logp.double().cpu().numpy()
 
+    @torch.no_grad()
+    def max_logp(self, inputs: np.ndarray, is_causal: bool) -> np.ndarray:
+        """(B, T) float64: each row's largest log-probability over the vocabulary (the model's
+        confidence, cf.confidence_order), from the same log_probs as __call__."""
+        x = torch.as_tensor(np.asarray(inputs), dtype=torch.long, device=self.device)
+        with autocast_for(self.device):
+            logits = self.model(x, is_causal=is_causal)
+        return self.log_probs(logits).amax(dim=-1).double().cpu().numpy()
+
 
 class TorchEval(EvalBackend):
     """The evaluators' PyTorch backend (contract in backends.py). device: a torch.device, or a

@@ -47,6 +47,14 @@ class UnigramScorer:
         return self.log_probs[np.asarray(targets)]
 
 
+def max_logp_by_enumeration(scorer, inputs, is_causal: bool, vocab_size: int) -> np.ndarray:
+    """(B, T): the largest log-probability of each row over a small vocabulary, by scoring every
+    token as the target (what cf.confidence_order needs from a scorer without full rows)."""
+    inputs = np.asarray(inputs)
+    every = [scorer(inputs, is_causal, np.full(inputs.shape, v)) for v in range(vocab_size)]
+    return np.max(every, axis=0)
+
+
 class MarkovScorer:
     """A first-order Markov chain with transition matrix P (rows sum to 1).
 
@@ -89,6 +97,10 @@ class MarkovScorer:
         weight[:, :-1] *= P.T[inputs[:, 1:]]
         return _pick(np.log(weight / weight.sum(axis=-1, keepdims=True)), targets)
 
+    def max_logp(self, inputs, is_causal):
+        """(B, T): each row's largest log-probability (the confidence of cf.confidence_order)."""
+        return max_logp_by_enumeration(self, inputs, is_causal, self.transition.shape[0])
+
 
 class MixingScorer:
     """A random "network": embeddings mixed over a window, tanh, output matrix, softmax.
@@ -98,10 +110,13 @@ class MixingScorer:
     bug (wrong input, wrong row, wrong fill) changes the numbers.
     """
 
-    def __init__(self, vocab_size: int, dim: int = 8, width: int = 3, seed: int = 0):
+    def __init__(self, vocab_size: int, dim: int = 8, width: int = 3, seed: int = 0, mask_token: bool = False):
         rng = np.random.default_rng(seed)
         self.vocab_size, self.width = vocab_size, width
-        self.embed = rng.normal(size=(vocab_size, dim))
+        # mask_token: one extra input-only embedding row (id vocab_size), as GPTConfig.mask_token;
+        # the output matrix still has vocab_size columns, so the mask is never predicted.
+        self.mask_id = vocab_size if mask_token else None
+        self.embed = rng.normal(size=(vocab_size + int(mask_token), dim))
         self.causal_mix = rng.normal(size=width)  # weight of offset -k, k = 0..width-1
         self.bidir_mix = rng.normal(size=2 * width + 1)  # weight of offset k = -width..width
         self.out = rng.normal(size=(dim, vocab_size)) * 1.5
@@ -117,10 +132,69 @@ class MixingScorer:
                 hidden[:, lo:hi] += w * emb[:, lo + offset : hi + offset]
         return hidden
 
-    def __call__(self, inputs, is_causal, targets):
-        inputs, targets = np.asarray(inputs), np.asarray(targets)
+    def log_probs(self, inputs, is_causal):
+        """(B, T, V) log-probabilities of every row."""
+        inputs = np.asarray(inputs)
         if is_causal:
             hidden = self._mix(inputs, [-k for k in range(self.width)], self.causal_mix)
         else:
             hidden = self._mix(inputs, range(-self.width, self.width + 1), self.bidir_mix)
-        return _pick(_log_softmax(np.tanh(hidden) @ self.out), targets)
+        return _log_softmax(np.tanh(hidden) @ self.out)
+
+    def __call__(self, inputs, is_causal, targets):
+        return _pick(self.log_probs(inputs, is_causal), np.asarray(targets))
+
+    def max_logp(self, inputs, is_causal):
+        """(B, T): each row's largest log-probability (the confidence of cf.confidence_order)."""
+        return self.log_probs(inputs, is_causal).max(axis=-1)
+
+
+class MarkovMaskScorer:
+    """A first-order Markov chain whose bidirectional rows are its EXACT conditionals given every
+    non-mask input: absorbing-noise inputs, where mask_id marks a hidden position.
+
+    bidirectional row i: P(x_i = t | x_j for every j != i with inputs[j] != mask_id), by
+        forward-backward over the chain (initial distribution `initial` at position 0); row i
+        never reads inputs[i]. Being the conditionals of one joint P(x) = initial[x_0] prod
+        P[x_{j-1}, x_j], every chain-rule order gives -log P(x) exactly, and so does the
+        absorbing ELBO (elbo.py): the tight case of the bound.
+    causal row i: P[inputs[i], t] (a mask input is refused: the causal pass never sees one).
+    """
+
+    def __init__(self, transition, initial, mask_id: int):
+        transition = np.asarray(transition, dtype=np.float64)
+        self.transition = transition / transition.sum(axis=1, keepdims=True)
+        initial = np.asarray(initial, dtype=np.float64)
+        self.initial = initial / initial.sum()
+        self.mask_id = int(mask_id)
+        if self.mask_id < self.transition.shape[0]:
+            raise ValueError("mask_id must lie outside the vocabulary")
+
+    def __call__(self, inputs, is_causal, targets):
+        inputs, targets = np.asarray(inputs), np.asarray(targets)
+        P = self.transition
+        if is_causal:
+            return np.log(P[inputs, targets])
+        B, T = inputs.shape
+        V = P.shape[0]
+        # evidence[b, j, v] = 1 if position j is hidden or holds v: the likelihood of the input at j.
+        hidden = inputs == self.mask_id
+        evidence = np.where(hidden[..., None], 1.0, np.eye(V)[np.where(hidden, 0, inputs)])
+        # before[b, i] = P(x_i = v | evidence at j < i), after[b, i] ∝ P(evidence at j > i | x_i = v);
+        # each normalized as it goes (only ratios over v matter).
+        before = np.empty((B, T, V))
+        after = np.empty((B, T, V))
+        before[:, 0] = self.initial
+        for i in range(1, T):
+            step = (before[:, i - 1] * evidence[:, i - 1]) @ P
+            before[:, i] = step / step.sum(axis=1, keepdims=True)
+        after[:, T - 1] = 1.0
+        for i in range(T - 2, -1, -1):
+            step = (evidence[:, i + 1] * after[:, i + 1]) @ P.T
+            after[:, i] = step / step.sum(axis=1, keepdims=True)
+        weight = before * after
+        return _pick(np.log(weight / weight.sum(axis=-1, keepdims=True)), targets)
+
+    def max_logp(self, inputs, is_causal):
+        """(B, T): each row's largest log-probability (the confidence of cf.confidence_order)."""
+        return max_logp_by_enumeration(self, inputs, is_causal, self.transition.shape[0])

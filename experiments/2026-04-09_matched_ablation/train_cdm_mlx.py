@@ -63,7 +63,7 @@ _HELP_OVERRIDES = {
 SUPPORTED_FLAGS = frozenset({
     "num_layers", "model_dim", "num_heads", "num_kv_heads", "mlp_mult", "vocab_size", "bigram_dim", "xsa_last_n",
     "no_smear_gate", "no_unet_skips", "no_layer_scale", "no_resid_mix", "no_qk_norm",
-    "cdm_weight", "retro_alpha", "train_budget_secs", "steps", "seq_len", "batch_tokens", "lr_schedule",
+    "cdm_weight", "noise", "cdm_loss", "retro_alpha", "train_budget_secs", "steps", "seq_len", "batch_tokens", "lr_schedule",
     "warmdown_steps", "warmdown_secs", "warmdown_frac", "muon_lr", "muon_wd", "muon_clip", "embed_lr", "scalar_lr",
     "adam_wd", "momentum_warmup_steps", "grad_clip", "ema_decay", "ema_start_step", "clock", "seed", "data_dir", "tokenizer_path", "checkpoint_dir", "save_path",
     "save_every", "val_every", "val_tokens", "val_batch_size", "log_every", "log_every_secs", "resume", "overwrite", "device",
@@ -96,14 +96,31 @@ def build_parser():
 # ----------------------------------------------------------------------------- objective
 
 
-def cdm_corrupt(x: mx.array, vocab_size: int, key: mx.array) -> tuple[mx.array, mx.array]:
-    """D3PM-uniform corruption from an explicit key: (noisy input, mask). One rate per call."""
+def cdm_corrupt(x: mx.array, vocab_size: int, key: mx.array, noise: str = "uniform",
+                loss: str = "plain") -> tuple[mx.array, mx.array]:
+    """The denoising corruption from an explicit key: (noisy input, weight); train_cdm.cdm_corrupt's rules.
+
+    plain: one rate r ~ U(0.15, 0.50) per call; weight = the bool mask (cdm_loss: masked mean).
+    elbo:  row b gets its mask time t_b = 1 - (b + u) / B (trainer_core.elbo_times), masked with
+           probability t_b; weight = mask / t_b as float32 (cdm_loss: sum over B*T).
+    noise: uniform puts a token uniform on [0, V) at a masked position, absorbing the mask token V.
+    The plain-uniform path splits and draws exactly as before.
+    """
     k_rate, k_mask, k_noise = mx.random.split(key, 3)
-    lo, hi = MASK_RATE_RANGE
-    rate = lo + (hi - lo) * mx.random.uniform(key=k_rate)
+    if loss == "plain":
+        lo, hi = MASK_RATE_RANGE
+        rate = lo + (hi - lo) * mx.random.uniform(key=k_rate)
+    else:
+        n_rows = x.shape[0]
+        rate = (1.0 - (mx.arange(n_rows, dtype=mx.float32) + mx.random.uniform(key=k_rate)) / n_rows)[:, None]
     mask = mx.random.uniform(shape=x.shape, key=k_mask) < rate
-    noise = mx.random.randint(0, vocab_size, x.shape, dtype=x.dtype, key=k_noise)
-    return mx.where(mask, noise, x), mask
+    if noise == "uniform":
+        noisy = mx.where(mask, mx.random.randint(0, vocab_size, x.shape, dtype=x.dtype, key=k_noise), x)
+    else:
+        noisy = mx.where(mask, mx.full(x.shape, vocab_size, dtype=x.dtype), x)
+    if loss == "plain":
+        return noisy, mask
+    return noisy, mask.astype(mx.float32) / rate
 
 
 def ar_loss(model: GPT, x: mx.array, y: mx.array) -> mx.array:
@@ -118,14 +135,18 @@ def retro_loss(model: GPT, x: mx.array, y: mx.array) -> mx.array:
     return ar_loss(model, rev[:, :-1], rev[:, 1:])
 
 
-def cdm_loss(model: GPT, noisy: mx.array, clean: mx.array, mask: mx.array) -> mx.array:
-    """Bidirectional in-place cross-entropy against the clean tokens, mean over corrupted positions."""
+def cdm_loss(model: GPT, noisy: mx.array, clean: mx.array, mask: mx.array, loss: str = "plain") -> mx.array:
+    """Bidirectional in-place cross-entropy against the clean tokens. plain: mean over corrupted
+    positions (mask is bool); elbo: sum of CE * weight (mask = cdm_corrupt's mask / t) over B*T."""
     ce = cross_entropy(model(noisy, is_causal=False), clean)
     m = mask.astype(mx.float32)
+    if loss == "elbo":
+        return mx.sum(ce * m) / ce.size
     return mx.sum(ce * m) / mx.maximum(mx.sum(m), 1.0)
 
 
-def joint_loss(model: GPT, x, y, noisy=None, mask=None, *, cdm_weight: float, retro_alpha: float = 0.0):
+def joint_loss(model: GPT, x, y, noisy=None, mask=None, *, cdm_weight: float, retro_alpha: float = 0.0,
+               loss: str = "plain"):
     """(total, AR) or, with cdm_weight > 0, (total, AR, CDM); the gradient is taken of total =
     AR [+ retro_alpha * reversed AR] [+ cdm_weight * CDM], the sum of train_cdm's backwards.
     With cdm_weight == 0 the denoising forward is not in the graph at all."""
@@ -135,19 +156,20 @@ def joint_loss(model: GPT, x, y, noisy=None, mask=None, *, cdm_weight: float, re
         total = total + retro_alpha * retro_loss(model, x, y)
     if cdm_weight <= 0:
         return total, ar
-    cdm = cdm_loss(model, noisy, x, mask)
+    cdm = cdm_loss(model, noisy, x, mask, loss)
     return total + cdm_weight * cdm, ar, cdm
 
 
 def make_train_step(model: GPT, optimizer, *, cdm_weight: float, retro_alpha: float = 0.0,
-                    grad_clip: float = 0.0):
+                    grad_clip: float = 0.0, loss: str = "plain"):
     """The compiled step. cdm_weight > 0: step(x, y, noisy, mask) -> (ar, cdm);
     cdm_weight == 0: step(x, y) -> (ar,) with no denoising pass in the graph at all.
 
     Build it after the optimizer state is final (initialized or restored): the state trees are
     captured here as the step's explicit inputs and outputs.
     """
-    loss_and_grad = nn.value_and_grad(model, partial(joint_loss, cdm_weight=cdm_weight, retro_alpha=retro_alpha))
+    loss_and_grad = nn.value_and_grad(model, partial(joint_loss, cdm_weight=cdm_weight, retro_alpha=retro_alpha,
+                                                     loss=loss))
     state = [model.state, optimizer.state]
 
     @partial(mx.compile, inputs=state, outputs=state)
@@ -161,7 +183,8 @@ def make_train_step(model: GPT, optimizer, *, cdm_weight: float, retro_alpha: fl
     return step
 
 
-def run_step(step_fn, model: GPT, optimizer, x: np.ndarray, y: np.ndarray, key: mx.array, *, cdm_weight: float):
+def run_step(step_fn, model: GPT, optimizer, x: np.ndarray, y: np.ndarray, key: mx.array, *, cdm_weight: float,
+             loss: str = "plain"):
     """One training step on numpy batches (the trainer's and benchmark.py's): -> (ar, cdm | None, next key).
 
     Evaluating the state every step ends the lazy graph and makes the wall-clock honest.
@@ -169,7 +192,9 @@ def run_step(step_fn, model: GPT, optimizer, x: np.ndarray, y: np.ndarray, key: 
     x, y = mx.array(x.astype(np.int32)), mx.array(y.astype(np.int32))
     if cdm_weight > 0:
         key, step_key = mx.random.split(key)
-        noisy, mask = cdm_corrupt(x, model.config.vocab_size, step_key)
+        # The noise follows the model: a model with a mask token is trained with absorbing noise.
+        noise = "absorbing" if model.config.mask_token else "uniform"
+        noisy, mask = cdm_corrupt(x, model.config.vocab_size, step_key, noise=noise, loss=loss)
         ar_v, cdm_v = step_fn(x, y, noisy, mask)
     else:
         (ar_v,), cdm_v = step_fn(x, y), None
@@ -231,9 +256,10 @@ class Trainer(TrainerBase):
         args = self.args
         if self._step_fn is None:
             self._step_fn = make_train_step(self.model, self.optimizer, cdm_weight=args.cdm_weight,
-                                            retro_alpha=args.retro_alpha, grad_clip=args.grad_clip)
+                                            retro_alpha=args.retro_alpha, grad_clip=args.grad_clip,
+                                            loss=args.cdm_loss)
         ar_v, cdm_v, self.cdm_key = run_step(self._step_fn, self.model, self.optimizer, x, y, self.cdm_key,
-                                             cdm_weight=args.cdm_weight)
+                                             cdm_weight=args.cdm_weight, loss=args.cdm_loss)
         return ar_v, cdm_v
 
     def scalar(self, value) -> float:

@@ -32,6 +32,19 @@ from cli_help import HelpFormatter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MASK_RATE_RANGE = (0.15, 0.50)
+# The denoising pass's noise (--noise) and loss (--cdm_loss); the first of each is the original's.
+#   uniform:   a corrupted position gets a token uniform on [0, V) (D3PM-uniform, METHOD.md §4.1).
+#   absorbing: a corrupted position gets the mask token, id V (GPTConfig.mask_token: one extra
+#              input-only embedding row; the tied head still predicts only [0, V)).
+#   plain:     one rate r ~ U(MASK_RATE_RANGE) per step, CE averaged over the corrupted positions.
+#   elbo:      MDLM's continuous-time ELBO with the linear schedule alpha_t = 1 - t: each row of the
+#              global batch gets its own mask time t (stratified, elbo_times), each position is
+#              masked with probability t, and the loss is sum over masked positions of CE / t,
+#              divided by the global B*T: the NELBO per token (an upper bound on the NLL per
+#              token of an absorbing model). Only with absorbing noise: for uniform noise the
+#              1/t weighting is not an ELBO, so that pair is refused.
+NOISES = ("uniform", "absorbing")
+CDM_LOSSES = ("plain", "elbo")
 # The original recipe's nominal step count (its run_6.sh passed --steps 9999) and the length of its
 # time-based warmdown (METHOD.md §4).
 ORIGINAL_STEPS = 9999
@@ -41,7 +54,7 @@ LR_SCHEDULES = ("original", "progress")
 CLOCKS = ("original", "train_only")
 # The flags whose value IS one of the original's rules, with that value: a run that sets another
 # value departs from the original on that rule (named in results.json, see departures()).
-ORIGINAL_RULES = {"lr_schedule": "original", "warmdown_steps": 1000, "warmdown_secs": ORIGINAL_WARMDOWN_SECS,
+ORIGINAL_RULES = {"noise": "uniform", "cdm_loss": "plain", "lr_schedule": "original", "warmdown_steps": 1000, "warmdown_secs": ORIGINAL_WARMDOWN_SECS,
                   "muon_clip": 0.3, "ema_decay": 0.997, "ema_start_step": -1, "clock": "original",
                   "val_tokens": 1_000_000, "grad_clip": 0.0, "steps": ORIGINAL_STEPS, "train_budget_secs": 540.0}
 # Flags that say where files go or how the same arithmetic is carried out, not what is trained:
@@ -77,6 +90,12 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         m.add_argument(f"--no_{flag}", action="store_true", help=f"disable {flag}")
     t = p.add_argument_group("training (METHOD.md §4; every default is the original recipe's rule)")
     t.add_argument("--cdm_weight", type=float, default=0.3, help="0 = causal-only control")
+    t.add_argument("--noise", default="uniform", choices=NOISES,
+                   help="denoising corruption: uniform (the original's D3PM-uniform) or absorbing (a mask "
+                        "token, one extra input-only embedding row)")
+    t.add_argument("--cdm_loss", default="plain", choices=CDM_LOSSES,
+                   help="plain: the original's rate U(0.15, 0.5) and masked-mean CE; elbo: MDLM's continuous-time "
+                        "ELBO (t ~ U(0, 1) stratified per row, CE weighted 1/t; needs --noise absorbing)")
     t.add_argument("--retro_alpha", type=float, default=0.0,
                    help="weight of the reversed-sequence causal loss (retrodiction line); 0 = off")
     t.add_argument("--train_budget_secs", type=float, default=540.0, help="wall-clock budget; 0 = none")
@@ -148,6 +167,7 @@ def model_config(args, vocab_size: int) -> GPTConfig:
         bigram_dim=args.bigram_dim, xsa_last_n=args.xsa_last_n,
         smear_gate=not args.no_smear_gate, unet_skips=not args.no_unet_skips,
         layer_scale=not args.no_layer_scale, resid_mix=not args.no_resid_mix, qk_norm=not args.no_qk_norm,
+        mask_token=getattr(args, "noise", "uniform") == "absorbing",
     )
 
 
@@ -194,12 +214,25 @@ def validate_args(args) -> None:
     if args.ema_decay > 0 and args.ema_start_step < 0 and args.steps <= 0:
         raise ValueError("EMA starts at int(0.8 * --steps): give --steps, an explicit --ema_start_step, "
                          "or --ema_decay 0")
+    if args.cdm_loss == "elbo" and args.noise != "absorbing":
+        raise ValueError("--cdm_loss elbo needs --noise absorbing (the 1/t weighting is the ELBO of the absorbing "
+                         "process only)")
     if getattr(args, "overwrite", False) and args.resume:
         raise ValueError("--overwrite starts a new run and --resume continues one: give one of them")
     try:  # the model's own structural rules (heads divide the width, XSA depth, ...), vocab aside
         model_config(args, max(args.vocab_size, 1))
     except ValueError as e:
         raise ValueError(f"model flags: {e}") from None
+
+
+def elbo_times(u: float, n_rows: int) -> list[float]:
+    """The mask times of --cdm_loss elbo for the n_rows rows of the global batch, from one uniform
+    draw u in [0, 1): t_b = 1 - (b + u) / n_rows. Stratified (one time in each interval of width
+    1/n_rows, as MDLM's low-discrepancy sampler), so the batch covers (0, 1] evenly and the
+    1/t-weighted loss has less variance; each t_b alone is still U(0, 1], so the loss is unbiased.
+    1 - ...: t lies in (0, 1], never 0, so 1/t is finite. Both trainers compute their times
+    with this formula (torch and MLX draw u from their own generators)."""
+    return [1.0 - (b + u) / n_rows for b in range(n_rows)]
 
 
 def ema_start_step(args) -> int:
@@ -550,8 +583,11 @@ class TrainerBase:
 
         differ = []
         saved_cfg, cfg = state.get("config") or {}, self.config.to_dict()
+        # A key the checkpoint lacks is a field added after it was written (mask_token): it was
+        # trained with that field's default, which every new field keeps as the old behaviour.
+        defaults = GPTConfig().to_dict()
         for key in sorted(set(saved_cfg) | set(cfg)):
-            if saved_cfg.get(key) != cfg.get(key):
+            if saved_cfg.get(key, defaults.get(key)) != cfg.get(key):
                 differ.append(f"{key} {saved_cfg.get(key)} (checkpoint) != {cfg.get(key)} (flags)")
         model_flags = {a for a in vars(self.args) if a in cfg or a.startswith("no_")}
         saved_args, now = state.get("args") or {}, vars(self.args)

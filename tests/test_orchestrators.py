@@ -105,6 +105,8 @@ def test_rerun_skips_finished_cells_and_resumes_an_interrupted_one(ablation6, tm
     shutil.copytree(root / "cells", cells)
     victim = cells / "5L_w0.3_s1337"
     before = results(victim)
+    _, weights_before = load_npz(victim / "final_model.npz")
+    eval_before = json.loads((victim / "eval_cf.json").read_text())["decoders"]
     (victim / "results.json").unlink()  # interrupted after its step_2 checkpoint
     assert (victim / "step_2.pt").is_file()
     others = {k: v for k, v in mtimes(cells).items() if not k.startswith(victim.name)}
@@ -120,9 +122,15 @@ def test_rerun_skips_finished_cells_and_resumes_an_interrupted_one(ablation6, tm
     assert "resumed_from:" in (victim / "train.log").read_text()
     redone = results(victim)
     assert (redone["steps"], redone["tokens_seen"]) == (before["steps"], before["tokens_seen"])
-    assert redone["final_val_bpb"] == pytest.approx(before["final_val_bpb"], abs=1e-6)  # resume is exact
+    # Resume is exact, as the README claims: bit for bit the uninterrupted run's weights and numbers.
+    assert redone["final_val_bpb"] == before["final_val_bpb"]
+    _, weights_after = load_npz(victim / "final_model.npz")
+    assert set(weights_after) == set(weights_before)
+    assert all(np.array_equal(weights_after[k], weights_before[k]) for k in weights_before)
     assert len(lines_for(ev.stdout, "[done ]", victim.name)) == 1  # its evaluation is redone
     assert (victim / "eval_cf.json").stat().st_mtime_ns >= (victim / "results.json").stat().st_mtime_ns
+    eval_after = json.loads((victim / "eval_cf.json").read_text())["decoders"]
+    assert {d: eval_after[d]["bpb"] for d in DECODERS} == {d: eval_before[d]["bpb"] for d in DECODERS}
 
 
 def test_random_kills_during_the_sweep_change_no_result(ablation6, tmp_path):

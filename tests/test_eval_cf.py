@@ -68,7 +68,11 @@ def test_every_decoder_on_the_same_windows(shakespeare_data, tiny_run, tmp_path,
     # All CF decoders share pass 2 (same rounds, same fills).
     cf_pass2 = {res["decoders"][n]["parts"]["pass2"]["nll_sum"] for n in ("cf_published", "cf_valid")}
     assert len(cf_pass2) == 1
-    assert res["consistency"]["passed"] and res["consistency"]["rel_diff"] < 1e-6
+    # Random windows are not the trainer's, so eval_cf makes no consistency check here (the ar
+    # comparison above, against per-window cross-entropy, is this mode's independent check); it
+    # says so rather than printing a PASS that a forward compared with itself would always earn.
+    assert res["consistency"] == {"run": False, "reason": eval_cf.NOT_RUN_RANDOM, "passed": None}
+    assert f"consistency: {eval_cf.NOT_RUN_RANDOM}" in stdout and "PASS" not in stdout
 
     # The published line is labelled wherever it is printed; the valid ones are not.
     lines = {line.split()[0]: line for line in stdout.splitlines() if line.split()

@@ -89,8 +89,9 @@ def test_mlx_and_torch_evaluators_agree(shakespeare_data, tiny_run, tmp_path, ca
     assert t["decoders"]["ar"]["bytes"] == m["decoders"]["ar"]["bytes"]
     assert abs(t["decoders"]["ar"]["bpb"] - m["decoders"]["ar"]["bpb"]) <= 1e-4
     assert abs(t["decoders"]["cf_valid"]["bpb"] - m["decoders"]["cf_valid"]["bpb"]) <= 1e-3
-    assert t["consistency"]["passed"] and m["consistency"]["passed"]
-    assert m["precision"] == "float32" and m["consistency"]["rtol"] == eval_cf.CONSISTENCY_RTOL["float32"]
+    # Random windows: neither backend makes the (self-comparing) consistency check; each says why.
+    assert t["consistency"]["run"] is False and m["consistency"]["run"] is False
+    assert m["precision"] == "float32"
 
 
 @needs_torch
@@ -128,7 +129,7 @@ def test_the_mlx_evaluators_import_no_torch(shakespeare_data, tmp_path):
     common = ["--checkpoint", str(ckpt), "--data_dir", str(shakespeare_data), "--device", "cpu", "--backend", "mlx"]
     proc = run_tool("eval_cf.py", env, *common, *WINDOWS, "--json_out", str(tmp_path / "e.json"))
     assert proc.returncode == 0, proc.stderr
-    assert "backend:mlx" in proc.stdout and "consistency:" in proc.stdout and "PASS" in proc.stdout
+    assert "backend:mlx" in proc.stdout and f"consistency: {eval_cf.NOT_RUN_RANDOM}" in proc.stdout
     proc = run_tool("leakage_test.py", env, "--random_init", "--backend", "mlx", "--device", "cpu",
                     "--decoders", "ar,cf_valid", "--norm_len", "3", "--json_out", str(tmp_path / "l.json"))
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -158,7 +158,20 @@ def test_bf16_autocast_forward_backward():
     assert all(p.dtype == torch.float32 for p in model.parameters())
     with torch.no_grad():
         reference = model(idx, is_causal=False)
-    assert (logits.detach() - reference).abs().max() < 0.5
+    # A bound from bf16's precision, not a guess. bf16 keeps 8 significant bits: unit roundoff
+    # u = 2^-9. Under CPU autocast each linear layer rounds its input, its weight and its output
+    # to bf16 (products accumulate in float32): 3u per linear. A block's path to the residual
+    # stream goes through at most 4 such layers in sequence (qkv, attention output projection,
+    # MLP up, MLP down), so to first order a block's contribution is off by at most 12u of its
+    # size, and the final hidden state after rms_norm by at most eps = 12 * L * u relative
+    # (worst case: every rounding the same sign). rms_norm gives that state norm sqrt(d); the tied
+    # head runs in float32, so logit v moves by at most eps * sqrt(d) * ||e_v|| (Cauchy-Schwarz),
+    # and the softcap's slope is at most 1. For this config (L=4, d=32) that is about 0.77;
+    # observed errors are about 0.04 (rounding errors mostly cancel rather than align).
+    u = 2.0**-9
+    eps = 12 * config.num_layers * u
+    bound = eps * config.model_dim**0.5 * model.tok_emb.weight.detach().norm(dim=1).max().item()
+    assert (logits.detach() - reference).abs().max() <= bound
 
 
 # ----------------------------------------------------------------------------- components

@@ -39,6 +39,13 @@ class ShardError(ValueError):
 # ----------------------------------------------------------------------------- writing
 
 
+def os_error_line(e: OSError) -> str:
+    """The one `error:` line a CLI prints for an OSError (disk full, permissions, ...): the file,
+    when the OS names one, and the reason."""
+    where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+    return f"error: {where}{e.strerror or e}"
+
+
 def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
     """Write payload to path through a temporary file in the same folder + fsync + rename.
 

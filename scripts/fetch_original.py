@@ -52,7 +52,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from challenge_format import ShardError, atomic_write_bytes, read_shard, read_shard_header
+from challenge_format import ShardError, atomic_write_bytes, os_error_line, read_shard, read_shard_header
 from corpus_fineweb import HubFiles, hub_cache_dir, hub_error, place_file, revision_of
 from prepared_folder import PrepareError, file_sha256
 from cli_help import HelpFormatter
@@ -429,8 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
     except OSError as e:
-        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
-        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        print(os_error_line(e), file=sys.stderr)
         return 1
     return 0
 

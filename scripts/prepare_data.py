@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     if lacking:
         print(missing_line(lacking), file=sys.stderr)
         return 1
-    from challenge_format import ShardError
+    from challenge_format import ShardError, os_error_line
     from prepared_folder import PrepareError
     from tokenizer_train import TokenizerError
 
@@ -164,9 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except OSError as e:
-        # Disk full, permissions, ...: name the file when the OS tells us which one.
-        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
-        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        print(os_error_line(e), file=sys.stderr)
         return 1
     return 0
 

@@ -30,7 +30,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from challenge_format import atomic_write_bytes
+from challenge_format import atomic_write_bytes, os_error_line
 from cli_help import HelpFormatter
 
 TOLERANCE = 0.002  # BPB: how close a reproduction of the same checkpoint must come
@@ -364,8 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
     except OSError as e:
-        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
-        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        print(os_error_line(e), file=sys.stderr)
         return 1
     sys.stdout.write(text)
     return 0

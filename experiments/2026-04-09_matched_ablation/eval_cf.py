@@ -647,17 +647,7 @@ def evaluate(args, decoders: list[str]) -> dict:
     consistency = consistency_check(model, backend, tokens, windows, offsets, T, args.batch_size, args.full_val,
                                     ar_result)
     return {
-        "tool": "eval_cf",
-        "checkpoint": str(args.checkpoint),
-        "checkpoint_format": checkpoint_format,
-        "config": config.to_dict(),
-        "params": backend.num_params(model),
-        "data_dir": str(args.data_dir),
-        "tokenizer": str(tokenizer),
-        "tokenizer_check": tokenizer_check,
-        "backend": backend.name,
-        "device": backend.device_label,
-        "precision": backend.precision,
+        **report_header(args, model, config, backend, checkpoint_format, tokenizer, tokenizer_check),
         "protocol": {
             "name": "shared",
             "mode": "full_val" if args.full_val else "random",
@@ -710,18 +700,8 @@ def evaluate_original(args) -> dict:
     result = cf_original.run(backend.scorer(model), val, tables, settings, on_window=on_window)
     precision = backend.precision
     result.update({
-        "tool": "eval_cf",
-        "checkpoint": str(args.checkpoint),
-        "checkpoint_format": checkpoint_format,
-        "config": config.to_dict(),
-        "params": backend.num_params(model),
-        "data_dir": str(args.data_dir),
+        **report_header(args, model, config, backend, checkpoint_format, tokenizer, tokenizer_check),
         "val_shard": str(Path(args.data_dir) / cf_original.VAL_SHARD),
-        "tokenizer": str(tokenizer),
-        "tokenizer_check": tokenizer_check,
-        "backend": backend.name,
-        "device": backend.device_label,
-        "precision": precision,
         "precision_detail": ("float32 forward and log-softmax" if precision == "float32" else
                              "bf16 forward (torch_backend.autocast_for, or MLX's bfloat16 compute dtype) with a "
                              "float32 tied head, softcap and log-softmax; the original ran its forward in bf16 "
@@ -732,6 +712,23 @@ def evaluate_original(args) -> dict:
         "versions": versions(),
     })
     return result
+
+
+def report_header(args, model, config, backend, checkpoint_format, tokenizer, tokenizer_check) -> dict:
+    """What both protocols' JSON says about what was scored and what scored it."""
+    return {
+        "tool": "eval_cf",
+        "checkpoint": str(args.checkpoint),
+        "checkpoint_format": checkpoint_format,
+        "config": config.to_dict(),
+        "params": backend.num_params(model),
+        "data_dir": str(args.data_dir),
+        "tokenizer": str(tokenizer),
+        "tokenizer_check": tokenizer_check,
+        "backend": backend.name,
+        "device": backend.device_label,
+        "precision": backend.precision,
+    }
 
 
 def original_lines(r: dict) -> list[str]:

@@ -423,17 +423,18 @@ NO_BAD_STEP = 2 ** 62
 
 def main(argv=None) -> int:
     args = build_parser(__doc__).parse_args(argv)
-    trainer = None
+    trainer, finished = None, False
     try:
         validate_args(args)
         trainer = Trainer(args)
         trainer.run()
+        finished = True
     except (ValueError, OSError, CheckpointError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     finally:
         if trainer is not None:
-            trainer.dist.close()
+            trainer.dist.close(finished=finished)
     return 0
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import model as M
+from meadow_golf import model as M
 
 TINY = M.GPTConfig(vocab_size=64, num_layers=4, model_dim=32, num_heads=4, num_kv_heads=2, bigram_dim=8, bigram_buckets=16, xsa_last_n=2)
 

@@ -30,8 +30,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from challenge_format import atomic_write_bytes, os_error_line
-from cli_help import HelpFormatter
+from meadow_golf.challenge_format import atomic_write_bytes, os_error_line
+from meadow_golf.cli_help import HelpFormatter
 
 TOLERANCE = 0.002  # BPB: how close a reproduction of the same checkpoint must come
 # The original's evaluation settings (n_seqs, seq_len, seed): at these the original protocol

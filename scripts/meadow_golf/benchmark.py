@@ -51,9 +51,9 @@ from pathlib import Path
 
 import numpy as np
 
-from challenge_format import atomic_write_bytes
-from model import GPTConfig
-from cli_help import HelpFormatter
+from meadow_golf.challenge_format import atomic_write_bytes
+from meadow_golf.model import GPTConfig
+from meadow_golf.cli_help import HelpFormatter
 
 SCALES = {  # METHOD.md §3 (PRESET=h100)
     "5L": dict(num_layers=5, model_dim=256, bigram_dim=128, xsa_last_n=2),
@@ -113,7 +113,7 @@ def time_steps(run_one, n: int, sync=lambda: None):
 
 
 def torch_device(name: str):
-    from torch_backend import resolve_device
+    from meadow_golf.torch_backend import resolve_device
 
     return resolve_device(name)
 
@@ -136,10 +136,10 @@ def make_torch_step(cfg: GPTConfig, mode: str, device, *, seq_len: int, batch_to
     """(the trainer's step for this mode, two random (B, T+1) batches, the model)."""
     import torch
 
-    from model import GPT
-    from torch_backend import autocast_for
-    from train_cdm import TorchStep, build_optimizers_for
-    from trainer_core import build_parser
+    from meadow_golf.model import GPT
+    from meadow_golf.torch_backend import autocast_for
+    from meadow_golf.train_cdm import TorchStep, build_optimizers_for
+    from meadow_golf.trainer_core import build_parser
 
     weight, fused = MODES[mode]
     defaults = build_parser().parse_args(["--data_dir", "unused"])
@@ -195,7 +195,7 @@ def muon_ns_flops_per_step(model, ns_steps: int = 5) -> float:
     """Matmul FLOPs of Muon's Newton-Schulz in one optimizer step (optim.newton_schulz_orthogonalize):
     per iteration on an m x n matrix (m <= n, the side it works on) X X^T (2 m^2 n), A A (2 m^3)
     and (.) X (2 m^2 n). Not part of the per-token convention; reported to explain the ratio."""
-    from model import param_groups
+    from meadow_golf.model import param_groups
 
     total = 0
     for _, p in param_groups(model)["muon"]:
@@ -319,10 +319,10 @@ def bench_mlx_step(cfg: GPTConfig, mode: str, *, seq_len: int, batch_tokens: int
                    peak_tflops: float) -> dict:
     import mlx.core as mx
 
-    from mlx_backend import resolve_device, resolve_dtype
-    from model_mlx import GPT, param_groups
-    from optim_mlx import build_optimizer
-    from train_cdm_mlx import make_train_step, run_step
+    from meadow_golf.mlx_backend import resolve_device, resolve_dtype
+    from meadow_golf.model_mlx import GPT, param_groups
+    from meadow_golf.optim_mlx import build_optimizer
+    from meadow_golf.train_cdm_mlx import make_train_step, run_step
 
     weight, fused = MODES[mode]
     if fused:
@@ -381,9 +381,9 @@ def bench_cf(cfg: GPTConfig, device, *, n_windows: int, seq_len: int, batch_size
     """eval_cf's decoder loop on random windows of a random-init model: speed only."""
     import torch
 
-    from eval_cf import score_decoders
-    from model import GPT
-    from torch_backend import TorchScorer
+    from meadow_golf.eval_cf import score_decoders
+    from meadow_golf.model import GPT
+    from meadow_golf.torch_backend import TorchScorer
 
     torch.manual_seed(0)
     model = GPT(cfg).to(device).eval()
@@ -525,7 +525,7 @@ def run(args) -> dict:
         else:
             import mlx.core as mx
 
-            from mlx_backend import device_name, resolve_device
+            from meadow_golf.mlx_backend import device_name, resolve_device
 
             peak = args.peak_tflops or measured_cpu_peak_tflops()
             peak_src = "--peak_tflops" if args.peak_tflops else "torch fp32 matmul measured here (MLX on CPU)"

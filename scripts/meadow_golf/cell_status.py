@@ -27,7 +27,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from cli_help import HelpFormatter
+from meadow_golf.cli_help import HelpFormatter
 
 CELL_JSON = "cell.json"
 RESULTS_JSON = "results.json"

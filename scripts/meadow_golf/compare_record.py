@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from cli_help import HelpFormatter
+from meadow_golf.cli_help import HelpFormatter
 
 # In a folder, the first of these that exists is the JSON to compare.
 JSON_NAMES = ("results.json", "ab.json", "entropy_floor.json")

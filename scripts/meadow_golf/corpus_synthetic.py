@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from challenge_format import atomic_write_bytes, byte_tables_from_sentencepiece
-from prepared_folder import PrepareError, write_split
-from tokenizer_train import encode_documents, load_processor, split_documents, train_sentencepiece
+from meadow_golf.challenge_format import atomic_write_bytes, byte_tables_from_sentencepiece
+from meadow_golf.prepared_folder import PrepareError, write_split
+from meadow_golf.tokenizer_train import encode_documents, load_processor, split_documents, train_sentencepiece
 
 WORD_COUNT = 400
 WORDS_PER_DOC = 64

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from challenge_format import (  # noqa: F401  (re-exported for the scripts of this experiment)
+from meadow_golf.challenge_format import (  # noqa: F401  (re-exported for the scripts of this experiment)
     ByteTables,
     ShardError,
     TokenStream,

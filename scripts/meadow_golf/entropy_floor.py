@@ -34,18 +34,18 @@ from pathlib import Path
 
 import numpy as np
 
-import cf
-import train_cdm
-from challenge_format import atomic_write_bytes
-from cli_help import HelpFormatter
-from compare_record import CompareError, comparison_lines
-from eval_cf import full_val_offsets, gather_windows
-from data import load_byte_tables, load_validation, read_meta, resolve_tokenizer
-from torch_backend import TorchScorer, load_model, resolve_device
+from meadow_golf import cf
+from meadow_golf import train_cdm
+from meadow_golf.challenge_format import atomic_write_bytes
+from meadow_golf.cli_help import HelpFormatter
+from meadow_golf.compare_record import CompareError, comparison_lines
+from meadow_golf.eval_cf import full_val_offsets, gather_windows
+from meadow_golf.data import load_byte_tables, load_validation, read_meta, resolve_tokenizer
+from meadow_golf.torch_backend import TorchScorer, load_model, resolve_device
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The committed record of this script (the writeup's numbers); reruns go under runs/.
-RECORD_DIR = Path(__file__).resolve().parent / "entropy_floor"
+RECORD_DIR = REPO_ROOT / "experiments" / "2026-04-09_matched_ablation" / "entropy_floor"
 DECODERS = ("ar", "cf_published", "cf_valid")
 LN2 = math.log(2.0)
 

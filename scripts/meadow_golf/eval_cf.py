@@ -72,15 +72,15 @@ from pathlib import Path
 
 import numpy as np
 
-import cf
-import cf_original
-import elbo as elbo_mod
-import data as data_mod
-from challenge_format import atomic_write_bytes, bits_per_byte
-from checkpoint import ORIGINAL_ARCHS, CheckpointError, check_arch_flags, read_checkpoint
-from backends import BACKENDS, as_backend, load_backend
-from run_log import git_commit, versions
-from cli_help import HelpFormatter
+from meadow_golf import cf
+from meadow_golf import cf_original
+from meadow_golf import elbo as elbo_mod
+from meadow_golf import data as data_mod
+from meadow_golf.challenge_format import atomic_write_bytes, bits_per_byte
+from meadow_golf.checkpoint import ORIGINAL_ARCHS, CheckpointError, check_arch_flags, read_checkpoint
+from meadow_golf.backends import BACKENDS, as_backend, load_backend
+from meadow_golf.run_log import git_commit, versions
+from meadow_golf.cli_help import HelpFormatter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DECODERS = ("ar", "cf_published", "cf_valid")

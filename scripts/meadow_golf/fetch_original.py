@@ -52,10 +52,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from challenge_format import ShardError, atomic_write_bytes, os_error_line, read_shard, read_shard_header
-from corpus_fineweb import HubFiles, hub_cache_dir, hub_error, place_file, revision_of
-from prepared_folder import PrepareError, file_sha256
-from cli_help import HelpFormatter
+from meadow_golf.challenge_format import ShardError, atomic_write_bytes, os_error_line, read_shard, read_shard_header
+from meadow_golf.corpus_fineweb import HubFiles, hub_cache_dir, hub_error, place_file, revision_of
+from meadow_golf.prepared_folder import PrepareError, file_sha256
+from meadow_golf.cli_help import HelpFormatter
 
 MANIFEST = "manifest.json"
 TOOL = "fetch_original"

@@ -31,13 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
-from backends import as_backend, load_backend
-from checkpoint import CheckpointError
-from eval_cf import (EXIT_BAD_INPUT, EXIT_OK, OneLineParser, UsageError, add_backend_flags, add_checkpoint_flags,
-                     check_checkpoint_flags, check_paths, check_tokenizer, default_json_path, error_line,
-                     gather_windows, load_checkpoint, load_data, print_tokenizer_note, random_offsets, write_json)
-from run_log import git_commit, versions
-from cli_help import HelpFormatter
+from meadow_golf.backends import as_backend, load_backend
+from meadow_golf.checkpoint import CheckpointError
+from meadow_golf.eval_cf import (EXIT_BAD_INPUT, EXIT_OK, OneLineParser, UsageError, add_backend_flags,
+                                 add_checkpoint_flags, check_checkpoint_flags, check_paths, check_tokenizer,
+                                 default_json_path, error_line, gather_windows, load_checkpoint, load_data,
+                                 print_tokenizer_note, random_offsets, write_json)
+from meadow_golf.run_log import git_commit, versions
+from meadow_golf.cli_help import HelpFormatter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BOS_ID = 1

@@ -36,19 +36,19 @@ from pathlib import Path
 
 import numpy as np
 
-import audits
-import cf
-from backends import as_backend, load_backend
-from checkpoint import CheckpointError
-from eval_cf import (EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, OneLineParser, Progress, UsageError,
-                     add_backend_flags, add_checkpoint_flags,
-                     check_checkpoint_flags, check_paths, default_json_path, error_line, gather_windows,
-                     check_tokenizer, load_checkpoint, load_data, parse_decoders, print_tokenizer_note,
-                     random_offsets, write_json)
-from model_config import GPTConfig, optimizer_group
-from run_log import git_commit, versions
-from toy_scorers import MarkovScorer, max_logp_by_enumeration
-from cli_help import HelpFormatter
+from meadow_golf import audits
+from meadow_golf import cf
+from meadow_golf.backends import as_backend, load_backend
+from meadow_golf.checkpoint import CheckpointError
+from meadow_golf.eval_cf import (EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, OneLineParser, Progress, UsageError,
+                                 add_backend_flags, add_checkpoint_flags,
+                                 check_checkpoint_flags, check_paths, default_json_path, error_line, gather_windows,
+                                 check_tokenizer, load_checkpoint, load_data, parse_decoders, print_tokenizer_note,
+                                 random_offsets, write_json)
+from meadow_golf.model_config import GPTConfig, optimizer_group
+from meadow_golf.run_log import git_commit, versions
+from meadow_golf.toy_scorers import MarkovScorer, max_logp_by_enumeration
+from meadow_golf.cli_help import HelpFormatter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ATTENTION_SPLIT, ATTENTION_LEN = 16, 32

@@ -27,8 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-from cli_help import HelpFormatter
-from python_deps import missing, missing_line
+from meadow_golf.cli_help import HelpFormatter
+from meadow_golf.python_deps import missing, missing_line
 
 # numpy and sentencepiece (and huggingface_hub for fineweb) are imported where they are used, after
 # main() has checked that they are installed: a bare interpreter gets one line, not a traceback.
@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _refuse_options(args: argparse.Namespace, options: tuple[str, ...]) -> None:
     """Options that would not change this corpus are an error, not silently ignored."""
-    from prepared_folder import PrepareError
+    from meadow_golf.prepared_folder import PrepareError
 
     for option in options:
         if getattr(args, option.replace("-", "_")) is not None:
@@ -74,7 +74,7 @@ def _refuse_options(args: argparse.Namespace, options: tuple[str, ...]) -> None:
 
 
 def _positive(value: int, option: str) -> int:
-    from prepared_folder import PrepareError
+    from meadow_golf.prepared_folder import PrepareError
 
     if value < 1:
         raise PrepareError(f"--{option} must be at least 1, got {value}")
@@ -83,8 +83,8 @@ def _positive(value: int, option: str) -> int:
 
 def build_request(args: argparse.Namespace) -> dict:
     """The options that determine the data (recorded in meta.json and compared on a rerun)."""
-    from prepared_folder import PrepareError
-    from tokenizer_train import MAX_VOCAB
+    from meadow_golf.prepared_folder import PrepareError
+    from meadow_golf.tokenizer_train import MAX_VOCAB
 
     if args.corpus in ("shakespeare", "synthetic"):
         vocab = DEFAULT_VOCAB if args.vocab is None else args.vocab
@@ -93,7 +93,7 @@ def build_request(args: argparse.Namespace) -> dict:
         if args.corpus == "shakespeare":
             _refuse_options(args, ("seed", "train-shards", "train-docs", "val-docs"))
             return {"corpus": args.corpus, "vocab": vocab}
-        from corpus_synthetic import DEFAULT_TRAIN_DOCS, DEFAULT_VAL_DOCS
+        from meadow_golf.corpus_synthetic import DEFAULT_TRAIN_DOCS, DEFAULT_VAL_DOCS
 
         _refuse_options(args, ("train-shards",))
         return {
@@ -103,7 +103,7 @@ def build_request(args: argparse.Namespace) -> dict:
             "train_docs": _positive(DEFAULT_TRAIN_DOCS if args.train_docs is None else args.train_docs, "train-docs"),
             "val_docs": _positive(DEFAULT_VAL_DOCS if args.val_docs is None else args.val_docs, "val-docs"),
         }
-    from corpus_fineweb import VARIANTS
+    from meadow_golf.corpus_fineweb import VARIANTS
 
     _refuse_options(args, ("seed", "train-docs", "val-docs"))
     nominal = VARIANTS[args.corpus].vocab_size
@@ -117,22 +117,22 @@ def corpus_filler(request: dict, cache_dir: Path | None):
     """A function that writes the corpus into a staging folder and returns its meta part."""
     corpus = request["corpus"]
     if corpus == "shakespeare":
-        from corpus_shakespeare import default_cache_dir, prepare_shakespeare
+        from meadow_golf.corpus_shakespeare import default_cache_dir, prepare_shakespeare
 
         return lambda folder: prepare_shakespeare(folder, request["vocab"], cache_dir or default_cache_dir())
     if corpus == "synthetic":
-        from corpus_synthetic import prepare_synthetic
+        from meadow_golf.corpus_synthetic import prepare_synthetic
 
         return lambda folder: prepare_synthetic(
             folder, request["vocab"], request["seed"], request["train_docs"], request["val_docs"]
         )
-    from corpus_fineweb import prepare_fineweb
+    from meadow_golf.corpus_fineweb import prepare_fineweb
 
     return lambda folder: prepare_fineweb(folder, corpus, request["train_shards"], cache_dir)
 
 
 def run(args: argparse.Namespace) -> None:
-    from prepared_folder import already_prepared, build_folder, describe_request
+    from meadow_golf.prepared_folder import already_prepared, build_folder, describe_request
 
     request = build_request(args)
     out: Path = args.out
@@ -154,9 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     if lacking:
         print(missing_line(lacking), file=sys.stderr)
         return 1
-    from challenge_format import ShardError, os_error_line
-    from prepared_folder import PrepareError
-    from tokenizer_train import TokenizerError
+    from meadow_golf.challenge_format import ShardError, os_error_line
+    from meadow_golf.prepared_folder import PrepareError
+    from meadow_golf.tokenizer_train import TokenizerError
 
     try:
         run(args)

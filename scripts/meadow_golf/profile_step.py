@@ -24,9 +24,9 @@ import dataclasses
 import sys
 import time
 
-from benchmark import MODES, SCALES, make_reference_step, make_torch_step, torch_device
-from model import GPTConfig
-from cli_help import HelpFormatter
+from meadow_golf.benchmark import MODES, SCALES, make_reference_step, make_torch_step, torch_device
+from meadow_golf.model import GPTConfig
+from meadow_golf.cli_help import HelpFormatter
 
 
 def build_parser() -> argparse.ArgumentParser:

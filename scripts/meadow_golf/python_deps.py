@@ -14,7 +14,7 @@ import argparse
 import importlib.util
 import sys
 
-from cli_help import HelpFormatter
+from meadow_golf.cli_help import HelpFormatter
 
 # What a pod or laptop user runs once, from the repository root (scripts/venv.sh does the same).
 SETUP = "python3 -m venv .venv && . .venv/bin/activate && pip install -e {spec}"

@@ -34,10 +34,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from cli_help import HelpFormatter
+from meadow_golf.cli_help import HelpFormatter
 
-ROOT = Path(__file__).resolve().parents[1]
-EXPERIMENT_DIR = ROOT / "experiments" / "2026-04-09_matched_ablation"
 TRAJECTORY_RE = re.compile(r"^trajectory_w(?P<w>[0-9.]+)\.json$")
 # Config keys of a fixture that only describe the initialization; init.npz carries the result.
 INIT_ONLY_KEYS = ("tied_embed_init_std", "seed")
@@ -95,7 +93,7 @@ def load_fixture(folder: Path) -> dict:
 def trainer_args(traj: dict):
     """The trainer's own flags with its own defaults, set to this trajectory: --steps K, its
     warmdown, no time budget, its EMA start."""
-    from trainer_core import build_parser
+    from meadow_golf.trainer_core import build_parser
 
     argv = ["--data_dir", "unused", "--device", "cpu", "--train_budget_secs", "0", "--steps", str(traj["K"]),
             "--warmdown_steps", str(traj["warmdown_steps"]), "--cdm_weight", str(traj["W"])]
@@ -105,7 +103,7 @@ def trainer_args(traj: dict):
 
 
 def model_config(traj: dict):
-    from model import GPTConfig
+    from meadow_golf.model import GPTConfig
 
     cfg = {k: v for k, v in traj["config"].items() if k not in INIT_ONLY_KEYS}
     try:
@@ -120,10 +118,10 @@ def model_config(traj: dict):
 def replay_torch(fx: dict, traj: dict) -> dict:
     import torch
 
-    import train_cdm
-    from model import GPT, load_state_numpy, state_dict_numpy
-    from optim import muon_momentum
-    from trainer_core import ema_due, schedule_lr
+    from meadow_golf import train_cdm
+    from meadow_golf.model import GPT, load_state_numpy, state_dict_numpy
+    from meadow_golf.optim import muon_momentum
+    from meadow_golf.trainer_core import ema_due, schedule_lr
 
     args = trainer_args(traj)
     device = torch.device("cpu")
@@ -173,11 +171,11 @@ def replay_torch(fx: dict, traj: dict) -> dict:
 def replay_mlx(fx: dict, traj: dict) -> dict:
     import mlx.core as mx
 
-    import train_cdm_mlx as T
-    from model_mlx import GPT, load_state_numpy, param_groups, state_dict_numpy
-    from optim import muon_momentum
-    from optim_mlx import build_optimizer
-    from trainer_core import ema_due, schedule_lr
+    from meadow_golf import train_cdm_mlx as T
+    from meadow_golf.model_mlx import GPT, load_state_numpy, param_groups, state_dict_numpy
+    from meadow_golf.optim_common import muon_momentum  # the torch-free home of the schedule
+    from meadow_golf.optim_mlx import build_optimizer
+    from meadow_golf.trainer_core import ema_due, schedule_lr
 
     args = trainer_args(traj)
     mx.set_default_device(mx.cpu)
@@ -270,9 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    sys.path.insert(0, str(EXPERIMENT_DIR))
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from challenge_format import atomic_write_bytes
+    from meadow_golf.challenge_format import atomic_write_bytes
 
     out_dir = Path(args.out_dir)
     try:

@@ -54,8 +54,8 @@ from pathlib import Path
 
 import numpy as np
 
-from challenge_format import atomic_write_bytes
-from cli_help import HelpFormatter
+from meadow_golf.challenge_format import atomic_write_bytes
+from meadow_golf.cli_help import HelpFormatter
 
 EVAL_NAMES = ("eval_cf.json", "final_model.eval_cf.json")
 CELL_JSON = "cell.json"

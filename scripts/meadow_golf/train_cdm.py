@@ -36,15 +36,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from checkpoint import CheckpointError, load_torch_checkpoint, save_torch_checkpoint
-from model import GPT, param_groups, state_dict_numpy
-from optim import build_optimizers
+from meadow_golf.checkpoint import CheckpointError, load_torch_checkpoint, save_torch_checkpoint
+from meadow_golf.model import GPT, param_groups, state_dict_numpy
+from meadow_golf.optim import build_optimizers
 from torch.nn.parallel import DistributedDataParallel
 
-from data import validation_result, validation_windows
-from distributed import init_distributed
-from torch_backend import ar_nll_sum_windows, autocast_for, resolve_device
-from trainer_core import MASK_RATE_RANGE, TrainerBase, build_parser, validate_args
+from meadow_golf.data import validation_result, validation_windows
+from meadow_golf.distributed import init_distributed
+from meadow_golf.torch_backend import ar_nll_sum_windows, autocast_for, resolve_device
+from meadow_golf.trainer_core import MASK_RATE_RANGE, TrainerBase, build_parser, validate_args
 
 
 def cdm_corrupt(x: torch.Tensor, vocab_size: int, gen: torch.Generator, rank: int = 0, world_size: int = 1,

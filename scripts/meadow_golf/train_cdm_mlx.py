@@ -41,13 +41,13 @@ import mlx.optimizers as mlx_optim
 import numpy as np
 from mlx.utils import tree_flatten
 
-from checkpoint import CheckpointError
-from mlx_backend import (ar_val_bpb, cross_entropy, device_name, load_step_checkpoint, resolve_device,
-                         resolve_dtype, save_step_checkpoint)
-from model_mlx import GPT, load_state_numpy, param_groups, state_dict_numpy
-from optim_mlx import build_optimizer
-from trainer_core import MASK_RATE_RANGE, TrainerBase, launched_by_torchrun, validate_args
-from trainer_core import build_parser as build_core_parser
+from meadow_golf.checkpoint import CheckpointError
+from meadow_golf.mlx_backend import (ar_val_bpb, cross_entropy, device_name, load_step_checkpoint, resolve_device,
+                                     resolve_dtype, save_step_checkpoint)
+from meadow_golf.model_mlx import GPT, load_state_numpy, param_groups, state_dict_numpy
+from meadow_golf.optim_mlx import build_optimizer
+from meadow_golf.trainer_core import MASK_RATE_RANGE, TrainerBase, launched_by_torchrun, validate_args
+from meadow_golf.trainer_core import build_parser as build_core_parser
 
 _HELP_OVERRIDES = {
     "save_every": "step_<N>.safetensors every N steps; 0 = final only",

@@ -97,7 +97,7 @@ if [[ -n "${RECIPE_EXP_DIR:-}" ]]; then
 elif [[ -n "${BASH_SOURCE[1]:-}" ]]; then
   EXP_DIR="$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd)"
 else
-  echo "error: recipe_lib.sh is sourced by a recipe file in an experiment folder (or set RECIPE_EXP_DIR)" >&2
+  echo "error: source recipe_lib.sh from a recipe file in an experiment folder, or set RECIPE_EXP_DIR" >&2
   return 1
 fi
 RUNS_NAME="${RUNS_NAME:-$(basename "$EXP_DIR" | sed -E 's/^[0-9]{4}-[0-9]{2}-[0-9]{2}_//')}"

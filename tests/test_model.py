@@ -1,4 +1,4 @@
-"""Tests of the shared-weight GPT (experiments/2026-04-09_matched_ablation/model.py), CPU only."""
+"""Tests of the shared-weight GPT (scripts/meadow_golf/model.py), CPU only."""
 
 from __future__ import annotations
 

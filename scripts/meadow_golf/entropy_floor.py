@@ -15,12 +15,14 @@ Expected: `ar` and `cf_valid` stay at or above the floor (z = (bpb - floor)/se n
 -2), while `cf_published`, which lets tokens be scored with not-yet-decoded neighbours in view,
 can go below it.
 
+In experiments/2026-04-09_matched_ablation/ (its entry script):
+
     python entropy_floor.py                          # ~15 min on 2 CPU cores -> runs/entropy_floor
     python entropy_floor.py --out_dir /tmp/ef --steps 20 --seq_len 64 --val_docs 50  # smoke
 
 Idempotent: prepared data and finished runs in --out_dir are reused. The default --out_dir is
-under runs/, never the committed record (this folder's entropy_floor/), which --compare_to
-prints beside the rerun's numbers (scripts/compare_record.py).
+under runs/, never the committed record (that folder's entropy_floor/), which --compare_to
+prints beside the rerun's numbers (compare_record.py).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ Layout of DIR, ready for eval_cf.py (`--data_dir DIR/data --tokenizer_path DIR/d
     DIR/manifest.json     what was fetched: hub repository, revision, path in the repository,
                           bytes and sha256 of every file, and what was looked for and not found
 No meta.json is written: eval_cf.py takes the tokenizer from --tokenizer_path, and a meta.json
-would present DIR/data as a prepared folder (scripts/prepared_folder.py), which needs training
+would present DIR/data as a prepared folder (prepared_folder.py), which needs training
 shards this folder does not have.
 
 The hub layout is INFERRED, not listed (the repositories could not be listed when this was
@@ -28,7 +28,7 @@ first). A required name that is not there stops the run with one line naming it 
 the repository holds; a name found at several paths is taken only if every copy is identical.
 
 Offline: with HF_HUB_OFFLINE=1 (or when the hub cannot be reached) everything comes from the
-hub cache (HF_HUB_CACHE / HF_HOME, or --cache-dir), as in scripts/corpus_fineweb.py, whose hub
+hub cache (HF_HUB_CACHE / HF_HOME, or --cache-dir), as in corpus_fineweb.py, whose hub
 helpers this uses. Files are hard-linked from the cache (copied where a link is impossible).
 
 All or nothing: every requested file is located before anything is downloaded, each part is

@@ -9,8 +9,7 @@
 # The experiment is the folder of the recipe that sources this file (EXP_DIR): its thin entry
 # scripts train_cdm.py, train_cdm_mlx.py and eval_cf.py are the ones run. A recipe outside an
 # experiment folder (scripts/quickstart.sh) names one in RECIPE_EXP_DIR before sourcing.
-# RUNS_NAME [the experiment folder's name without its date: matched_ablation for
-#   2026-04-09_matched_ablation] names the default runs folder runs/$RUNS_NAME/$PRESET.
+# RUNS_NAME (below) names the default runs folder runs/$RUNS_NAME/$PRESET.
 #
 # Environment (defaults in brackets). Relative paths given by you are taken from the current
 # directory; the defaults are computed from the repository root (this file's folder's parent).
@@ -67,6 +66,21 @@
 #   VERBOSE [0]           1: show the trainer/evaluator output on the terminal too
 #   HEARTBEAT_SECS [60]   while a cell runs (VERBOSE=0), a `[beat ]` line every N seconds with
 #                         the last line of its log; 0: none
+#   NOISE [uniform]       uniform | absorbing: the denoising corruption of every shared cell
+#                         (train_cdm.py --noise); plan_noise sets it per cell. Absorbing cells are
+#                         named with an `_abs` suffix; a control (w=0) has no denoising pass, so it
+#                         has no noise and one control serves both noises.
+#   CDM_LOSS [plain]      plain | elbo: train_cdm.py --cdm_loss of the absorbing cells (elbo: suffix `_elbo`)
+#   ELBO_SAMPLES [0]      K > 0: eval_cf.py --elbo_samples K on every absorbing cell (the diffusion
+#                         ELBO, an upper bound with its standard error; METHOD.md §8)
+#   RUNS_NAME [the experiment folder's name without its date]  the folder under runs/ that the
+#                         default CKPT_DIR/LOG_DIR/OUT_DIR use (matched_ablation for 2026-04-09_matched_ablation)
+#   RUNS_PER_DATA [0]     1: the defaults add the data folder's name (runs/$RUNS_NAME/$PRESET/<data>),
+#                         for recipes that run once per corpus
+# Scales: 5L and 11L are the original ablation's two sizes (their stand-ins under cpu and smoke, in
+# the table below). A size name <L>L<d>, e.g. 7L384, is that size on every preset: --num_layers L
+# --model_dim d, the preset's heads and bigram width, and --xsa_last_n max(1, (L+1)/3) (2 at 5L and
+# 4 at 11L, as the original).
 # run_6.sh / eval_6.sh:         SCALES [5L 11L]  WEIGHTS [0 0.3 1.0]  SEED [1337]
 # run_seeds.sh / eval_seeds.sh: SEED_SCALE [11L]  SEED_WEIGHT [0.3]
 #                               SEEDS [1337 42 2024 7 100]  CONTROL_SEEDS [1337 42 2024] ("" = none)
@@ -128,6 +142,7 @@ cell_py() { "$PYTHON" -m meadow_golf.cell_status "$@"; }
 # and the evaluation protocol.
 
 preset_h100() {
+  SIZE_HEADS="" SIZE_BIGRAM_DIM=128
   P_THREADS="" P_COMPILE=1
   P_DATA_DIR="$ROOT/data/v4096" P_DEVICE=cuda P_BUDGET_SECS=540 P_STEPS=9999
   FLAGS_5L="--num_layers 5 --model_dim 256 --bigram_dim 128 --xsa_last_n 2"
@@ -139,6 +154,7 @@ preset_h100() {
 }
 
 preset_mac() {
+  SIZE_HEADS="" SIZE_BIGRAM_DIM=128
   P_THREADS=""
   P_DATA_DIR="$ROOT/data/v4096" P_DEVICE=auto P_BUDGET_SECS=900 P_STEPS=9999
   FLAGS_5L="--num_layers 5 --model_dim 256 --bigram_dim 128 --xsa_last_n 2"
@@ -150,6 +166,7 @@ preset_mac() {
 }
 
 preset_cpu() {
+  SIZE_HEADS="" SIZE_BIGRAM_DIM=64
   P_THREADS=1
   P_DATA_DIR="$ROOT/data/shakespeare" P_DEVICE=cpu P_BUDGET_SECS=300 P_STEPS=9999
   FLAGS_5L="--num_layers 3 --model_dim 128 --bigram_dim 64 --xsa_last_n 1"
@@ -161,6 +178,7 @@ preset_cpu() {
 }
 
 preset_smoke() {
+  SIZE_HEADS="--num_heads 4 --num_kv_heads 2" SIZE_BIGRAM_DIM=16
   P_THREADS=1
   P_DATA_DIR="$ROOT/data/shakespeare" P_DEVICE=cpu P_BUDGET_SECS=0 P_STEPS=4
   FLAGS_5L="--num_layers 2 --model_dim 32 --num_heads 4 --num_kv_heads 2 --bigram_dim 16 --xsa_last_n 1"
@@ -171,11 +189,19 @@ preset_smoke() {
   EVAL_SEQ_LEN=32 P_EVAL_N_SEQS=8 EVAL_BATCH=8
 }
 
+is_size_name() { [[ "$1" =~ ^[1-9][0-9]*L[1-9][0-9]*$ ]]; }  # <L>L<d>, e.g. 7L384
+
 scale_flags() {  # SCALE -> the model flags of that scale under the preset
   case "$1" in
     5L) printf '%s\n' "$FLAGS_5L" ;;
     11L) printf '%s\n' "$FLAGS_11L" ;;
-    *) die "unknown scale '$1'; choose 5L or 11L" ;;
+    *)
+      is_size_name "$1" || die "unknown scale '$1'; choose 5L, 11L or a size <L>L<d> such as 7L384"
+      local layers="${1%%L*}" dim="${1#*L}" xsa
+      xsa=$(((layers + 1) / 3))
+      [[ "$xsa" -ge 1 ]] || xsa=1
+      printf '%s\n' "--num_layers $layers --model_dim $dim ${SIZE_HEADS:+$SIZE_HEADS }--bigram_dim $SIZE_BIGRAM_DIM --xsa_last_n $xsa"
+      ;;
   esac
 }
 
@@ -183,6 +209,7 @@ spec_scale() {  # SCALE -> what it is in the original ablation (METHOD.md §3)
   case "$1" in
     5L) echo "5 layers, d=256 (~4.3 M params)" ;;
     11L) echo "11 layers, d=512 (~28.4 M params)" ;;
+    *) echo "${1%%L*} layers, d=${1#*L} (this size on every preset)" ;;
   esac
 }
 
@@ -194,6 +221,13 @@ check_number() {  # NAME VALUE: a non-negative number
 
 check_int() {  # NAME VALUE: a non-negative integer
   [[ "$2" =~ ^[0-9]+$ ]] || die "$1=$2: expected a non-negative integer"
+}
+
+check_noise() {  # NAME VALUE: a train_cdm.py --noise
+  case "$2" in
+    uniform | absorbing) ;;
+    *) die "$1: unknown noise '$2'; choose uniform or absorbing" ;;
+  esac
 }
 
 # recipe_init KIND: environment defaults, validation and the preset; KIND (ablation6, seeds,
@@ -227,6 +261,7 @@ recipe_init() {
   TOKENIZER="${TOKENIZER:-}"
   [[ -z "$TOKENIZER" ]] || TOKENIZER="$(abs_path "$TOKENIZER")"
   local base="$ROOT/runs/$RUNS_NAME/$PRESET"
+  [[ "${RUNS_PER_DATA:-0}" != 1 ]] || base="$base/$(basename "$DATA_DIR")"
   CKPT_DIR="$(abs_path "${CKPT_DIR:-$base/cells}")"
   LOG_DIR="$(abs_path "${LOG_DIR:-$base/logs}")"
   OUT_DIR="$(abs_path "${OUT_DIR:-$base/$kind}")"
@@ -257,6 +292,15 @@ recipe_init() {
     export OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"
   fi
   check_number MATCH_WEIGHT "$MATCH_WEIGHT"
+  NOISE="${NOISE:-uniform}"
+  check_noise NOISE "$NOISE"
+  CDM_LOSS="${CDM_LOSS:-plain}"
+  case "$CDM_LOSS" in
+    plain | elbo) ;;
+    *) die "CDM_LOSS=$CDM_LOSS: choose plain or elbo" ;;
+  esac
+  ELBO_SAMPLES="${ELBO_SAMPLES:-0}"
+  check_int ELBO_SAMPLES "$ELBO_SAMPLES"
   COMPARE_TO="${COMPARE_TO:-}"
   [[ -z "$COMPARE_TO" ]] || COMPARE_TO="$(abs_path "$COMPARE_TO")"
   [[ -z "$COMPARE_TO" || -e "$COMPARE_TO" ]] || die "COMPARE_TO=$COMPARE_TO does not exist (a record folder holding results.json)"
@@ -295,15 +339,26 @@ cell_name() {  # SCALE WEIGHT SEED [tok]
   printf '%s_w%s_s%s%s\n' "$1" "$2" "$3" "${4:+_tok}"
 }
 
-check_scales() {
-  local scale
-  [[ -n "$1" ]] || die "SCALES is empty; choose from 5L 11L"
+# The name's suffix for a shared cell's noise: none for uniform (the original, so run_6's names
+# stay), `_abs` for absorbing, `_abs_elbo` with CDM_LOSS=elbo. A control (w=0) has no noise.
+noise_suffix() {  # WEIGHT NOISE
+  if is_zero "$1" || [[ "$2" != absorbing ]]; then return 0; fi
+  if [[ "$CDM_LOSS" == elbo ]]; then echo "_abs_elbo"; else echo "_abs"; fi
+}
+
+check_scales() {  # SCALES [NAME]: 5L, 11L or size names <L>L<d>
+  local scale name="${2:-SCALES}"
+  [[ -n "$1" ]] || die "$name is empty; choose from 5L 11L or sizes such as 3L96"
   for scale in $1; do
     case "$scale" in
       5L | 11L) ;;
-      *) die "SCALES: unknown scale '$scale'; choose from 5L 11L" ;;
+      *) is_size_name "$scale" || die "$name: unknown scale '$scale'; choose from 5L 11L or a size <L>L<d> such as 7L384" ;;
     esac
   done
+}
+
+no_token_matching() {  # PLAN_NAME: the plans below compare at equal steps or equal clock only
+  [[ "$MATCH" != tokens ]] || die "MATCH=tokens: $1 matches cells by steps or wall-clock only; use MATCH=steps (BUDGET_SECS=0) or wallclock"
 }
 
 check_list() {  # NAME VALUES KIND(number|int): every word must parse
@@ -372,11 +427,117 @@ plan_seeds() {
   check_plan_unique
 }
 
+# The share-ratio grid (experiments/2026-12-01_share_ratio_and_scale): one scale, every weight of
+# GRID_WEIGHTS at SEED. plan_wgrid_seeds then adds EXTRA_SEEDS of the control and of the best
+# shared weight, read from the grid's results.json (meadow_golf.cell_status best-weight: the lowest
+# final_val_bpb, the trainer's causal validation, a valid code length).
+default_by_preset() {  # H100_MAC CPU SMOKE -> the one for PRESET
+  case "$PRESET" in
+    h100 | mac) echo "$1" ;;
+    cpu) echo "$2" ;;
+    *) echo "$3" ;;
+  esac
+}
+
+plan_wgrid() {
+  GRID_SCALE="${GRID_SCALE:-$(default_by_preset 11L 3L96 2L32)}"
+  GRID_WEIGHTS="${GRID_WEIGHTS:-0 0.1 0.15 0.2 0.3 0.5 0.7 1.0}"
+  SEED="${SEED:-1337}"
+  EXTRA_SEEDS="${EXTRA_SEEDS-42}"
+  check_scales "$GRID_SCALE" GRID_SCALE
+  [[ "$GRID_SCALE" != *" "* ]] || die "GRID_SCALE=$GRID_SCALE: one scale only"
+  [[ -n "$GRID_WEIGHTS" ]] || die "GRID_WEIGHTS is empty"
+  check_list GRID_WEIGHTS "$GRID_WEIGHTS" number
+  check_int SEED "$SEED"
+  check_list EXTRA_SEEDS "$EXTRA_SEEDS" int
+  no_token_matching plan_wgrid
+  local w
+  PLAN=()
+  for w in $GRID_WEIGHTS; do
+    PLAN+=("$(cell_name "$GRID_SCALE" "$w" "$SEED")|$GRID_SCALE|$w|$SEED|")
+  done
+  check_plan_unique
+}
+
+plan_wgrid_seeds() {  # after the grid trained: + EXTRA_SEEDS of the control and the best weight
+  local entry names=() s
+  for entry in "${PLAN[@]}"; do names+=("$CKPT_DIR/${entry%%|*}"); done
+  BEST_WEIGHT="$(cell_py best-weight "${names[@]}")"
+  echo "[plan ] best shared weight of the grid (lowest final_val_bpb): w=$BEST_WEIGHT"
+  for s in $EXTRA_SEEDS; do
+    [[ "$s" != "$SEED" ]] || continue
+    PLAN+=("$(cell_name "$GRID_SCALE" "$BEST_WEIGHT" "$s")|$GRID_SCALE|$BEST_WEIGHT|$s|")
+    PLAN+=("$(cell_name "$GRID_SCALE" 0 "$s")|$GRID_SCALE|0|$s|")
+  done
+  check_plan_unique
+}
+
+# The scale sweep: every size of SWEEP_SCALES, the control and SWEEP_WEIGHT, at every seed of SEEDS.
+plan_scale() {
+  SWEEP_SCALES="${SWEEP_SCALES:-$(default_by_preset "5L256 7L384 9L448 11L512 13L640" "2L32 2L64 3L96 4L128" "2L32 3L48")}"
+  SWEEP_WEIGHT="${SWEEP_WEIGHT:-0.3}"
+  SEEDS="${SEEDS:-1337 42}"
+  check_scales "$SWEEP_SCALES" SWEEP_SCALES
+  check_number SWEEP_WEIGHT "$SWEEP_WEIGHT"
+  is_zero "$SWEEP_WEIGHT" && die "SWEEP_WEIGHT=$SWEEP_WEIGHT: the sweep compares a shared model (weight > 0) with the control"
+  [[ -n "$SEEDS" ]] || die "SEEDS is empty"
+  check_list SEEDS "$SEEDS" int
+  no_token_matching plan_scale
+  local scale s
+  PLAN=()
+  for scale in $SWEEP_SCALES; do
+    for s in $SEEDS; do
+      PLAN+=("$(cell_name "$scale" "$SWEEP_WEIGHT" "$s")|$scale|$SWEEP_WEIGHT|$s|")
+      PLAN+=("$(cell_name "$scale" 0 "$s")|$scale|0|$s|")
+    done
+  done
+  check_plan_unique
+}
+
+# The noise ablation (experiments/2026-12-01_absorbing_noise): at NOISE_SCALE, every weight of
+# NOISE_WEIGHTS under every noise of NOISES, and one control (no denoising pass, so no noise).
+plan_noise() {
+  NOISE_SCALE="${NOISE_SCALE:-$(default_by_preset 11L 3L96 2L32)}"
+  NOISE_WEIGHTS="${NOISE_WEIGHTS:-0.3 1.0}"
+  NOISES="${NOISES:-uniform absorbing}"
+  SEED="${SEED:-1337}"
+  check_scales "$NOISE_SCALE" NOISE_SCALE
+  [[ "$NOISE_SCALE" != *" "* ]] || die "NOISE_SCALE=$NOISE_SCALE: one scale only"
+  [[ -n "$NOISE_WEIGHTS" ]] || die "NOISE_WEIGHTS is empty"
+  check_list NOISE_WEIGHTS "$NOISE_WEIGHTS" number
+  [[ -n "$NOISES" ]] || die "NOISES is empty"
+  local n w
+  for n in $NOISES; do check_noise NOISES "$n"; done
+  check_int SEED "$SEED"
+  no_token_matching plan_noise
+  PLAN=()
+  for n in $NOISES; do
+    for w in $NOISE_WEIGHTS; do
+      is_zero "$w" && die "NOISE_WEIGHTS: $w is the control, which the plan adds once"
+      PLAN+=("$(cell_name "$NOISE_SCALE" "$w" "$SEED")$(noise_suffix "$w" "$n")|$NOISE_SCALE|$w|$SEED||$n")
+    done
+  done
+  PLAN+=("$(cell_name "$NOISE_SCALE" 0 "$SEED")|$NOISE_SCALE|0|$SEED||")
+  check_plan_unique
+}
+
 check_plan_unique() {  # two plan entries for one cell (a weight or seed listed twice)
   local names
   names="$(plan_names | tr ' ' '\n' | sed '/^$/d')"
   [[ "$(printf '%s\n' "$names" | sort | uniq -d)" == "" ]] ||
     die "a cell is planned twice ($(printf '%s\n' "$names" | sort | uniq -d | tr '\n' ' ')): a weight or seed is listed twice"
+}
+
+plan_scales() {  # the plan's scales, each once, in plan order
+  local entry scale seen=" "
+  for entry in "${PLAN[@]}"; do
+    scale="$(printf '%s\n' "$entry" | cut -d'|' -f2)"
+    case "$seen" in
+      *" $scale "*) ;;
+      *) seen="$seen$scale " && printf '%s ' "$scale" ;;
+    esac
+  done
+  echo
 }
 
 plan_names() {
@@ -393,7 +554,7 @@ print_recipe() {  # TITLE
   [[ "$STEPS" == 0 ]] && cap="none"
   echo "== $1: PRESET=$PRESET BACKEND=$BACKEND MATCH=$MATCH DEVICE=$DEVICE NPROC=$NPROC COMPILE=$COMPILE FUSE_PASSES=$FUSE_PASSES THREADS=${THREADS:-default}"
   printf '  %-6s %-36s %s\n' "scale" "original ablation model" "trains with (PRESET=$PRESET)"
-  for scale in 5L 11L; do
+  for scale in $(plan_scales); do
     printf '  %-6s %-36s %s\n' "$scale" "$(spec_scale "$scale")" "$(scale_flags "$scale")"
   done
   printf '  %-6s %s\n' "train" "$(basename "$TRAINER") ${TRAIN_FLAGS[*]}; budget per cell: $budget; step cap: $cap"
@@ -489,12 +650,18 @@ rule_flags() {  # STEPS BUDGET_SECS -> the original's warmdown rules scaled to t
     printf "--warmdown_steps %d --warmdown_secs %.6g\n", int(steps * 1000 / 9999 + 0.5), budget * 80 / 540 }'
 }
 
-train_cell() {  # NAME SCALE WEIGHT SEED MATCHED_TO
-  local name="$1" scale="$2" weight="$3" seed="$4" matched="$5"
+train_cell() {  # NAME SCALE WEIGHT SEED MATCHED_TO [NOISE]
+  local name="$1" scale="$2" weight="$3" seed="$4" matched="$5" noise="${6:-$NOISE}"
   local cell="$CKPT_DIR/$name" log="$LOG_DIR/$name.train.log" status steps="" rc=0
   local recipe
   # shellcheck disable=SC2206  # the preset's model flags are plain words
   recipe=($(scale_flags "$scale") "${TRAIN_FLAGS[@]}" --cdm_weight "$weight" --seed "$seed")
+  # Only a departure from the trainer's default (uniform, plain) enters the recipe, so the cells
+  # of earlier runs keep their recipe; a control has no denoising pass to corrupt.
+  if ! is_zero "$weight" && [[ "$noise" == absorbing ]]; then
+    recipe+=(--noise absorbing)
+    [[ "$CDM_LOSS" == plain ]] || recipe+=(--cdm_loss "$CDM_LOSS")
+  fi
   if [[ -n "$matched" ]]; then
     steps="$(cell_py match-steps "$CKPT_DIR/$matched" --batch_tokens "$BATCH_TOKENS")"
     # shellcheck disable=SC2207  # two flags and their numbers
@@ -531,8 +698,11 @@ train_cell() {  # NAME SCALE WEIGHT SEED MATCHED_TO
 }
 
 eval_cell() {  # NAME
-  local name="$1" cell="$CKPT_DIR/$1" log="$LOG_DIR/$1.eval.log" status rc=0
-  status="$(cell_py eval-status "$cell" --seq_len "$EVAL_SEQ_LEN" --n_seqs "$EVAL_N_SEQS" --decoders "$DECODERS")"
+  local name="$1" cell="$CKPT_DIR/$1" log="$LOG_DIR/$1.eval.log" status rc=0 elbo=()
+  # The ELBO is a bound only for a model with a mask token: the absorbing cells (not their control).
+  if [[ "$ELBO_SAMPLES" != 0 && "$name" == *_abs* ]]; then elbo=(--elbo_samples "$ELBO_SAMPLES"); fi
+  status="$(cell_py eval-status "$cell" --seq_len "$EVAL_SEQ_LEN" --n_seqs "$EVAL_N_SEQS" --decoders "$DECODERS" \
+    ${elbo[@]+"${elbo[@]}"})"
   if [[ "$status" == done ]]; then
     cell_py eval-line "$cell" --prefix "[skip ]"
     return 0
@@ -541,7 +711,7 @@ eval_cell() {  # NAME
   echo "[start] eval $name; log $log"
   CELL_RAN=1
   run_logged "$log" "$name" "$PYTHON" "$EXP_DIR/eval_cf.py" --checkpoint "$cell/final_model.npz" --data_dir "$DATA_DIR" \
-    "${EVAL_FLAGS[@]}" --backend "$BACKEND" --device "$DEVICE" --json_out "$cell/eval_cf.json" \
+    "${EVAL_FLAGS[@]}" ${elbo[@]+"${elbo[@]}"} --backend "$BACKEND" --device "$DEVICE" --json_out "$cell/eval_cf.json" \
     ${TOKENIZER_FLAGS[@]+"${TOKENIZER_FLAGS[@]}"} || rc=$?
   if [[ "$rc" == 2 && -f "$cell/eval_cf.json" ]]; then
     mv "$cell/eval_cf.json" "$cell/eval_cf.failed.json"  # not "done": a rerun evaluates again
@@ -552,7 +722,7 @@ eval_cell() {  # NAME
 }
 
 train_plan() {
-  local entry name scale weight seed matched
+  local entry name scale weight seed matched noise
   if [[ "$BACKEND" == mlx ]]; then
     "$PYTHON" -c "import mlx.core" 2>/dev/null || die "BACKEND=mlx: the mlx package is not importable (pip install -e '.[mlx]')"
   fi
@@ -560,10 +730,10 @@ train_plan() {
   [[ -n "$MATCH" && "$MATCH" != wallclock ]] || budget="${BUDGET_SECS%%.*}"
   PLAN_T0=$SECONDS PLAN_RAN=0 PLAN_RAN_SECS=0
   for entry in "${PLAN[@]}"; do
-    IFS='|' read -r name scale weight seed matched <<<"$entry"
+    IFS='|' read -r name scale weight seed matched noise <<<"$entry"
     k=$((k + 1)) t=$SECONDS
     plan_progress train "$k" "${#PLAN[@]}" "$name" "$budget"
-    train_cell "$name" "$scale" "$weight" "$seed" "$matched"
+    train_cell "$name" "$scale" "$weight" "$seed" "$matched" "$noise"
     plan_cell_done "$t"
   done
 }
@@ -587,7 +757,9 @@ summarize_plan() {  # TITLE: scripts/summarize.py over the plan's finished cells
   done
   [[ "${#files[@]}" -gt 0 ]] || die "no finished cells to summarize in $CKPT_DIR"
   echo "== summary (scripts/summarize.py -> $OUT_DIR)"
-  "$PYTHON" "$ROOT/scripts/summarize.py" --out_dir "$OUT_DIR" --title "$1" "${files[@]}"
+  # --floor_meta: on a synthetic corpus (its meta.json knows the exact entropy rate) every code is
+  # set against that floor; a natural corpus's meta.json has none and adds nothing.
+  "$PYTHON" "$ROOT/scripts/summarize.py" --out_dir "$OUT_DIR" --title "$1" --floor_meta "$DATA_DIR/meta.json" "${files[@]}"
   if [[ -n "$COMPARE_TO" ]]; then
     echo "== this run beside the record COMPARE_TO=$COMPARE_TO"
     "$PYTHON" "$ROOT/scripts/compare_record.py" "$OUT_DIR/results.json" "$COMPARE_TO"

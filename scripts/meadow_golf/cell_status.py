@@ -114,8 +114,10 @@ def train_status(cell: Path) -> str:
     return "partial" if step_checkpoints(cell) else "new"
 
 
-def eval_status(cell: Path, *, seq_len: int, n_seqs: int | None, full_val: bool, decoders: list[str]) -> str:
-    """done: eval_cf.json newer than results.json, same protocol, every decoder; stale: otherwise; new: none."""
+def eval_status(cell: Path, *, seq_len: int, n_seqs: int | None, full_val: bool, decoders: list[str],
+                elbo_samples: int = 0) -> str:
+    """done: eval_cf.json newer than results.json, same protocol, every decoder (and the ELBO with
+    elbo_samples samples per window when asked); stale: otherwise; new: none."""
     if train_status(cell) != "done":
         raise CellError(f"{cell}: not trained yet (no results.json); run the matching run_*.sh first")
     path = cell / EVAL_JSON
@@ -127,6 +129,8 @@ def eval_status(cell: Path, *, seq_len: int, n_seqs: int | None, full_val: bool,
                      and proto.get("mode") == ("full_val" if full_val else "random")
                      and (full_val or proto.get("n_seqs") == n_seqs))
     has_decoders = all(name in ev.get("decoders", {}) for name in decoders)
+    if elbo_samples:
+        has_decoders = has_decoders and (ev.get("elbo") or {}).get("samples_per_window") == elbo_samples
     fresh = path.stat().st_mtime >= (cell / RESULTS_JSON).stat().st_mtime
     return "done" if same_protocol and has_decoders and fresh else "stale"
 
@@ -186,6 +190,29 @@ def match_steps(shared: Path, batch_tokens: int) -> int:
 # ----------------------------------------------------------------------------- lines
 
 
+def best_weight(cells: list[Path]) -> str:
+    """The shared weight (cdm_weight > 0) whose cell has the lowest final_val_bpb, as the recipe
+    wrote it in cell.json (so that the seed cells it plans are named like the grid's). Every cell
+    must be trained: a best weight over part of the grid would depend on which cells finished."""
+    best = None
+    for cell in cells:
+        res = load_results(cell) if (cell / RESULTS_JSON).is_file() else None
+        if res is None:
+            raise CellError(f"{cell}: not trained yet (no results.json); the best weight needs the whole grid")
+        weight = float(res["cdm_weight"])
+        if weight <= 0:
+            continue
+        meta = read_json(cell / CELL_JSON)
+        recipe = meta.get("recipe", [])
+        written = recipe[recipe.index("--cdm_weight") + 1] if "--cdm_weight" in recipe else repr(weight)
+        key = (float(res["final_val_bpb"]), weight)
+        if best is None or key < best[0]:
+            best = (key, written)
+    if best is None:
+        raise CellError("best-weight: no shared cell (cdm_weight > 0) among the cells given")
+    return best[1]
+
+
 def fmt_bpb(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
@@ -239,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n_seqs", type=int, default=None, help="random windows; none: with --full_val")
     e.add_argument("--full_val", action="store_true", help="every non-overlapping window instead of random ones")
     e.add_argument("--decoders", required=True, help="comma-separated eval_cf.py decoders")
+    e.add_argument("--elbo_samples", type=int, default=0, help="K > 0: done only with the ELBO at K samples per window")
+    b = add("best-weight", "print the shared weight (cdm_weight > 0) of the cell with the lowest final_val_bpb")
+    b.add_argument("cells", type=Path, nargs="+", help="the grid's cell folders, every one trained")
     m = add("match-steps", "print the steps a token-matched control trains: the cell's tokens_seen / --batch_tokens")
     m.add_argument("cell", type=Path, help="the finished shared cell the control matches")
     m.add_argument("--batch_tokens", type=int, required=True, help="the control's tokens per step")
@@ -256,6 +286,8 @@ def split_recipe(argv: list[str]) -> tuple[list[str], list[str]]:
 def run(args, recipe: list[str]) -> str:
     if recipe and args.command != "claim":
         raise CellError(f"{args.command}: unexpected arguments after --: {' '.join(recipe)}")
+    if args.command == "best-weight":
+        return best_weight(args.cells)
     if args.command == "claim":
         meta = {"name": args.name, "scale": args.scale, "backend": args.backend, "preset": args.preset,
                 "match": args.match, "matched_to": args.matched_to, "recipe": recipe}
@@ -271,7 +303,7 @@ def run(args, recipe: list[str]) -> str:
             raise CellError("eval-status: give --n_seqs N or --full_val")
         decoders = [d for d in args.decoders.split(",") if d]
         return eval_status(args.cell, seq_len=args.seq_len, n_seqs=args.n_seqs, full_val=args.full_val,
-                           decoders=decoders)
+                           decoders=decoders, elbo_samples=args.elbo_samples)
     if args.command == "train-line":
         return train_line(args.cell, args.prefix)
     if args.command == "eval-line":

@@ -264,6 +264,8 @@ def prepare_synthetic(folder: Path, vocab_size: int, seed: int, train_docs: int,
     return {
         "tokenizer": tokenizer,
         "source": {
+            # The text prepared folders' meta.json already hold (an output, unchanged by the move of
+            # this module to scripts/meadow_golf/).
             "generator": "first-order Markov chain over pseudo-English words (scripts/corpus_synthetic.py)",
             "seed": seed,
             "words": source.word_count,

@@ -56,6 +56,7 @@ import numpy as np
 
 from meadow_golf.challenge_format import atomic_write_bytes
 from meadow_golf.cli_help import HelpFormatter
+from meadow_golf.scale_fit import se_from_ci, weighted_line
 
 EVAL_NAMES = ("eval_cf.json", "final_model.eval_cf.json")
 CELL_JSON = "cell.json"
@@ -77,7 +78,10 @@ TABLE_COLUMNS = ("run", "stands in for", "seed", "params", "objective", *(h for 
 WINDOW_METRICS = ("ar", "cf_published", "cf_valid")
 # The valid code lengths a cell's best decoder is chosen from (cf.py: the fill mixtures are
 # valid too); cf_published is never a candidate (METHOD.md §6).
-VALID_DECODERS = ("ar", "cf_valid", "cf_bidir_skeleton", "cf_valid_mix", "cf_bidir_skeleton_mix")
+VALID_DECODERS = ("ar", "cf_valid", "cf_bidir_skeleton", "cf_valid_mix", "cf_bidir_skeleton_mix",
+                  "bidir_l2r", "bidir_confidence")
+# The bidirectional pass's own codes (METHOD.md §8), shown with the ELBO in their own table.
+BIDIR_DECODERS = ("bidir_l2r", "bidir_confidence")
 DEFAULT_N_BOOT = 2000
 DEFAULT_BOOT_SEED = 0
 CI_LEVEL = 0.95
@@ -319,6 +323,9 @@ def load_row(path: Path) -> dict:
     model, train = res["config"].get("model", {}), res["config"].get("train", {})
     weight = float(res.get("cdm_weight", train.get("cdm_weight", 0.0)))
     control = weight == 0
+    # The denoising corruption (train_cdm.py --noise, --cdm_loss); a control has no denoising pass.
+    noise = None if control else train.get("noise", "uniform")
+    cdm_loss = None if control else train.get("cdm_loss", "plain")
     # The real size of the model trained (the CPU presets train smaller stand-ins), and the
     # original ablation's scale name it stands in for (cell.json; the key of every comparison).
     size = f"{model.get('num_layers', '?')}L-d{model.get('model_dim', '?')}"
@@ -333,15 +340,18 @@ def load_row(path: Path) -> dict:
         "model": model, "seq_len": train.get("seq_len"), "batch_tokens": train.get("batch_tokens"),
         "train_budget_secs": train.get("train_budget_secs"), "step_cap": train.get("steps"),
         "val_tokens": train.get("val_tokens"),
-        "ar": None, "cf_published": None, "cf_valid": None, "eval": None,
+        "noise": noise, "cdm_loss": cdm_loss,
+        **{key: None for key in dict.fromkeys(("ar", "cf_published", "cf_valid") + VALID_DECODERS)},
+        "eval": None, "elbo": None,
         "valid_bpb": {},  # every valid decoder the eval ran -> its BPB (best_valid chooses among them)
         "_windows": None,  # per-window arrays (load_windows); kept out of the summary JSON
     }
-    label = f"{size} w={weight_text(weight)}"
+    label = f"{size} w={weight_text(weight)}" + noise_text(noise, cdm_loss)
     if control:
         label += {"tokens": " (control, token-matched)", "steps": " (control, step-matched)"}.get(match, " (control)")
     row["run"] = label
-    row["objective"] = "AR only" if control else f"AR + {weight_text(weight)} × D3PM"
+    corruption = "D3PM" if noise == "uniform" else "absorbing-mask" + (" (ELBO loss)" if cdm_loss == "elbo" else "")
+    row["objective"] = "AR only" if control else f"AR + {weight_text(weight)} × {corruption}"
     for name in EVAL_NAMES:
         if (cell / name).is_file():
             ev = read_json(cell / name)
@@ -359,6 +369,13 @@ def load_row(path: Path) -> dict:
                     if "bpb" not in decoders[key]:
                         raise InputError(f"{cell / name}: decoder {key} has no bpb")
                     row["valid_bpb"][key] = decoders[key]["bpb"]
+                    row[key] = decoders[key]["bpb"]
+            elbo = ev.get("elbo")
+            if isinstance(elbo, dict):
+                if "bpb" not in elbo or "bpb_se" not in elbo:
+                    raise InputError(f"{cell / name}: elbo has no bpb / bpb_se")
+                row["elbo"] = {"bpb": elbo["bpb"], "se": elbo["bpb_se"], "samples_per_window": elbo.get("samples_per_window"),
+                               "label": "upper bound (a valid code length in expectation)"}
             proto = ev.get("protocol", {})
             row["eval"] = {"json": str(cell / name), "mode": proto.get("mode"), "windows": proto.get("n_seqs"),
                            "seq_len": proto.get("seq_len"),
@@ -369,6 +386,20 @@ def load_row(path: Path) -> dict:
                 row["eval"]["per_window_file"] = str(cell / ev["per_window_file"])
             break
     return row
+
+
+def noise_text(noise: str | None, cdm_loss: str | None) -> str:
+    """The label's noise: nothing for the original's uniform noise (and for a control)."""
+    if noise in (None, "uniform"):
+        return ""
+    return f" {noise}" + (" elbo-loss" if cdm_loss == "elbo" else "")
+
+
+def architecture(model: dict) -> dict:
+    """The model without its mask-token row: an absorbing-noise model and its control share every
+    other hyperparameter, and the control is the reference of both noises (the mask row is an
+    input-only embedding row, never predicted; METHOD.md §8)."""
+    return {k: v for k, v in model.items() if k != "mask_token"}
 
 
 def effective_match(match: str | None, train_budget_secs) -> str | None:
@@ -426,7 +457,7 @@ def group_key(row: dict) -> str:
     """Same configuration up to the seed. A token-matched control's step cap follows its
     matched run, so it is not part of that key."""
     key = {k: row[k] for k in ("scale", "cdm_weight", "match", "model", "seq_len", "batch_tokens",
-                               "train_budget_secs", "val_tokens")}
+                               "train_budget_secs", "val_tokens", "noise", "cdm_loss")}
     if row["match"] != "tokens":
         key["step_cap"] = row["step_cap"]
     return json.dumps(key, sort_keys=True)
@@ -448,13 +479,15 @@ def build_groups(rows: list[dict]) -> list[dict]:
     for row in rows:
         g = groups.setdefault(group_key(row), {"label": row["run"], "scale": row["scale"],
                                                "cdm_weight": row["cdm_weight"], "control": row["control"],
-                                               "match": row["match"], "model": row["model"], "rows": []})
+                                               "match": row["match"], "model": row["model"],
+                                               "noise": row["noise"], "params": row["params"], "rows": []})
         g["rows"].append(row)
     out = []
     for g in groups.values():
         g["seeds"] = [r["seed"] for r in g["rows"]]
         g["n"] = len(g["rows"])
-        g["stats"] = {m: describe(metric_values(g["rows"], m)) for m, _ in METRICS}
+        g["stats"] = {m: describe(metric_values(g["rows"], m)) for m in dict.fromkeys([m for m, _ in METRICS]
+                                                                                       + list(VALID_DECODERS))}
         out.append(g)
     return out
 
@@ -525,7 +558,7 @@ def build_tests(groups: list[dict], n_boot: int = DEFAULT_N_BOOT, boot_seed: int
         if g["control"]:
             continue
         for c in groups:
-            if not c["control"] or c["scale"] != g["scale"] or c["model"] != g["model"]:
+            if not c["control"] or c["scale"] != g["scale"] or architecture(c["model"]) != architecture(g["model"]):
                 continue
             ref = reference_metric(c)
             ref_values = metric_values(c["rows"], ref)
@@ -574,7 +607,7 @@ def cell_cis(rows: list[dict], n_boot: int = DEFAULT_N_BOOT, boot_seed: int = DE
     """Per cell and evaluated decoder: its BPB and the bootstrap CI over windows (or why none)."""
     out = []
     for row in rows:
-        for m in WINDOW_METRICS:
+        for m in dict.fromkeys(WINDOW_METRICS + VALID_DECODERS):
             if row[m] is None:
                 continue
             cell = window_cell(row, m)
@@ -599,7 +632,8 @@ def best_valid(rows: list[dict], n_boot: int = DEFAULT_N_BOOT, boot_seed: int = 
                  "best_bpb": row["valid_bpb"][best], "candidates": dict(row["valid_bpb"]), "comparisons": []}
         for other in rows:
             if (row["control"] or not other["control"] or other["scale"] != row["scale"]
-                    or other["model"] != row["model"] or other["seed"] != row["seed"] or row["seed"] is None
+                    or architecture(other["model"]) != architecture(row["model"])
+                    or other["seed"] != row["seed"] or row["seed"] is None
                     or other["ar"] is None):
                 continue
             comparison = {"control": other["run"], "control_cell": other["cell"], "control_ar_bpb": other["ar"],
@@ -614,6 +648,96 @@ def best_valid(rows: list[dict], n_boot: int = DEFAULT_N_BOOT, boot_seed: int = 
             entry["comparisons"].append(comparison)
         out.append(entry)
     return out
+
+
+def read_floor(meta_path: Path | None) -> dict | None:
+    """The entropy floor of a synthetic corpus (its meta.json's exact entropy_bits_per_byte, the
+    long-run rate of the source), or None: a natural corpus has no known floor."""
+    if meta_path is None:
+        return None
+    meta = read_json(meta_path)
+    if "entropy_bits_per_byte" not in meta:
+        return None
+    return {"bits_per_byte": float(meta["entropy_bits_per_byte"]), "source": str(meta_path),
+            "val_sample_bits_per_byte": meta.get("val_entropy_bits_per_byte_sample"),
+            "below_rule": "z = (BPB - floor) / se < -2 (se: the window bootstrap's, or the ELBO's Monte Carlo se)"}
+
+
+def bidir_entries(rows: list[dict], cis: list[dict], floor: dict | None) -> list[dict]:
+    """Per cell whose eval scored the bidirectional pass (bidir_* decoders or the ELBO): every valid
+    code next to the ELBO bound, and with a floor each one's z against it."""
+    out = []
+    for row in rows:
+        if row["elbo"] is None and not any(row[d] is not None for d in BIDIR_DECODERS):
+            continue
+        codes = {}
+        for d in ("ar", "cf_valid", *BIDIR_DECODERS):
+            if row[d] is None:
+                continue
+            ci = next((c["ci"] for c in cis if c["cell"] == row["cell"] and c["metric"] == d), None)
+            se = se_from_ci(ci["lo"], ci["hi"]) if ci and ci["hi"] > ci["lo"] else None
+            codes[d] = {"bpb": row[d], "se": se}
+        if row["elbo"] is not None:
+            codes["elbo"] = {"bpb": row["elbo"]["bpb"], "se": row["elbo"]["se"], "bound": True}
+        if floor is not None:
+            for c in codes.values():
+                c["minus_floor"] = c["bpb"] - floor["bits_per_byte"]
+                c["z"] = c["minus_floor"] / c["se"] if c["se"] else None
+                c["below_floor"] = bool(c["z"] is not None and c["z"] < -2.0)
+        out.append({"run": row["run"], "cell": row["cell"], "seed": row["seed"], "noise": row["noise"],
+                    "cdm_weight": row["cdm_weight"], "codes": codes})
+    return out
+
+
+def scale_points(groups: list[dict], n_boot: int, boot_seed: int) -> list[dict]:
+    """Per shared group and its control of the same scale (same architecture up to the mask row):
+    the Pure-AR tax (shared ar - control ar) and the best valid decoder's gap (the group's decoder
+    of lowest seed-mean BPB - control ar), each with its seed test and hierarchical CI."""
+    out = []
+    for g in groups:
+        if g["control"]:
+            continue
+        for c in groups:
+            if (not c["control"] or c["scale"] != g["scale"] or architecture(c["model"]) != architecture(g["model"])
+                    or c["stats"]["ar"] is None or g["stats"]["ar"] is None):
+                continue
+            best = min((m for m in VALID_DECODERS if g["stats"][m] is not None),
+                       key=lambda m: (g["stats"][m]["mean"], VALID_DECODERS.index(m)))
+            point = {"group": g["label"], "control": c["label"], "scale": g["scale"], "params": c["params"],
+                     "cdm_weight": g["cdm_weight"], "noise": g["noise"], "n": g["n"], "control_n": c["n"],
+                     "best_decoder": best}
+            for key, metric in (("tax", "ar"), ("best_gap", best)):
+                test = seed_test(g, c, metric, "ar")
+                boot, reason = hierarchical_for(g, c, metric, "ar", test["seeds"], n_boot, boot_seed)
+                point[key] = {"metric": metric, "diff": g["stats"][metric]["mean"] - c["stats"]["ar"]["mean"],
+                              "seed_test": test, "ci": boot, "ci_reason": reason}
+            out.append(point)
+    return out
+
+
+def scale_fits(points: list[dict]) -> dict:
+    """For each quantity (tax, best_gap), per shared weight and noise: the weighted line in
+    log10(control params) through the points that have a CI (scale_fit.py), or why none."""
+    fits = {}
+    keys = dict.fromkeys((p["cdm_weight"], p["noise"]) for p in points)
+    for weight, noise in keys:
+        mine = sorted((p for p in points if p["cdm_weight"] == weight and p["noise"] == noise),
+                      key=lambda p: p["params"] or 0)
+        for quantity in ("tax", "best_gap"):
+            usable = [p for p in mine if p[quantity]["ci"] is not None and p["params"]
+                      and p[quantity]["ci"]["hi"] > p[quantity]["ci"]["lo"]]
+            name = f"{quantity} w={weight_text(weight)}{noise_text(noise, None)}"
+            if len({p["params"] for p in usable}) < 3:
+                fits[name] = {"quantity": quantity, "cdm_weight": weight, "noise": noise, "fit": None,
+                              "reason": f"{len(usable)} sizes with a CI (a line with an error needs 3)"}
+                continue
+            x = [math.log10(p["params"]) for p in usable]
+            y = [p[quantity]["diff"] for p in usable]
+            se = [se_from_ci(p[quantity]["ci"]["lo"], p[quantity]["ci"]["hi"]) for p in usable]
+            fits[name] = {"quantity": quantity, "cdm_weight": weight, "noise": noise, "reason": None,
+                          "x": "log10(params of the control)", "points": [p["group"] for p in usable],
+                          "fit": weighted_line(x, y, se, t_cdf)}
+    return fits
 
 
 # ----------------------------------------------------------------------------- text
@@ -683,7 +807,7 @@ def ci_text(ci: dict | None, reason: str | None = None, signed: bool = False) ->
 
 def metric_label(metric: str) -> str:
     """The column header of a metric: cf_published's says it is not a valid code length."""
-    return METRIC_HEADER[metric]
+    return METRIC_HEADER.get(metric, metric)
 
 
 def cis_table(cis: list[dict]) -> list[str]:
@@ -772,6 +896,83 @@ def footnote_best_valid(n_boot: int, boot_seed: int) -> str:
             "so the CI does not count that choice among the candidates (it is slightly optimistic for the best).")
 
 
+def bidir_table(entries: list[dict], floor: dict | None) -> list[str]:
+    names = ("ar", "cf_valid", *BIDIR_DECODERS, "elbo")
+    header = ["run", "seed", *(lower_is_better(n + (" (upper bound ± se)" if n == "elbo" else " BPB")) for n in names)]
+    body = []
+    for e in entries:
+        cells = []
+        for n in names:
+            c = e["codes"].get(n)
+            if c is None:
+                cells.append("—")
+                continue
+            text = f"{c['bpb']:.4f}" + (f" ± {c['se']:.4f}" if n == "elbo" else "")
+            if floor is not None and c.get("z") is not None:
+                text += f" (z {c['z']:+.1f}{', BELOW the floor' if c['below_floor'] else ''})"
+            cells.append(text)
+        body.append([e["run"], str(e["seed"]), *cells])
+    return md_table(header, body)
+
+
+def footnote_bidir(floor: dict | None) -> str:
+    text = ("Every column is a valid code length on the same windows: ar and cf_valid as above; bidir_l2r and "
+            "bidir_confidence are chain-rule codes of the bidirectional pass (each token scored with every "
+            "not-yet-decoded position hidden; left to right, or the most confident hidden position next, chosen "
+            "from decoded tokens only; METHOD.md §8). elbo: the absorbing diffusion ELBO, an upper bound on the "
+            "model's NLL and so a valid code length in expectation, ± its Monte Carlo standard error over windows; "
+            "only a model with a mask token has one.")
+    if floor is not None:
+        text += (f" Floor: the source's exact entropy rate, {floor['bits_per_byte']:.4f} bits per byte; "
+                 f"z = (BPB − floor) / se with the window bootstrap's se (the ELBO: its own se); {floor['below_rule']}"
+                 " would flag a code below the floor, which no valid code can be on average.")
+    return text
+
+
+def scale_table(points: list[dict]) -> list[str]:
+    header = ("shared group", "control", "params (control)", "seeds (shared / control)",
+              "Pure-AR tax: shared ar − control ar (> 0: joint training costs)", "seed test (t, df, p)",
+              f"{CI_LEVEL:.0%} CI, seeds × windows", "best valid decoder of the group",
+              "its gap to the control ar (< 0: better than the control)", f"{CI_LEVEL:.0%} CI, seeds × windows")
+    body = []
+    for p in sorted(points, key=lambda p: (p["params"] or 0, p["cdm_weight"])):
+        tax, gap = p["tax"], p["best_gap"]
+        r = tax["seed_test"]["result"]
+        test = f"t {r['t']:.2f}, df {df_text(r)}, p {p_text(r['p'])}" if r else tax["seed_test"]["reason"]
+        body.append([p["group"], p["control"], params_text(p["params"]), f"{p['n']} / {p['control_n']}",
+                     f"{tax['diff']:+.4f}", test, ci_text(tax["ci"], tax["ci_reason"], True),
+                     p["best_decoder"], f"{gap['diff']:+.4f}", ci_text(gap["ci"], gap["ci_reason"], True)])
+    return md_table(header, body)
+
+
+def fits_lines(fits: dict) -> list[str]:
+    lines = []
+    for name, f in fits.items():
+        if f["fit"] is None:
+            lines.append(f"- {name}: no fit ({f['reason']}).")
+            continue
+        fit = f["fit"]
+        lines.append(f"- {name}: {fit['intercept']:+.4f} {fit['slope']:+.4f} × log10(params); slope per decade of "
+                     f"params {fit['slope']:+.4f} ± {fit['slope_se']:.4f} ({fit['level']:.0%} CI "
+                     f"[{fit['slope_ci']['lo']:+.4f}, {fit['slope_ci']['hi']:+.4f}], t with df {fit['df']}; "
+                     f"{fit['n_points']} sizes; Birge ratio {fit['birge_ratio']:.2f}).")
+    return lines
+
+
+def footnote_scale(n_boot: int, boot_seed: int) -> str:
+    return ("Method: per size, the shared group against the control group of the same size (same seeds where both "
+            "have them). Pure-AR tax = mean ar BPB of the shared seeds − mean ar BPB of the control seeds; best "
+            "valid decoder = the shared group's valid decoder of lowest seed-mean BPB (chosen on the windows the CI "
+            "resamples, so that CI is slightly optimistic); seed test and CI as in the comparisons above "
+            f"(hierarchical percentile bootstrap, {n_boot} resamples, numpy default_rng({boot_seed})). Fit: weighted "
+            "least squares in log10(params) with weights 1/se², se = CI width / 3.92, the slope's se scaled by the "
+            "Birge ratio when the points scatter more than their errors, and a Student t CI with k − 2 df "
+            # The committed records' results.md quote this line, and regenerate byte for byte from their
+            # JSON (tests/test_record_tables.py): it keeps the path it had when they were written; the
+            # module is scripts/meadow_golf/scale_fit.py now.
+            "(scripts/scale_fit.py).")
+
+
 def footnote_pairs(n_boot: int, boot_seed: int) -> str:
     return ("Method: for each seed both groups have, the group cell's BPB minus the control cell's Pure-AR BPB, "
             f"with a paired percentile bootstrap over windows ({n_boot} resamples, numpy default_rng({boot_seed})): "
@@ -780,7 +981,9 @@ def footnote_pairs(n_boot: int, boot_seed: int) -> str:
 
 
 def markdown(title: str, rows: list[dict], groups: list[dict], tests: list[dict], cis: list[dict],
-             n_boot: int = DEFAULT_N_BOOT, boot_seed: int = DEFAULT_BOOT_SEED, best: list[dict] | None = None) -> str:
+             n_boot: int = DEFAULT_N_BOOT, boot_seed: int = DEFAULT_BOOT_SEED, best: list[dict] | None = None,
+             bidir: list[dict] | None = None, floor: dict | None = None, points: list[dict] | None = None,
+             fits: dict | None = None) -> str:
     lines = [f"# {title}", ""]
     lines += runs_table(rows)
     lines += ["",
@@ -814,6 +1017,15 @@ def markdown(title: str, rows: list[dict], groups: list[dict], tests: list[dict]
         lines += ["", "## Best valid decoder per cell", ""]
         lines += best_valid_table(best)
         lines += ["", footnote_best_valid(n_boot, boot_seed)]
+    if bidir:
+        lines += ["", "## The bidirectional pass: chain-rule codes and the ELBO", ""]
+        lines += bidir_table(bidir, floor)
+        lines += ["", footnote_bidir(floor)]
+    if points and len({p["scale"] for p in points}) > 1:
+        lines += ["", "## Against model size", ""]
+        lines += scale_table(points)
+        lines += [""] + fits_lines(fits or {})
+        lines += ["", footnote_scale(n_boot, boot_seed)]
     return "\n".join(lines) + "\n"
 
 
@@ -839,17 +1051,24 @@ def plot(path: Path, title: str, groups: list[dict]) -> str:
         mine = [g for g in groups if g["scale"] == scale]
         # The line runs from the wall-clock control (w=0) through the shared runs; a token-matched
         # control is its own reference line below.
-        on_line = sorted((g for g in mine if g["match"] != "tokens"), key=lambda g: g["cdm_weight"])
-        for metric, (label, ls, marker) in styles.items():
-            pts = [(g["cdm_weight"], g["stats"][metric]) for g in on_line if g["stats"][metric] is not None]
-            if pts:
+        # One line per noise (the control, w=0, starts each): uniform and absorbing cells at the
+        # same weight are different models.
+        noises = list(dict.fromkeys(g["noise"] for g in mine if not g["control"])) or [None]
+        for noise in noises:
+            on_line = sorted((g for g in mine if g["match"] != "tokens" and (g["control"] or g["noise"] == noise)),
+                             key=lambda g: g["cdm_weight"])
+            tag = f", {noise} noise" if len(noises) > 1 else ""
+            for metric, (label, ls, marker) in styles.items():
+                pts = [(g["cdm_weight"], g["stats"][metric]) for g in on_line if g["stats"][metric] is not None]
+                if not pts:
+                    continue
                 bars = ax.errorbar([w for w, _ in pts], [s["mean"] for _, s in pts],
                                    yerr=[s["std"] or 0.0 for _, s in pts], linestyle=ls, marker=marker, capsize=4,
-                                   label=f"{label} (seed mean ± std)")
+                                   label=f"{label}{tag} (seed mean ± std)")
                 seeds = [(g["cdm_weight"], v) for g in on_line for v in metric_values(g["rows"], metric)]
                 if any(g["n"] > 1 for g in on_line):
                     ax.scatter([w for w, _ in seeds], [v for _, v in seeds], s=12, alpha=0.5,
-                               color=bars[0].get_color(), marker=marker, zorder=3, label=f"{label}: each seed")
+                               color=bars[0].get_color(), marker=marker, zorder=3, label=f"{label}{tag}: each seed")
         for c in (g for g in mine if g["control"]):
             ref = c["stats"][reference_metric(c)]
             if ref is not None:
@@ -871,6 +1090,52 @@ def plot(path: Path, title: str, groups: list[dict]) -> str:
     return f"{path.name}: written"
 
 
+def plot_scale(path: Path, title: str, points: list[dict], fits: dict) -> str:
+    """The Pure-AR tax and the best valid decoder's gap against the control's params (log x), each
+    point with its CI, one series per shared weight and noise, with the fitted line."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return f"{path.name}: skipped (matplotlib is not installed; pip install -e .)"
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    series = dict.fromkeys((p["cdm_weight"], p["noise"]) for p in points)
+    for ax, quantity, ylabel in ((axes[0], "tax", "Pure-AR tax: shared ar − control ar (BPB)"),
+                                 (axes[1], "best_gap", "best valid decoder − control ar (BPB)")):
+        for weight, noise in series:
+            mine = sorted((p for p in points if p["cdm_weight"] == weight and p["noise"] == noise),
+                          key=lambda p: p["params"] or 0)
+            xs = [p["params"] for p in mine]
+            ys = [p[quantity]["diff"] for p in mine]
+            # max(0, ...): a percentile CI need not contain the point estimate.
+            lo = [max(0.0, p[quantity]["diff"] - p[quantity]["ci"]["lo"]) if p[quantity]["ci"] else 0.0 for p in mine]
+            hi = [max(0.0, p[quantity]["ci"]["hi"] - p[quantity]["diff"]) if p[quantity]["ci"] else 0.0 for p in mine]
+            name = f"w={weight_text(weight)}{noise_text(noise, None)}"
+            bars = ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", linestyle="none", capsize=4,
+                               label=f"{name} ({CI_LEVEL:.0%} CI, seeds × windows)")
+            fit = fits.get(f"{quantity} {name}", {}).get("fit")
+            if fit and xs:
+                grid = np.logspace(math.log10(min(xs)), math.log10(max(xs)), 50)
+                ax.plot(grid, fit["intercept"] + fit["slope"] * np.log10(grid), color=bars[0].get_color(),
+                        linewidth=1, label=f"fit: {fit['slope']:+.3f} per decade "
+                                           f"[{fit['slope_ci']['lo']:+.3f}, {fit['slope_ci']['hi']:+.3f}]")
+        ax.axhline(0.0, color="gray", linewidth=1, linestyle="-.")
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters of the control model")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title + " (below 0: better than the control)", fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return f"{path.name}: written"
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -881,7 +1146,8 @@ def public_row(row: dict) -> dict:
 
 def summary_json(title: str, rows: list[dict], groups: list[dict], tests: list[dict], cis: list[dict],
                  n_boot: int = DEFAULT_N_BOOT, boot_seed: int = DEFAULT_BOOT_SEED,
-                 best: list[dict] | None = None) -> dict:
+                 best: list[dict] | None = None, bidir: list[dict] | None = None, floor: dict | None = None,
+                 points: list[dict] | None = None, fits: dict | None = None) -> dict:
     return {
         "title": title,
         "notes": {"cf_published": "NOT a valid code length (METHOD.md §6)",
@@ -896,6 +1162,10 @@ def summary_json(title: str, rows: list[dict], groups: list[dict], tests: list[d
         "window_cis": cis,
         "tests": tests,
         "best_valid": best or [],
+        "bidirectional": bidir or [],
+        "floor": floor,
+        "scale_points": points or [],
+        "scale_fits": fits or {},
     }
 
 
@@ -907,6 +1177,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", default="Results", help="heading of results.md and of the plot")
     p.add_argument("--n_boot", type=int, default=DEFAULT_N_BOOT, help="bootstrap resamples (every CI)")
     p.add_argument("--boot_seed", type=int, default=DEFAULT_BOOT_SEED, help="seed of every bootstrap's numpy RNG")
+    p.add_argument("--floor_meta", type=Path, default=None,
+                   help="a prepared data folder's meta.json: with the exact entropy_bits_per_byte of a synthetic "
+                        "source, every valid code and the ELBO is set against that floor (a natural corpus has none)")
     return p
 
 
@@ -926,13 +1199,18 @@ def main(argv=None) -> int:
         tests = build_tests(groups, args.n_boot, args.boot_seed)
         cis = cell_cis(rows, args.n_boot, args.boot_seed)
         best = best_valid(rows, args.n_boot, args.boot_seed)
+        floor = read_floor(args.floor_meta)
+        bidir = bidir_entries(rows, cis, floor)
+        points = scale_points(groups, args.n_boot, args.boot_seed)
+        fits = scale_fits(points) if len({p["scale"] for p in points}) > 1 else {}
     except (InputError, ArithmeticError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    text = markdown(args.title, rows, groups, tests, cis, args.n_boot, args.boot_seed, best)
+    text = markdown(args.title, rows, groups, tests, cis, args.n_boot, args.boot_seed, best, bidir, floor,
+                    points, fits)
     print(text, end="")
-    summary = (json.dumps(summary_json(args.title, rows, groups, tests, cis, args.n_boot, args.boot_seed, best),
-                          indent=2) + "\n").encode("utf-8")
+    summary = (json.dumps(summary_json(args.title, rows, groups, tests, cis, args.n_boot, args.boot_seed, best,
+                                       bidir, floor, points, fits), indent=2) + "\n").encode("utf-8")
     # Each file is replaced atomically: a failed write (disk full) leaves its previous version.
     try:
         if args.json_out:
@@ -941,6 +1219,8 @@ def main(argv=None) -> int:
             atomic_write_bytes(args.out_dir / "results.md", text.encode("utf-8"))
             atomic_write_bytes(args.out_dir / "results.json", summary)
             print(plot(args.out_dir / "results.png", args.title, groups))
+            if fits:
+                print(plot_scale(args.out_dir / "results_scale.png", args.title, points, fits))
             print(f"written: {args.out_dir / 'results.md'} {args.out_dir / 'results.json'}")
     except OSError as e:
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""

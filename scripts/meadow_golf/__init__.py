@@ -20,7 +20,8 @@ Data, records and recipes' helpers
     challenge_format, data, prepared_folder, tokenizer_train, corpus_*   the challenge's file format
     prepare_data, fetch_original   build / fetch data folders and the original's checkpoints
     checkpoint, run_log    checkpoint files and run logs
-    cell_status, summarize, compare_record, audit_table, replay_fixture, python_deps, cli_help
+    cell_status, summarize (with scale_fit), compare_record, audit_table, replay_fixture,
+    python_deps, cli_help
 
 Entry scripts at the documented paths (experiments/<dated folder>/*.py, scripts/*.py) only call
 main() of the module of the same name.

@@ -55,6 +55,8 @@
 #   COMPILE [1 for h100, as the original; 0 elsewhere]  1: torch.compile both passes (torch
 #                         backend; compiled in a warm-up before the wall-clock budget starts)
 #   EVAL_N_SEQS [preset]  random evaluation windows per cell
+#   EVAL_SEQ_LEN [preset] targets per evaluation window (the chain-rule decoders of the bidirectional
+#                         pass cost one forward per target, so their time grows as its square)
 #   DECODERS [ar,cf_published,cf_valid,cf_valid_mix,cf_bidir_skeleton,cf_bidir_skeleton_mix]
 #                         eval_cf.py --decoders of every cell
 #   THREADS [1 for cpu and smoke; empty (the library default) for h100 and mac]  exported as
@@ -150,7 +152,7 @@ preset_h100() {
   SEQ_LEN=1024 BATCH_TOKENS=65536
   TRAIN_FLAGS=(--seq_len 1024 --batch_tokens 65536 --val_tokens 1000000)
   IO_FLAGS=(--val_every 500 --save_every 500 --log_every 50)
-  EVAL_SEQ_LEN=1024 P_EVAL_N_SEQS=500 EVAL_BATCH=16
+  P_EVAL_SEQ_LEN=1024 P_EVAL_N_SEQS=500 EVAL_BATCH=16
 }
 
 preset_mac() {
@@ -162,7 +164,7 @@ preset_mac() {
   SEQ_LEN=1024 BATCH_TOKENS=32768
   TRAIN_FLAGS=(--seq_len 1024 --batch_tokens 32768 --val_tokens 262144)
   IO_FLAGS=(--val_every 200 --save_every 200 --log_every 20)
-  EVAL_SEQ_LEN=1024 P_EVAL_N_SEQS=200 EVAL_BATCH=8
+  P_EVAL_SEQ_LEN=1024 P_EVAL_N_SEQS=200 EVAL_BATCH=8
 }
 
 preset_cpu() {
@@ -174,7 +176,7 @@ preset_cpu() {
   SEQ_LEN=256 BATCH_TOKENS=4096
   TRAIN_FLAGS=(--seq_len 256 --batch_tokens 4096 --val_tokens 65536)
   IO_FLAGS=(--val_every 200 --save_every 50 --log_every 10)
-  EVAL_SEQ_LEN=256 P_EVAL_N_SEQS=64 EVAL_BATCH=16
+  P_EVAL_SEQ_LEN=256 P_EVAL_N_SEQS=64 EVAL_BATCH=16
 }
 
 preset_smoke() {
@@ -186,7 +188,7 @@ preset_smoke() {
   SEQ_LEN=32 BATCH_TOKENS=256
   TRAIN_FLAGS=(--seq_len 32 --batch_tokens 256 --val_tokens 2048 --val_batch_size 16)
   IO_FLAGS=(--val_every 0 --save_every 2 --log_every 2)
-  EVAL_SEQ_LEN=32 P_EVAL_N_SEQS=8 EVAL_BATCH=8
+  P_EVAL_SEQ_LEN=32 P_EVAL_N_SEQS=8 EVAL_BATCH=8
 }
 
 is_size_name() { [[ "$1" =~ ^[1-9][0-9]*L[1-9][0-9]*$ ]]; }  # <L>L<d>, e.g. 7L384
@@ -272,6 +274,7 @@ recipe_init() {
   FUSE_PASSES="${FUSE_PASSES:-0}"
   [[ "$FUSE_PASSES" == 0 || "$BACKEND" == torch ]] || die "FUSE_PASSES=1 is torch only (BACKEND=$BACKEND)"
   EVAL_N_SEQS="${EVAL_N_SEQS:-$P_EVAL_N_SEQS}"
+  EVAL_SEQ_LEN="${EVAL_SEQ_LEN:-$P_EVAL_SEQ_LEN}"
   THREADS="${THREADS-$P_THREADS}"
   PYTHON="${PYTHON:-python}"
   VERBOSE="${VERBOSE:-0}"
@@ -287,6 +290,8 @@ recipe_init() {
   fi
   check_int STEPS "$STEPS"
   check_int EVAL_N_SEQS "$EVAL_N_SEQS"
+  check_int EVAL_SEQ_LEN "$EVAL_SEQ_LEN"
+  [[ "$EVAL_SEQ_LEN" -ge 2 ]] || die "EVAL_SEQ_LEN=$EVAL_SEQ_LEN: a window needs at least 2 targets"
   if [[ -n "$THREADS" ]]; then
     [[ "$THREADS" =~ ^[1-9][0-9]*$ ]] || die "THREADS=$THREADS: expected a positive integer (or empty)"
     export OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"

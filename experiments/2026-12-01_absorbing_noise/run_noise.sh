@@ -9,8 +9,8 @@
 # name, so each corpus has its own cells; RUNS_PER_DATA in recipe_lib).
 #
 #   PRESET=smoke bash experiments/2026-12-01_absorbing_noise/run_noise.sh
-#   PRESET=cpu BUDGET_SECS=0 STEPS=120 EVAL_N_SEQS=32 bash experiments/2026-12-01_absorbing_noise/run_noise.sh
-#   PRESET=cpu BUDGET_SECS=0 STEPS=120 EVAL_N_SEQS=32 DATA_DIR=data/synthetic bash experiments/2026-12-01_absorbing_noise/run_noise.sh
+#   PRESET=cpu BUDGET_SECS=0 STEPS=120 EVAL_N_SEQS=32 EVAL_SEQ_LEN=128 bash experiments/2026-12-01_absorbing_noise/run_noise.sh
+#   PRESET=cpu BUDGET_SECS=0 STEPS=120 EVAL_N_SEQS=32 EVAL_SEQ_LEN=128 DATA_DIR=data/synthetic bash experiments/2026-12-01_absorbing_noise/run_noise.sh
 #   PRESET=h100 bash experiments/2026-12-01_absorbing_noise/run_noise.sh      # 5 x 540 s + evaluation
 #
 # Environment (defaults in brackets; the full list and the preset table: scripts/recipe_lib.sh):

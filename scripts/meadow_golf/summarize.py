@@ -1076,7 +1076,8 @@ def plot(path: Path, title: str, groups: list[dict]) -> str:
                 ax.axhline(ref["mean"], color="gray", linestyle=":" if tag else "-.", linewidth=1.2,
                            label=f"control w=0{tag}: Pure-AR {ref['mean']:.4f}")
         sizes = ", ".join(dict.fromkeys(r["size"] for g in mine for r in g["rows"]))
-        ax.set_title(f"{sizes} (stands in for {scale})")
+        # A size-named scale (3L96) is that size on every preset: nothing stands in for it.
+        ax.set_title(sizes if sizes.replace("-d", "") == scale else f"{sizes} (stands in for {scale})")
         ax.set_xlabel("cdm_weight")
         ax.set_ylabel(f"bits per byte ({LOWER})")
         ax.grid(alpha=0.3)

@@ -24,9 +24,10 @@ import numpy as np
 import pytest
 import torch
 
-from challenge_format import ShardError, TokenStream, load_tokens, read_shard, read_shard_header, write_shard
-from checkpoint import (CheckpointError, load_int6_artifact, load_npz, load_torch_checkpoint, load_weights,
-                        save_int6_artifact, save_npz, save_torch_checkpoint)
+from meadow_golf.challenge_format import (ShardError, TokenStream, load_tokens, read_shard, read_shard_header,
+                                          write_shard)
+from meadow_golf.checkpoint import (CheckpointError, load_int6_artifact, load_npz, load_torch_checkpoint, load_weights,
+                                    save_int6_artifact, save_npz, save_torch_checkpoint)
 
 SEED = 20240520
 N_TRUNCATIONS, N_FLIPS, N_GARBAGE = 24, 30, 12  # + the empty file: 67 cases per reader
@@ -144,7 +145,7 @@ def pt_file(folder):
 
 def safetensors_file(folder):
     mx = pytest.importorskip("mlx.core")
-    import mlx_backend
+    from meadow_golf import mlx_backend
 
     path = folder / "step_3.safetensors"
     mlx_backend.save_step_checkpoint(
@@ -155,7 +156,7 @@ def safetensors_file(folder):
 
 
 def load_mlx_step(path):
-    import mlx_backend
+    from meadow_golf import mlx_backend
 
     return mlx_backend.load_step_checkpoint(path)
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-import cell_status
+from meadow_golf import cell_status
 
-EXP = Path(__file__).resolve().parents[1] / "experiments" / "2026-04-09_matched_ablation"
+REPO = Path(__file__).resolve().parents[1]
+EXP = REPO / "experiments" / "2026-04-09_matched_ablation"
 
 
 def recipe(tmp_path, **env) -> subprocess.CompletedProcess:
@@ -21,7 +22,9 @@ def recipe(tmp_path, **env) -> subprocess.CompletedProcess:
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
     (data / "meta.json").write_text("{}")
-    script = (f'set -euo pipefail; source "{EXP / "recipe_lib.sh"}"; recipe_init ablation6; plan_ablation6; '
+    # Sourced from `bash -c`, not from a recipe file: RECIPE_EXP_DIR names the experiment.
+    script = (f'set -euo pipefail; RECIPE_EXP_DIR="{EXP}"; source "{REPO / "scripts" / "recipe_lib.sh"}"; '
+              'recipe_init ablation6; plan_ablation6; '
               'print_recipe T; echo "MATCH_IS=$MATCH"')
     full_env = {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "DATA_DIR": str(data),
                 "CKPT_DIR": str(tmp_path / "cells"), **env}

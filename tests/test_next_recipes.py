@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
-import cell_status
+from meadow_golf import cell_status
 
 ROOT = Path(__file__).resolve().parents[1]
-LIB = ROOT / "experiments" / "2026-04-09_matched_ablation" / "recipe_lib.sh"
+LIB = ROOT / "scripts" / "recipe_lib.sh"
+# Sourced from `bash -c`, not from a recipe file: RECIPE_EXP_DIR names the experiment whose entry scripts run.
+EXP = ROOT / "experiments" / "2026-04-09_matched_ablation"
 NOISE = ROOT / "experiments" / "2026-12-01_absorbing_noise" / "run_noise.sh"
 WGRID = ROOT / "experiments" / "2026-12-01_share_ratio_and_scale" / "run_wgrid.sh"
 SCALE = ROOT / "experiments" / "2026-12-01_share_ratio_and_scale" / "run_scale.sh"
@@ -28,7 +30,7 @@ def plan(tmp_path, plan_fn: str, **env) -> subprocess.CompletedProcess:
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
     (data / "meta.json").write_text("{}")
-    script = (f'set -euo pipefail; source "{LIB}"; recipe_init t; {plan_fn}; '
+    script = (f'set -euo pipefail; RECIPE_EXP_DIR="{EXP}"; source "{LIB}"; recipe_init t; {plan_fn}; '
               'for e in "${PLAN[@]}"; do echo "ENTRY $e"; done; '
               'for s in $(plan_scales); do echo "FLAGS $s: $(scale_flags "$s")"; done')
     full_env = {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "DATA_DIR": str(data),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from python_deps import missing, missing_line
+from meadow_golf.python_deps import missing, missing_line
 
 ROOT = Path(__file__).resolve().parents[1]
 EXP = ROOT / "experiments" / "2026-04-09_matched_ablation"
@@ -45,6 +45,15 @@ def test_missing_reports_blocked_and_absent_modules(monkeypatch):
         "sentencepiece", "no_such_module_x", "no_such_pkg_y.sub"]
     line = missing_line(["mlx"], extra="mlx", python_label="PYTHON=python")
     assert line.startswith("error: PYTHON=python cannot import mlx;") and "pip install -e '.[mlx]'" in line
+
+
+def test_python_deps_script_needs_only_the_standard_library(tmp_path):
+    """The recipes run scripts/python_deps.py before anything else: with none of the project's
+    third-party modules importable it still runs, and names the missing ones in one line."""
+    blocked = ("torch", "numpy", "sentencepiece", "matplotlib", "mlx", "huggingface_hub")
+    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "python_deps.py"), *blocked],
+                         env=env_without(tmp_path, *blocked), capture_output=True, text=True, timeout=60)
+    assert_one_line(res, *blocked)
 
 
 def test_prepare_data_without_numpy_is_one_line(tmp_path):

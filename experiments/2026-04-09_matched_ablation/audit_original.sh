@@ -69,8 +69,10 @@ esac
 command -v "$PYTHON" >/dev/null 2>&1 || die "PYTHON=$PYTHON: not found (activate the project's venv or set PYTHON)"
 missing="$("$PYTHON" -c 'import importlib.util as u; print(" ".join(m for m in ("torch", "numpy", "sentencepiece", "huggingface_hub") if u.find_spec(m) is None))')"
 [[ -z "$missing" ]] || die "missing Python packages: $missing; get them with: pip install -e $ROOT (or pip install torch numpy sentencepiece huggingface_hub)"
-grep -q -- '--original_arch' "$EXP_DIR/eval_cf.py" && grep -q -- '--protocol' "$EXP_DIR/eval_cf.py" ||
-  die "$EXP_DIR/eval_cf.py has no --original_arch / --protocol flags; this recipe needs the evaluator that scores the original's checkpoints"
+# The flags are defined in the package module; $EXP_DIR/eval_cf.py only calls its main().
+EVAL_CF_CODE="$ROOT/scripts/meadow_golf/eval_cf.py"
+grep -q -- '--original_arch' "$EVAL_CF_CODE" && grep -q -- '--protocol' "$EVAL_CF_CODE" ||
+  die "$EVAL_CF_CODE has no --original_arch / --protocol flags; this recipe needs the evaluator that scores the original's checkpoints"
 
 # The settings of a folder are fixed at its first run: a resumed run must not mix protocols.
 mkdir -p "$OUT_DIR/cells"

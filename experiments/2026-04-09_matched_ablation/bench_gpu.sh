@@ -22,7 +22,7 @@ OUT="${OUT:-$ROOT/runs/bench_gpu}"
 DATA_DIR="${DATA_DIR:-$ROOT/data/shakespeare}"
 TRAIN_SECS="${TRAIN_SECS:-45}"
 STAGES="${STAGES:-bench11 cf train bench5}"
-export PYTHONPATH="$ROOT/scripts:$EXP_DIR${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$ROOT/scripts${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
 

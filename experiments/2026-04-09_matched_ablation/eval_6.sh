@@ -7,7 +7,7 @@
 #
 #   PRESET=smoke bash experiments/2026-04-09_matched_ablation/eval_6.sh
 #
-# Environment (defaults in brackets; see recipe_lib.sh's header for the full list and presets):
+# Environment (defaults in brackets; see scripts/recipe_lib.sh's header for the full list and presets):
 #   PRESET [cpu] h100|mac|cpu|smoke   BACKEND [torch; mlx for mac]   MATCH [wallclock; steps when BUDGET_SECS=0] wallclock|steps|tokens
 #   MATCH_WEIGHT [0.3]   SCALES [5L 11L]   WEIGHTS [0 0.3 1.0]   SEED [1337]
 #   DATA_DIR [preset]   TOKENIZER [from meta.json]   CKPT_DIR [runs/matched_ablation/$PRESET/cells]
@@ -16,8 +16,8 @@
 #   DEVICE [preset]   EVAL_N_SEQS [preset]   THREADS [1 for cpu, smoke]   NPROC [1; evaluation runs one process]   PYTHON [python]   VERBOSE [0]
 #   (BUDGET_SECS, STEPS, COMPILE are accepted and only shown in the table)
 set -euo pipefail
-# shellcheck source=recipe_lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/recipe_lib.sh"
+# shellcheck source=scripts/recipe_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/recipe_lib.sh"
 
 recipe_init ablation6
 plan_ablation6

@@ -7,7 +7,7 @@
 #
 #   PRESET=smoke bash experiments/2026-04-09_matched_ablation/eval_seeds.sh
 #
-# Environment (defaults in brackets; see recipe_lib.sh's header for the full list and presets):
+# Environment (defaults in brackets; see scripts/recipe_lib.sh's header for the full list and presets):
 #   PRESET [cpu] h100|mac|cpu|smoke   BACKEND [torch; mlx for mac]   MATCH [wallclock; steps when BUDGET_SECS=0] wallclock|steps|tokens
 #   SEED_SCALE [11L]   SEED_WEIGHT [0.3]   SEEDS [1337 42 2024 7 100]   CONTROL_SEEDS [1337 42 2024] ("" = none)
 #   DATA_DIR [preset]   TOKENIZER [from meta.json]   CKPT_DIR [runs/matched_ablation/$PRESET/cells]
@@ -16,8 +16,8 @@
 #   DEVICE [preset]   EVAL_N_SEQS [preset]   THREADS [1 for cpu, smoke]   NPROC [1; evaluation runs one process]   PYTHON [python]   VERBOSE [0]
 #   (BUDGET_SECS, STEPS, COMPILE are accepted and only shown in the table)
 set -euo pipefail
-# shellcheck source=recipe_lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/recipe_lib.sh"
+# shellcheck source=scripts/recipe_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/recipe_lib.sh"
 
 recipe_init seeds
 plan_seeds

@@ -10,7 +10,7 @@
 #   PRESET=h100 DATA_DIR=data/v4096 bash experiments/2026-04-09_matched_ablation/run_6.sh
 #
 # Environment (defaults in brackets; the full list, the preset table and the matching rules are
-# in recipe_lib.sh's header, and the table is printed at start):
+# in scripts/recipe_lib.sh's header, and the table is printed at start):
 #   PRESET [cpu] h100|mac|cpu|smoke   BACKEND [torch; mlx for mac] torch|mlx   MATCH [wallclock; steps when BUDGET_SECS=0] wallclock|steps|tokens
 #   MATCH_WEIGHT [0.3]   SCALES [5L 11L]   WEIGHTS [0 0.3 1.0]   SEED [1337]
 #   DATA_DIR [preset]   TOKENIZER [from meta.json]   CKPT_DIR [runs/matched_ablation/$PRESET/cells]
@@ -18,8 +18,8 @@
 #   BUDGET_SECS [preset]   STEPS [preset]   DEVICE [preset]   NPROC [1; >1: torchrun, torch only]
 #   COMPILE [0]   EVAL_N_SEQS [preset]   THREADS [1 for cpu, smoke]   PYTHON [python]   VERBOSE [0]
 set -euo pipefail
-# shellcheck source=recipe_lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/recipe_lib.sh"
+# shellcheck source=scripts/recipe_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/recipe_lib.sh"
 
 recipe_init ablation6
 plan_ablation6

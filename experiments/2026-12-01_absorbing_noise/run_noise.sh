@@ -26,8 +26,8 @@ set -euo pipefail
 DECODERS="${DECODERS:-ar,cf_published,cf_valid,bidir_l2r,bidir_confidence}"
 ELBO_SAMPLES="${ELBO_SAMPLES:-8}"
 RUNS_NAME=absorbing_noise RUNS_PER_DATA=1
-# shellcheck source=../2026-04-09_matched_ablation/recipe_lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../2026-04-09_matched_ablation/recipe_lib.sh"
+# shellcheck source=scripts/recipe_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/recipe_lib.sh"
 
 recipe_init noise
 plan_noise

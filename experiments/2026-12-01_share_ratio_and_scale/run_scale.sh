@@ -21,8 +21,8 @@
 set -euo pipefail
 DECODERS="${DECODERS:-ar,cf_published,cf_valid,cf_valid_mix}"
 RUNS_NAME=share_ratio_and_scale
-# shellcheck source=../2026-04-09_matched_ablation/recipe_lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../2026-04-09_matched_ablation/recipe_lib.sh"
+# shellcheck source=scripts/recipe_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/recipe_lib.sh"
 
 recipe_init scale
 plan_scale

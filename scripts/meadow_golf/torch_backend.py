@@ -12,10 +12,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backends import EvalBackend
-from checkpoint import LoadedCheckpoint, read_checkpoint
-from data import validation_result, validation_windows
-from model import GPT, GPTConfig, load_state_numpy, state_dict_numpy
+from meadow_golf.backends import EvalBackend
+from meadow_golf.checkpoint import LoadedCheckpoint, read_checkpoint
+from meadow_golf.data import validation_result, validation_windows
+from meadow_golf.model import GPT, GPTConfig, load_state_numpy, state_dict_numpy
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from challenge_format import atomic_write_bytes, byte_tables_from_sentencepiece
-from prepared_folder import PrepareError, write_split
-from tokenizer_train import encode_documents, load_processor, split_documents, train_sentencepiece
+from meadow_golf.challenge_format import atomic_write_bytes, byte_tables_from_sentencepiece
+from meadow_golf.prepared_folder import PrepareError, write_split
+from meadow_golf.tokenizer_train import encode_documents, load_processor, split_documents, train_sentencepiece
 
 WORD_COUNT = 400
 WORDS_PER_DOC = 64
@@ -264,6 +264,8 @@ def prepare_synthetic(folder: Path, vocab_size: int, seed: int, train_docs: int,
     return {
         "tokenizer": tokenizer,
         "source": {
+            # The text prepared folders' meta.json already hold (an output, unchanged by the move of
+            # this module to scripts/meadow_golf/).
             "generator": "first-order Markov chain over pseudo-English words (scripts/corpus_synthetic.py)",
             "seed": seed,
             "words": source.word_count,

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from challenge_format import atomic_write_bytes
+from meadow_golf.challenge_format import atomic_write_bytes
 
 CONFIG_KEY = "__config__"
 # The tokenizer the weights were trained with ({"path", "sha256", "vocab_size"} as JSON), next to

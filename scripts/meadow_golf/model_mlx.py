@@ -32,7 +32,7 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
-from model_config import BIGRAM_MUL_CUR, BIGRAM_MUL_PREV, RMS_EPS, GPTConfig, optimizer_group
+from meadow_golf.model_config import BIGRAM_MUL_CUR, BIGRAM_MUL_PREV, RMS_EPS, GPTConfig, optimizer_group
 
 __all__ = ["GPT", "GPTConfig", "param_groups", "state_dict_numpy", "load_state_numpy", "rms_norm",
            "bigram_bucket_ids", "shift_right"]

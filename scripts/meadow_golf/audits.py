@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-import cf
+from meadow_golf import cf
 
 
 def _decode_in_chunks(scorer, seqs, scored_targets, decoder, max_rows, **cf_kwargs) -> np.ndarray:

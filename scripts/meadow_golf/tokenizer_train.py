@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from challenge_format import BOS_ID
+from meadow_golf.challenge_format import BOS_ID
 
 # The METHOD.md §1 tokenizer settings (shared by every tokenizer this project trains).
 SPEC_TRAINER_SETTINGS = dict(

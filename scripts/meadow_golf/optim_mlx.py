@@ -24,7 +24,7 @@ import mlx.core as mx
 import mlx.optimizers as mlx_optim
 from mlx.utils import tree_flatten
 
-from optim_common import NS_COEFFS
+from meadow_golf.optim_common import NS_COEFFS
 
 ADAM_BETAS = (0.9, 0.95)
 ADAM_EPS = 1e-8

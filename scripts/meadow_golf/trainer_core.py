@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-import data as data_mod
-from challenge_format import atomic_write_bytes
-from checkpoint import ARTIFACT_LIMIT_BYTES, save_int6_artifact, save_npz
-from model_config import GPTConfig
-from optim_common import muon_momentum
-from run_log import RunLog, git_commit, versions
-from cli_help import HelpFormatter
+from meadow_golf import data as data_mod
+from meadow_golf.challenge_format import atomic_write_bytes
+from meadow_golf.checkpoint import ARTIFACT_LIMIT_BYTES, save_int6_artifact, save_npz
+from meadow_golf.model_config import GPTConfig
+from meadow_golf.optim_common import muon_momentum
+from meadow_golf.run_log import RunLog, git_commit, versions
+from meadow_golf.cli_help import HelpFormatter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MASK_RATE_RANGE = (0.15, 0.50)
@@ -559,7 +559,7 @@ class TrainerBase:
     def resume_target(self) -> Path | None:
         """The step checkpoint --resume names (None: a new run), checked to exist and to be this
         backend's kind before anything is built; its content is checked by load_state."""
-        from checkpoint import CheckpointError
+        from meadow_golf.checkpoint import CheckpointError
 
         args = self.args
         if not args.resume:
@@ -579,7 +579,7 @@ class TrainerBase:
         model config keys, the flags that define the run (all but RESUME_FREE_FLAGS), and the
         tokenizer (by sha256, when the checkpoint records it). The RESUME_SAFE_CHANGES are allowed
         and kept in self._new_changes for the record."""
-        from checkpoint import CheckpointError
+        from meadow_golf.checkpoint import CheckpointError
 
         differ = []
         saved_cfg, cfg = state.get("config") or {}, self.config.to_dict()

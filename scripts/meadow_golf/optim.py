@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from optim_common import NS_COEFFS, muon_momentum  # noqa: F401  (re-exported for the torch trainer and tests)
+# Re-exported for the torch trainer and tests.
+from meadow_golf.optim_common import NS_COEFFS, muon_momentum  # noqa: F401
 
 
 def newton_schulz_orthogonalize(g: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.Tensor:

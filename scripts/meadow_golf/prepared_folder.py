@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from challenge_format import (
+from meadow_golf.challenge_format import (
     BOS_ID,
     SHARD_NAME,
     ShardError,

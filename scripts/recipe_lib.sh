@@ -1,11 +1,18 @@
 # shellcheck shell=bash
-# recipe_lib.sh: what run_6.sh, eval_6.sh, run_seeds.sh and eval_seeds.sh share (sourced, not run):
-# environment defaults, the preset table, the cell plans, and the train-one-cell / eval-one-cell
-# steps with their "is this cell done" checks (cell_status.py reads the JSON; logs are never parsed).
+# recipe_lib.sh: what the recipes of every dated experiment share (sourced, not run), e.g.
+# experiments/2026-04-09_matched_ablation/{run_6,eval_6,run_seeds,eval_seeds}.sh and
+# scripts/quickstart.sh: environment defaults, the preset table, the cell plans, and the
+# train-one-cell / eval-one-cell steps with their "is this cell done" checks
+# (scripts/meadow_golf/cell_status.py reads the JSON; logs are never parsed).
 # Written for bash 3.2 as well (macOS): no associative arrays, namerefs or mapfile.
 #
+# The experiment is the folder of the recipe that sources this file (EXP_DIR): its thin entry
+# scripts train_cdm.py, train_cdm_mlx.py and eval_cf.py are the ones run. A recipe outside an
+# experiment folder (scripts/quickstart.sh) names one in RECIPE_EXP_DIR before sourcing.
+# RUNS_NAME (below) names the default runs folder runs/$RUNS_NAME/$PRESET.
+#
 # Environment (defaults in brackets). Relative paths given by you are taken from the current
-# directory; the defaults are computed from this file's location (the repository root).
+# directory; the defaults are computed from the repository root (this file's folder's parent).
 #   PRESET [cpu]          h100 | mac | cpu | smoke (table below; printed at start)
 #   BACKEND [torch; mlx for PRESET=mac]  torch: train_cdm.py | mlx: train_cdm_mlx.py. Evaluation is
 #                         eval_cf.py --backend $BACKEND on the cell's portable final_model.npz, so
@@ -24,11 +31,11 @@
 #   DATA_DIR [preset]     prepared folder (scripts/prepare_data.py): data/v4096 (h100, mac),
 #                         data/shakespeare (cpu, smoke)
 #   TOKENIZER []          SentencePiece model; empty: the one named in DATA_DIR/meta.json
-#   CKPT_DIR [runs/matched_ablation/$PRESET/cells]  one folder per cell: step checkpoints,
+#   CKPT_DIR [runs/$RUNS_NAME/$PRESET/cells]  one folder per cell: step checkpoints,
 #                         final_model.npz, results.json, eval_cf.json, cell.json. run_6 and
 #                         run_seeds share it, so a seed cell already trained by run_6 is reused.
-#   LOG_DIR [runs/matched_ablation/$PRESET/logs]    <cell>.train.log / <cell>.eval.log (stdout+stderr)
-#   OUT_DIR [runs/matched_ablation/$PRESET/ablation6 (run_6, eval_6) | .../seeds (run/eval_seeds)]
+#   LOG_DIR [runs/$RUNS_NAME/$PRESET/logs]    <cell>.train.log / <cell>.eval.log (stdout+stderr)
+#   OUT_DIR [runs/$RUNS_NAME/$PRESET/ablation6 (run_6, eval_6) | .../seeds (run/eval_seeds)]
 #                         results.md, results.json, results.png (scripts/summarize.py). The committed
 #                         record (cpu_record/) is never a default: a rerun must not find its cells "done".
 #   COMPARE_TO []         eval_6 / eval_seeds: a record's folder (or its results.json), e.g.
@@ -68,7 +75,8 @@
 #   CDM_LOSS [plain]      plain | elbo: train_cdm.py --cdm_loss of the absorbing cells (elbo: suffix `_elbo`)
 #   ELBO_SAMPLES [0]      K > 0: eval_cf.py --elbo_samples K on every absorbing cell (the diffusion
 #                         ELBO, an upper bound with its standard error; METHOD.md §8)
-#   RUNS_NAME [matched_ablation]  the folder under runs/ that the default CKPT_DIR/LOG_DIR/OUT_DIR use
+#   RUNS_NAME [the experiment folder's name without its date]  the folder under runs/ that the
+#                         default CKPT_DIR/LOG_DIR/OUT_DIR use (matched_ablation for 2026-04-09_matched_ablation)
 #   RUNS_PER_DATA [0]     1: the defaults add the data folder's name (runs/$RUNS_NAME/$PRESET/<data>),
 #                         for recipes that run once per corpus
 # Scales: 5L and 11L are the original ablation's two sizes (their stand-ins under cpu and smoke, in
@@ -98,8 +106,17 @@
 # training, then about a minute of evaluation per cell); mac: an M-series Mac with BACKEND=mlx,
 # 15 minutes a cell. smoke: CI; a step cap (not a clock) makes it deterministic.
 
-EXP_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$EXP_DIR/../.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# BASH_SOURCE[1] is the file that sourced this one: the recipe, in its experiment folder.
+if [[ -n "${RECIPE_EXP_DIR:-}" ]]; then
+  EXP_DIR="$(cd "$RECIPE_EXP_DIR" && pwd)"
+elif [[ -n "${BASH_SOURCE[1]:-}" ]]; then
+  EXP_DIR="$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd)"
+else
+  echo "error: source recipe_lib.sh from a recipe file in an experiment folder, or set RECIPE_EXP_DIR" >&2
+  return 1
+fi
+RUNS_NAME="${RUNS_NAME:-$(basename "$EXP_DIR" | sed -E 's/^[0-9]{4}-[0-9]{2}-[0-9]{2}_//')}"
 # Every decoder on the same windows: the valid ladder (ar, cf_valid and cf_bidir_skeleton, each
 # also as the fill mixture, which reuses their forwards) and the published CF number beside it.
 # cf_bidir_skeleton costs one forward per skeleton token and fill.
@@ -119,7 +136,7 @@ abs_path() {
 
 is_zero() { [[ "$1" =~ ^0+(\.0+)?$ ]]; }
 
-cell_py() { "$PYTHON" "$EXP_DIR/cell_status.py" "$@"; }
+cell_py() { "$PYTHON" -m meadow_golf.cell_status "$@"; }
 
 # ----------------------------------------------------------------------------- presets
 # Each sets P_* defaults, the model flags of both scales, the shared training flags
@@ -245,7 +262,6 @@ recipe_init() {
   DATA_DIR="$(abs_path "${DATA_DIR:-$P_DATA_DIR}")"
   TOKENIZER="${TOKENIZER:-}"
   [[ -z "$TOKENIZER" ]] || TOKENIZER="$(abs_path "$TOKENIZER")"
-  RUNS_NAME="${RUNS_NAME:-matched_ablation}"
   local base="$ROOT/runs/$RUNS_NAME/$PRESET"
   [[ "${RUNS_PER_DATA:-0}" != 1 ]] || base="$base/$(basename "$DATA_DIR")"
   CKPT_DIR="$(abs_path "${CKPT_DIR:-$base/cells}")"
@@ -418,7 +434,7 @@ plan_seeds() {
 
 # The share-ratio grid (experiments/2026-12-01_share_ratio_and_scale): one scale, every weight of
 # GRID_WEIGHTS at SEED. plan_wgrid_seeds then adds EXTRA_SEEDS of the control and of the best
-# shared weight, read from the grid's results.json (cell_status.py best-weight: the lowest
+# shared weight, read from the grid's results.json (meadow_golf.cell_status best-weight: the lowest
 # final_val_bpb, the trainer's causal validation, a valid code length).
 default_by_preset() {  # H100_MAC CPU SMOKE -> the one for PRESET
   case "$PRESET" in

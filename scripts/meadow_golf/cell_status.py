@@ -1,19 +1,19 @@
-"""The JSON side of the orchestrators (recipe_lib.sh): what state a cell is in, and its summary lines.
+"""The JSON side of the orchestrators (scripts/recipe_lib.sh): what state a cell is in, and its summary lines.
 
 A *cell* is one training run of the ablation in its own folder under CKPT_DIR: the trainer's
 step checkpoints, final_model.npz and results.json; the evaluation's eval_cf.json; and
 cell.json, written here before the first training call, which records what the cell is
 (name, scale, backend, preset, how a control was matched) and the recipe flags it trains with.
 
-    python cell_status.py claim CELL --name N --scale 5L --backend torch --preset cpu \\
+    python -m meadow_golf.cell_status claim CELL --name N --scale 5L --backend torch --preset cpu \\
         --match wallclock [--matched_to CELL2] -- --num_layers 3 ...   # write or verify cell.json
         (--match: wallclock | steps (no clock: the step cap decided) | tokens)
-    python cell_status.py train-status CELL            # done | partial | new
-    python cell_status.py eval-status CELL --seq_len T (--n_seqs N | --full_val) --decoders a,b
+    python -m meadow_golf.cell_status train-status CELL            # done | partial | new
+    python -m meadow_golf.cell_status eval-status CELL --seq_len T (--n_seqs N | --full_val) --decoders a,b
                                                        # done | stale | new   (error if untrained)
-    python cell_status.py train-line CELL [--prefix P] # one-line summary from results.json
-    python cell_status.py eval-line CELL [--prefix P]  # one-line summary from eval_cf.json
-    python cell_status.py match-steps SHARED_CELL --batch_tokens N   # steps = tokens_seen / N
+    python -m meadow_golf.cell_status train-line CELL [--prefix P] # one-line summary from results.json
+    python -m meadow_golf.cell_status eval-line CELL [--prefix P]  # one-line summary from eval_cf.json
+    python -m meadow_golf.cell_status match-steps SHARED_CELL --batch_tokens N   # steps = tokens_seen / N
 
 Bad input or an inconsistent cell: one `error:` line on stderr and exit status 1.
 Only the standard library is used (no torch import: these calls are cheap).
@@ -27,7 +27,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from cli_help import HelpFormatter
+from meadow_golf.cli_help import HelpFormatter
 
 CELL_JSON = "cell.json"
 RESULTS_JSON = "results.json"

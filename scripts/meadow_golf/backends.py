@@ -48,9 +48,9 @@ def load_backend(name: str, device: str = "auto") -> EvalBackend:
         raise ValueError(f"--backend {name}: unknown backend; choose {' or '.join(BACKENDS)}")
     try:
         if name == "torch":
-            from torch_backend import TorchEval as backend_class
+            from meadow_golf.torch_backend import TorchEval as backend_class
         else:
-            from mlx_backend import MLXEval as backend_class
+            from meadow_golf.mlx_backend import MLXEval as backend_class
     except ImportError as e:
         raise ValueError(f"--backend {name}: its framework is not importable ({e}); {INSTALL_HINT[name]}") from None
     return backend_class(device)
@@ -61,6 +61,6 @@ def as_backend(backend_or_device) -> EvalBackend:
     took a torch.device before --backend existed, and their callers may still pass one)."""
     if isinstance(backend_or_device, EvalBackend):
         return backend_or_device
-    from torch_backend import TorchEval
+    from meadow_golf.torch_backend import TorchEval
 
     return TorchEval(backend_or_device)

@@ -924,8 +924,8 @@ def footnote_bidir(floor: dict | None) -> str:
             "only a model with a mask token has one.")
     if floor is not None:
         text += (f" Floor: the source's exact entropy rate, {floor['bits_per_byte']:.4f} bits per byte; "
-                 f"z = (BPB − floor) / se with the window bootstrap's se (the ELBO: its own se); {floor['below_rule']}"
-                 " would flag a code below the floor, which no valid code can be on average.")
+                 "z = (BPB − floor) / se with the window bootstrap's se (the ELBO: its own se); z < −2 would flag "
+                 "a code below the floor, which no valid code can be on average.")
     return text
 
 

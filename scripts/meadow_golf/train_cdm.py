@@ -28,6 +28,7 @@ original reported the best one seen, kept here as best_val_bpb).
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import sys
 from pathlib import Path
@@ -423,7 +424,7 @@ NO_BAD_STEP = 2 ** 62
 
 def main(argv=None) -> int:
     args = build_parser(__doc__).parse_args(argv)
-    trainer, finished = None, False
+    trainer, finished, rc = None, False, 0
     try:
         validate_args(args)
         trainer = Trainer(args)
@@ -431,11 +432,20 @@ def main(argv=None) -> int:
         finished = True
     except (ValueError, OSError, CheckpointError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        rc = 1
     finally:
         if trainer is not None:
             trainer.dist.close(finished=finished)
-    return 0
+    if trainer is not None and trainer.dist.enabled:
+        # A torchrun rank leaves here, without the interpreter's teardown: after the process group
+        # is gone, objects still holding gloo state (the DDP reducer) were destroyed during
+        # interpreter shutdown in an order that sometimes aborted the rank ("terminate called
+        # without an active exception", SIGABRT) after every output was written. Every file is
+        # already written atomically and synced; only the streams need flushing.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    return rc
 
 
 if __name__ == "__main__":

@@ -477,22 +477,28 @@ plan_wgrid_seeds() {  # after the grid trained: + EXTRA_SEEDS of the control and
   check_plan_unique
 }
 
-# The scale sweep: every size of SWEEP_SCALES, the control and SWEEP_WEIGHT, at every seed of SEEDS.
+# The scale sweep: every size of SWEEP_SCALES, the control and every weight of SWEEP_WEIGHTS, at
+# every seed of SEEDS.
 plan_scale() {
   SWEEP_SCALES="${SWEEP_SCALES:-$(default_by_preset "5L256 7L384 9L448 11L512 13L640" "2L32 2L64 3L96 4L128" "2L32 3L48")}"
-  SWEEP_WEIGHT="${SWEEP_WEIGHT:-0.3}"
+  SWEEP_WEIGHTS="${SWEEP_WEIGHTS:-0.3}"
   SEEDS="${SEEDS:-1337 42}"
   check_scales "$SWEEP_SCALES" SWEEP_SCALES
-  check_number SWEEP_WEIGHT "$SWEEP_WEIGHT"
-  is_zero "$SWEEP_WEIGHT" && die "SWEEP_WEIGHT=$SWEEP_WEIGHT: the sweep compares a shared model (weight > 0) with the control"
+  [[ -n "$SWEEP_WEIGHTS" ]] || die "SWEEP_WEIGHTS is empty"
+  check_list SWEEP_WEIGHTS "$SWEEP_WEIGHTS" number
+  local scale s w
+  for w in $SWEEP_WEIGHTS; do
+    is_zero "$w" && die "SWEEP_WEIGHTS: $w is the control, which the sweep adds at every size and seed"
+  done
   [[ -n "$SEEDS" ]] || die "SEEDS is empty"
   check_list SEEDS "$SEEDS" int
   no_token_matching plan_scale
-  local scale s
   PLAN=()
   for scale in $SWEEP_SCALES; do
     for s in $SEEDS; do
-      PLAN+=("$(cell_name "$scale" "$SWEEP_WEIGHT" "$s")|$scale|$SWEEP_WEIGHT|$s|")
+      for w in $SWEEP_WEIGHTS; do
+        PLAN+=("$(cell_name "$scale" "$w" "$s")|$scale|$w|$s|")
+      done
       PLAN+=("$(cell_name "$scale" 0 "$s")|$scale|0|$s|")
     done
   done

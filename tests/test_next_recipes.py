@@ -68,6 +68,8 @@ def test_size_names_give_the_original_xsa_rule_on_every_preset(tmp_path):
     assert entries(cpu) == ["2L64_w0.3_s7|2L64|0.3|7|", "2L64_w0_s7|2L64|0|7|", "11L_w0.3_s7|11L|0.3|7|",
                             "11L_w0_s7|11L|0|7|"]
     assert flags(cpu)["11L"] == "--num_layers 4 --model_dim 192 --bigram_dim 64 --xsa_last_n 2"  # the stand-in
+    two = plan(tmp_path, "plan_scale", PRESET="cpu", SWEEP_SCALES="3L96", SEEDS="1", SWEEP_WEIGHTS="0.1 0.3")
+    assert entries(two) == ["3L96_w0.1_s1|3L96|0.1|1|", "3L96_w0.3_s1|3L96|0.3|1|", "3L96_w0_s1|3L96|0|1|"]
 
 
 def test_wgrid_plan_is_the_issue_grid(tmp_path):
@@ -81,8 +83,8 @@ def test_wgrid_plan_is_the_issue_grid(tmp_path):
     ("plan_wgrid", {"GRID_SCALE": "2L32 3L48"}, "error: GRID_SCALE=2L32 3L48: one scale only"),
     ("plan_scale", {"SWEEP_SCALES": "2L32 big"},
      "error: SWEEP_SCALES: unknown scale 'big'; choose from 5L 11L or a size <L>L<d> such as 7L384"),
-    ("plan_scale", {"SWEEP_WEIGHT": "0"},
-     "error: SWEEP_WEIGHT=0: the sweep compares a shared model (weight > 0) with the control"),
+    ("plan_scale", {"SWEEP_WEIGHTS": "0.1 0"},
+     "error: SWEEP_WEIGHTS: 0 is the control, which the sweep adds at every size and seed"),
     ("plan_scale", {"MATCH": "tokens"}, "error: MATCH=tokens: plan_scale matches cells by steps or wall-clock only; "
                                         "use MATCH=steps (BUDGET_SECS=0) or wallclock"),
     ("plan_noise", {"CDM_LOSS": "mse"}, "error: CDM_LOSS=mse: choose plain or elbo"),

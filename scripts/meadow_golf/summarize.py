@@ -967,10 +967,7 @@ def footnote_scale(n_boot: int, boot_seed: int) -> str:
             f"(hierarchical percentile bootstrap, {n_boot} resamples, numpy default_rng({boot_seed})). Fit: weighted "
             "least squares in log10(params) with weights 1/se², se = CI width / 3.92, the slope's se scaled by the "
             "Birge ratio when the points scatter more than their errors, and a Student t CI with k − 2 df "
-            # The committed records' results.md quote this line, and regenerate byte for byte from their
-            # JSON (tests/test_record_tables.py): it keeps the path it had when they were written; the
-            # module is scripts/meadow_golf/scale_fit.py now.
-            "(scripts/scale_fit.py).")
+            "(scripts/meadow_golf/scale_fit.py).")
 
 
 def footnote_pairs(n_boot: int, boot_seed: int) -> str:

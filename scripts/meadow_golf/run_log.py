@@ -67,8 +67,10 @@ def git_commit(repo_dir: Path) -> str:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_dir, capture_output=True,
                              text=True, timeout=10)
         commit = out.stdout.strip() if out.returncode == 0 else "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=repo_dir, capture_output=True,
-                               text=True, timeout=10)
+        # --no-optional-locks: status must not refresh the index, because on a loaded machine the
+        # 10 s timeout can kill it while it holds .git/index.lock, which then blocks every commit.
+        dirty = subprocess.run(["git", "--no-optional-locks", "status", "--porcelain"], cwd=repo_dir,
+                               capture_output=True, text=True, timeout=10)
         if commit != "unknown" and dirty.stdout.strip():
             commit += "+dirty"
         return commit

@@ -22,16 +22,31 @@ on the NLL of the model's order-mixture), whatever the model; for conditionals t
 exact conditionals of one joint P, every order gives -log P(x) and the bound is tight.
 tests/test_elbo.py checks both identities by enumeration.
 
-Estimator: K Monte Carlo samples per window, stratified in t: sample k of window n has
-t = 1 - (k + u_{n,k}) / K with u uniform on [0, 1), one time in each of K strata of width 1/K
-(so the K times cover (0, 1] evenly; t > 0, 1/t finite). Each sample's mask is Bernoulli(t) per
-position. The mean over k is an unbiased estimate of NELBO(x_n). Window n's times and masks come
-from np.random.default_rng([seed, ELBO_STREAM, n]) (draw_noise), so they depend on
-(seed, n, K, T) only, not on the batching or on the tokens. The standard error is
-over windows: the windows are independent and each window's K-sample mean is independent of the
-others', so sd(per-window means) / sqrt(N) covers the noise of the masks AND of the windows (it
-is the error of the estimate of the expected NELBO over the data, the quantity compared with an
-entropy floor). eval_cf.py reports it as "upper bound (ELBO), a valid code length in expectation".
+Estimator (the discrete form). Summing the Beta weights over the C(T, m) masks of each size m,
+
+    NELBO(x) = T * E_{m ~ U{1..T}} E_{M uniform among the m-subsets} [ (1/m) * sum_{i in M} l_i ]
+
+with l_i = -log p(x_i | x with M masked): P(m) = 1/T, P(M | m) = 1/C(T, m) and the weight T/m
+give each mask (1/m) * m! (T-m)! / T! = (m-1)! (T-m)! / T!, exactly B(m, T - m + 1). One sample
+is the MEAN masked loss times T, so it lies between T * min l_i and T * max l_i: its variance is
+finite. (The continuous form this replaces drew t on (0, 1] and weighted by 1/t; given t,
+E[term^2] grows like 1/t, so the second moment over t diverged: single samples reached hundreds
+of times the mean, and its standard error was not an error bar.)
+
+K samples per window, stratified in m: sample k of window n has m = floor(T * (k + u_{n,k}) / K) + 1
+with u uniform on [0, 1), so over k the K sizes cover {1..T} evenly and each is U{1..T} on
+average; the mask is a uniformly random m-subset (the m smallest of T uniform keys). The mean over
+k is an unbiased estimate of NELBO(x_n). Window n's sizes and masks come from
+np.random.default_rng([seed, ELBO_STREAM, n]) (draw_noise), so they depend on (seed, n, K, T) only,
+not on the batching or on the tokens. The standard error is over windows: the windows are
+independent and each window's K-sample mean is independent of the others', so
+sd(per-window means) / sqrt(N) covers the noise of the masks AND of the windows (the error of the
+estimate of the expected NELBO over the data, the quantity compared with an entropy floor).
+
+What it bounds: the code of the model's RANDOM-ORDER MIXTURE (above). It is not a bound on the
+left-to-right or confidence-order chain-rule codes of the same pass (cf.py's bidir_l2r and
+bidir_confidence): those are single orders, and any one order may be better or worse than the
+average over orders. eval_cf.py reports it as "upper bound on the random-order mixture code (ELBO)".
 """
 
 from __future__ import annotations
@@ -43,38 +58,41 @@ import numpy as np
 # The ELBO's noise stream: default_rng([seed, ELBO_STREAM]) is unrelated to the fill stream
 # (default_rng(seed), cf.draw_fills) and the window stream (eval_cf.WINDOW_STREAM).
 ELBO_STREAM = 0x656C626F  # "elbo"
-LABEL = "upper bound (ELBO), a valid code length in expectation"
+LABEL = "upper bound on the random-order mixture code (ELBO), a valid code length in expectation"
 
 
-def draw_noise(seed: int, n_windows: int, n_samples: int, T: int, first_window: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(times float64 (N, K), masks bool (N, K, T)) for windows first_window .. first_window + N - 1.
+def draw_noise(seed: int, n_windows: int, n_samples: int, T: int, first_window: int = 0) -> np.ndarray:
+    """masks bool (N, K, T) for windows first_window .. first_window + N - 1 (see the module docstring).
 
-    Window n draws from its own generator default_rng([seed, ELBO_STREAM, n]): its K times
-    (stratified, see the module docstring) and then its K masks. So a window's noise depends on
-    (seed, n, K, T) only: a batch can draw just its own windows."""
+    Window n draws from its own generator default_rng([seed, ELBO_STREAM, n]): its K stratified
+    sizes m and then, per sample, T uniform keys whose m smallest are masked. So a window's noise
+    depends on (seed, n, K, T) only: a batch can draw just its own windows."""
     if n_samples < 1 or T < 1 or n_windows < 0 or first_window < 0:
         raise ValueError(f"need n_samples >= 1, T >= 1, n_windows >= 0, first_window >= 0; got {n_samples}, {T}, "
                          f"{n_windows}, {first_window}")
-    times = np.empty((n_windows, n_samples))
     masks = np.empty((n_windows, n_samples, T), dtype=bool)
     for row in range(n_windows):
         rng = np.random.default_rng([seed, ELBO_STREAM, first_window + row])
-        times[row] = 1.0 - (np.arange(n_samples) + rng.random(n_samples)) / n_samples
-        masks[row] = rng.random((n_samples, T)) < times[row][:, None]
-    return times, masks
+        sizes = np.floor(T * (np.arange(n_samples) + rng.random(n_samples)) / n_samples).astype(np.int64) + 1
+        sizes = np.minimum(sizes, T)  # (k + u) / K < 1 always; the min guards float rounding only
+        ranks = np.argsort(np.argsort(rng.random((n_samples, T)), axis=1), axis=1)
+        masks[row] = ranks < sizes[:, None]
+    return masks
 
 
-def sample_terms(scorer, x: np.ndarray, times: np.ndarray, masks: np.ndarray, mask_id: int) -> np.ndarray:
-    """float64 (B, K): (1/t) * sum over masked positions of -log p(x_i | x masked), per sample.
+def sample_terms(scorer, x: np.ndarray, masks: np.ndarray, mask_id: int) -> np.ndarray:
+    """float64 (B, K): (T / m) * sum over the m masked positions of -log p(x_i | x masked), per sample.
 
-    x: int (B, T) targets; times (B, K) in (0, 1]; masks bool (B, K, T). One bidirectional scorer
-    call per sample k, over the whole batch. A sample that masks nothing costs 0 nats."""
+    x: int (B, T) targets; masks bool (B, K, T), each with m >= 1 masked positions. One
+    bidirectional scorer call per sample k, over the whole batch."""
     x = np.ascontiguousarray(x, dtype=np.int64)
-    B, K = times.shape
-    if masks.shape != (B, K, x.shape[1]):
-        raise ValueError(f"masks shape {masks.shape} != {(B, K, x.shape[1])}")
-    if not np.all((times > 0) & (times <= 1)):
-        raise ValueError("mask times must lie in (0, 1]")
+    B, T = x.shape
+    if masks.ndim != 3 or masks.shape[0] != B or masks.shape[2] != T:
+        raise ValueError(f"masks shape {masks.shape} != (B, K, T) = ({B}, K, {T})")
+    sizes = masks.sum(axis=2)
+    if np.any(sizes < 1):
+        raise ValueError("every ELBO sample must mask at least one position (m >= 1)")
+    K = masks.shape[1]
     terms = np.zeros((B, K))
     for k in range(K):
         inputs = np.where(masks[:, k], mask_id, x)
@@ -83,8 +101,14 @@ def sample_terms(scorer, x: np.ndarray, times: np.ndarray, masks: np.ndarray, ma
             raise ValueError(f"scorer returned shape {logp.shape}, expected {x.shape}")
         # Only masked positions count: an unmasked row is not part of the bound (0 * -inf is
         # avoided by selecting, not multiplying).
-        terms[:, k] = -np.where(masks[:, k], logp, 0.0).sum(axis=1) / times[:, k]
+        terms[:, k] = -np.where(masks[:, k], logp, 0.0).sum(axis=1) * (T / sizes[:, k])
     return terms
+
+
+def mask_probability(T: int, m: int) -> float:
+    """The probability draw_noise gives one particular mask of m positions (averaged over the strata):
+    P(m) * P(M | m) = (1/T) / C(T, m)."""
+    return 1.0 / (T * math.comb(T, m))
 
 
 def summarize(per_window_mean: np.ndarray, total_bytes: int, n_samples: int) -> dict:
@@ -108,7 +132,7 @@ def summarize(per_window_mean: np.ndarray, total_bytes: int, n_samples: int) -> 
         "windows": n,
         "samples_per_window": n_samples,
         "bytes": int(total_bytes),
-        "time_sampling": "stratified: t = 1 - (k + u) / K, u ~ U[0, 1), one time per stratum of width 1/K",
+        "estimator": "discrete: T * mean masked loss of a uniform m-subset, m ~ U{1..T} stratified as m = floor(T (k + u) / K) + 1; each sample lies in [T min l, T max l] (finite variance)",
         "se_over": "windows (sd of the per-window K-sample means, ddof 1, times sqrt(N))",
     }
 

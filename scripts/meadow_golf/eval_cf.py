@@ -327,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full_val", action="store_true", help="every non-overlapping window instead of random ones")
     p.add_argument("--val_tokens", type=int, default=None,
                    help="use the first N validation tokens (+1), like train_cdm.py; 0 = all (default)")
+    p.add_argument("--val_skip", type=int, default=0,
+                   help="drop the first N validation tokens before drawing windows (offsets count from there): "
+                        "N = the trainer's --val_tokens + 1 keeps every window off the stream a weight was chosen on")
     p.add_argument("--batch_size", type=int, default=None, help=f"windows per forward (default {DEFAULT_BATCH_SIZE})")
     add_backend_flags(p)
     p.add_argument("--json_out", default=None,
@@ -361,6 +364,8 @@ def validate_args(args) -> list[str]:
             raise UsageError(f"--{flag} must be >= {minimum}, got {getattr(args, flag)}")
     if args.val_tokens < 0:
         raise UsageError(f"--val_tokens must be >= 0 (0 = all), got {args.val_tokens}")
+    if args.val_skip < 0 or (args.val_skip and args.protocol == "original"):
+        raise UsageError(f"--val_skip must be >= 0 and applies to --protocol shared only, got {args.val_skip}")
     args.n_random_given = n_random_given
     check_checkpoint_flags(args)
     check_paths(args.checkpoint, args.json_out)
@@ -495,22 +500,22 @@ def resolve_fill(args, config) -> tuple[str, int]:
 def score_elbo(scorer, windows: np.ndarray, target_bytes: np.ndarray, n_samples: int, *, seed: int, mask_id: int,
                batch_size: int, per_window: dict | None = None) -> dict:
     """The absorbing ELBO (elbo.py) of every window, in batches, over the same windows and bytes as
-    every decoder. Window n's mask times and masks come from its own stream (elbo.draw_noise with
-    first_window = n), so the numbers do not depend on the batch size. per_window receives
-    `nll_elbo` (N,) (each window's K-sample mean, nats) and `nll_elbo_samples` (N, K)."""
+    every decoder. Window n's masks come from its own stream (elbo.draw_noise with first_window = n),
+    so the numbers do not depend on the batch size. per_window receives `nll_elbo` (N,) (each
+    window's K-sample mean, nats) and `elbo_terms` (N, K) (each sample's term, nats)."""
     t0 = time.perf_counter()
     T = windows.shape[1] - 1
     terms = []
     for start in range(0, len(windows), batch_size):
         batch = windows[start : start + batch_size]
-        times, masks = elbo_mod.draw_noise(seed, len(batch), n_samples, T, first_window=start)
-        terms.append(elbo_mod.sample_terms(scorer, batch[:, 1:], times, masks, mask_id))
+        masks = elbo_mod.draw_noise(seed, len(batch), n_samples, T, first_window=start)
+        terms.append(elbo_mod.sample_terms(scorer, batch[:, 1:], masks, mask_id))
     terms = np.concatenate(terms)
     means = terms.mean(axis=1)
     if not np.all(np.isfinite(means)):
         raise FloatingPointError("the ELBO produced a non-finite NLL")
     if per_window is not None:
-        per_window.update({"nll_elbo": means, "nll_elbo_samples": terms})
+        per_window.update({"nll_elbo": means, "elbo_terms": terms})
     result = elbo_mod.summarize(means, int(target_bytes.sum()), n_samples)
     result.update({"noise_rng": f"np.random.default_rng([seed, {elbo_mod.ELBO_STREAM}, window index])",
                    "seconds": time.perf_counter() - t0})
@@ -617,6 +622,7 @@ def evaluate(args, decoders: list[str]) -> dict:
     backend = load_backend(args.backend, args.device)
     model, config, checkpoint_format = load_checkpoint(args.checkpoint, backend, args.xsa_last_n, args.original_arch)
     tables, tokenizer, tokens = load_data(args.data_dir, args.tokenizer_path, config.vocab_size, args.val_tokens)
+    tokens = tokens[args.val_skip:]
     tokenizer_check = check_tokenizer(args.checkpoint, checkpoint_format, tokenizer, tables)
     T = args.seq_len
     where = f"{args.data_dir} (--seq_len {T})"
@@ -654,7 +660,7 @@ def evaluate(args, decoders: list[str]) -> dict:
             "n_seqs": int(offsets.size), "seq_len": T, "stride": args.stride, "rounds": args.rounds,
             "n_random": n_random, "seed": args.seed, "batch_size": args.batch_size,
             "fill": fill, "mask_id": mask_id,
-            "val_tokens_available": int(len(tokens)),
+            "val_tokens_available": int(len(tokens)), "val_skip": args.val_skip,
             "window_rng": (f"np.random.default_rng([seed, {WINDOW_STREAM}]).integers(0, n_val - T, n_seqs)"
                            if not args.full_val else "none: window k = tokens[k*T : k*T+T+1]"),
             "fill_rng": ("cf.draw_fills(seed, ...) = np.random.default_rng(seed), shared by all windows"

@@ -1,4 +1,4 @@
-"""Seed statistics (meadow_golf stats): the t machinery against scipy, and the interval by COVERAGE.
+"""Seed statistics (meadow_golf.report.stats): the t machinery against scipy, and the interval by COVERAGE.
 
 The coverage test simulates the records' crossed design: k seeds, each scored on the same 64
 windows, a known true difference delta between a shared model and its control; the windows carry
@@ -20,7 +20,7 @@ import math
 import numpy as np
 import pytest
 
-from meadow_golf import stats
+from meadow_golf.report import stats
 
 N_SIM, N_WINDOWS, N_BOOT, CHUNK = 2000, 64, 100, 200
 DELTA = 0.02

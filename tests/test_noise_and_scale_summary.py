@@ -1,8 +1,8 @@
-"""The summaries of the two 2026-12-01 experiments (scripts/meadow_golf/report/summarize.py, scale_fit.py):
+"""The summaries of the two 2026-12-01 experiments (scripts/meadow_golf/report/):
 absorbing-noise cells compared with the control of their size, the bidirectional-pass table with
 the ELBO bound and the entropy floor, the per-size Pure-AR tax and the fitted line against model
 size. Each result is checked against ground truth built into the fake cells (a known tax per
-size, an exact line) or an independent implementation (numpy's weighted polyfit, scipy's t)."""
+size, an exact line, a known ELBO gap) or an independent implementation (numpy's polyfit, scipy's t)."""
 
 from __future__ import annotations
 
@@ -13,62 +13,43 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from meadow_golf.report import scale_fit
+from meadow_golf.report import rows as report_rows
+from meadow_golf.report import stats as seed_stats
 from meadow_golf.report import summarize
 
 LN2 = math.log(2)
 
 
-# ----------------------------------------------------------------------------- the fitted line
+# ----------------------------------------------------------------------------- the footnote's other fit
 
 
-def test_weighted_line_equals_numpy_weighted_polyfit():
+def test_weighted_birge_line_equals_numpy_weighted_polyfit():
+    """The earlier method, still reported in a footnote: numpy's weighted polyfit with its chi2 scaling."""
     rng = np.random.default_rng(3)
     x = np.log10([3e4, 1e5, 4e5, 9e5, 2e6])
     se = rng.uniform(0.005, 0.02, size=x.size)
     y = 0.01 + 0.03 * x + se * rng.standard_normal(x.size) * 3  # scattered beyond its errors
-    fit = scale_fit.weighted_line(list(x), list(y), list(se), summarize.t_cdf)
-    # numpy weights multiply the residuals, so w = 1/se; cov="unscaled" is (X'WX)^-1, and the
-    # default cov=True scales it by chi2 / (k - 2), as the Birge ratio does when it exceeds 1.
-    (b, a), cov_scaled = np.polyfit(x, y, 1, w=1 / se, cov=True)
-    _, cov_unscaled = np.polyfit(x, y, 1, w=1 / se, cov="unscaled")
-    assert fit["slope"] == pytest.approx(b, rel=1e-10) and fit["intercept"] == pytest.approx(a, rel=1e-10)
-    assert fit["birge_ratio"] > 1
-    assert fit["slope_se"] == pytest.approx(math.sqrt(cov_scaled[0, 0]), rel=1e-9)
-    assert fit["chi2"] / fit["df"] == pytest.approx(cov_scaled[0, 0] / cov_unscaled[0, 0], rel=1e-9)
+    fit = seed_stats.weighted_line_birge(list(x), list(y), list(se))
+    (b, _), cov_scaled = np.polyfit(x, y, 1, w=1 / se, cov=True)
+    assert fit["slope"] == pytest.approx(b, rel=1e-10)
     t = stats.t.ppf(0.975, x.size - 2)
-    assert fit["slope_ci"]["lo"] == pytest.approx(b - t * fit["slope_se"], rel=1e-8)
-    assert fit["slope_ci"]["hi"] == pytest.approx(b + t * fit["slope_se"], rel=1e-8)
+    assert fit["slope_ci"]["lo"] == pytest.approx(b - t * math.sqrt(cov_scaled[0, 0]), rel=1e-8)
 
 
-def test_weighted_line_on_points_within_their_errors_keeps_the_plain_se():
-    x, se = [4.0, 5.0, 6.0], [0.01, 0.02, 0.01]
-    y = [1.0 + 0.5 * v for v in x]  # exactly on a line: chi2 = 0, Birge ratio 0, never scales down
-    fit = scale_fit.weighted_line(x, y, se, summarize.t_cdf)
-    _, cov_unscaled = np.polyfit(x, y, 1, w=1 / np.asarray(se), cov="unscaled")
-    assert fit["slope"] == pytest.approx(0.5, abs=1e-12)
-    assert fit["slope_se"] == pytest.approx(math.sqrt(cov_unscaled[0, 0]), rel=1e-12)
-
-
-@pytest.mark.parametrize("p, df", [(0.975, 1), (0.975, 2), (0.95, 3), (0.995, 7.5), (0.6, 40)])
-def test_t_quantile_matches_scipy(p, df):
-    assert scale_fit.t_quantile(p, df, summarize.t_cdf) == pytest.approx(stats.t.ppf(p, df), rel=1e-7)
-
-
-@pytest.mark.parametrize("x, y, se, message", [
-    ([1, 2], [1, 2], [0.1, 0.1], "at least 3 points"),
-    ([1, 2, 3], [1, 2, 3], [0.1, 0.0, 0.1], "se > 0"),
-    ([2, 2, 2], [1, 2, 3], [0.1, 0.1, 0.1], "two distinct x"),
+@pytest.mark.parametrize("x, y, message", [
+    ([1, 2], [1, 2], "at least 3 points"),
+    ([2, 2, 2], [1, 2, 3], "two distinct x"),
 ])
-def test_weighted_line_refuses_what_it_cannot_fit(x, y, se, message):
+def test_ols_line_refuses_what_it_cannot_fit(x, y, message):
     with pytest.raises(ValueError, match=message):
-        scale_fit.weighted_line(x, y, se, summarize.t_cdf)
+        seed_stats.ols_line(x, y)
 
 
 # ----------------------------------------------------------------------------- fake cells
 
 
-def cell(root, name, *, layers, dim, weight, seed, params, arrays, noise="uniform", elbo=None, offsets=None):
+def cell(root, name, *, layers, dim, weight, seed, params, arrays, noise="uniform", elbo=None, offsets=None,
+         elbo_windows=None):
     """A trained and evaluated cell: results.json, cell.json, eval_cf.json whose totals are the sums
     of the per-window arrays (decoder -> (nll nats (N,), bytes (N,))), and the per-window file."""
     path = root / name
@@ -94,6 +75,9 @@ def cell(root, name, *, layers, dim, weight, seed, params, arrays, noise="unifor
         npz[f"nll_{key}"] = nll
     if elbo is not None:
         ev["elbo"] = {"bpb": elbo[0], "bpb_se": elbo[1], "samples_per_window": 8}
+    if elbo_windows is not None:  # the ELBO's per-window NLL (nats), its total in the JSON
+        npz["nll_elbo"] = elbo_windows
+        ev["elbo"]["nll_sum"] = math.fsum(elbo_windows)
     (path / "eval_cf.json").write_text(json.dumps(ev))
     np.savez(path / "eval_cf.windows.npz", **npz)
     return path / "results.json"
@@ -134,7 +118,8 @@ def test_absorbing_cells_are_compared_with_the_control_of_their_size(tmp_path):
                arrays={"ar": shifted(base, 0.02), "cf_valid": shifted(base, 0.40), "bidir_l2r": shifted(base, 0.30)})
     ab = cell(tmp_path, "a", layers=3, dim=96, weight=0.3, seed=1337, params=500_000, noise="absorbing",
               arrays={"ar": shifted(base, 0.05), "cf_valid": shifted(base, 0.25), "bidir_l2r": shifted(base, 0.20),
-                      "bidir_confidence": shifted(base, 0.22)}, elbo=(2.9, 0.04))
+                      "bidir_confidence": shifted(base, 0.22)}, elbo=(2.9, 0.04),
+              elbo_windows=shifted(base, 0.30)[0])
     summary, md, out = run_summary(tmp_path, [control, uni, ab])
     runs = {r["cell"]: r for r in summary["rows"]}
     assert runs["a"]["run"] == "3L-d96 w=0.3 absorbing" and runs["u"]["run"] == "3L-d96 w=0.3"
@@ -152,6 +137,11 @@ def test_absorbing_cells_are_compared_with_the_control_of_their_size(tmp_path):
     assert bidir["a"]["elbo"] == {"bpb": 2.9, "se": 0.04, "bound": True}
     assert bidir["a"]["bidir_confidence"]["bpb"] == pytest.approx(2.6 + 0.22 + 0, abs=0.05)
     assert "elbo" not in bidir["u"] and "c" not in bidir  # the control ran no bidirectional decoder
+    # ELBO minus each code, paired over windows: the windows were built 0.30 - 0.20 = 0.10 apart.
+    minus = next(e["elbo_minus"] for e in summary["bidirectional"] if e["cell"] == "a")
+    window_gap = 0.30 - 0.20
+    assert minus["bidir_l2r"]["ci"]["estimate"] == pytest.approx(window_gap, abs=1e-9)
+    assert minus["bidir_l2r"]["ci"]["lo"] == pytest.approx(window_gap, abs=1e-9)  # every window moved alike
     assert "| 3L-d96 w=0.3 absorbing | 1337 |" in md and "2.9000 ± 0.0400" in md
     assert (out / "results.png").is_file() and not (out / "results_scale.png").exists()  # one size: no fit
 
@@ -176,7 +166,7 @@ def test_the_floor_flags_a_code_below_it(tmp_path):
     # A meta.json without an entropy (a natural corpus) adds no floor.
     plain = tmp_path / "plain.json"
     plain.write_text("{}")
-    assert summarize.read_floor(plain) is None
+    assert report_rows.read_floor(plain) is None
 
 
 # ----------------------------------------------------------------------------- scale
@@ -193,8 +183,9 @@ def test_scale_points_and_fit_recover_a_known_tax(tmp_path):
     for layers, dim, params in SIZES:
         tax = 0.01 + 0.02 * math.log10(params)
         taxes[f"{layers}L-d{dim}"] = tax
+        windows = level_windows(rng, 24, 2.5)  # one window set for every seed of this size, as in the records
         for seed in (1337, 42):
-            base = level_windows(rng, 24, 2.5 + 0.3 * rng.standard_normal())
+            base = shifted(windows, 0.3 * rng.standard_normal())  # each seed its own level
             paths.append(cell(tmp_path, f"{layers}L{dim}_w0_s{seed}", layers=layers, dim=dim, weight=0, seed=seed,
                               params=params, arrays={"ar": base, "cf_valid": shifted(base, 0.5)}))
             paths.append(cell(tmp_path, f"{layers}L{dim}_w0.3_s{seed}", layers=layers, dim=dim, weight=0.3,
@@ -208,12 +199,16 @@ def test_scale_points_and_fit_recover_a_known_tax(tmp_path):
         assert p["tax"]["diff"] == pytest.approx(taxes[size], abs=1e-9)
         assert p["best_decoder"] == "cf_valid"  # 0.01 below ar in total
         assert p["best_gap"]["diff"] == pytest.approx(taxes[size] - 0.01, abs=1e-9)
+        # Both seeds' taxes are exact, so only the shared windows' jitter widens the interval.
+        assert p["tax"]["per_seed_diffs"] == pytest.approx({"1337": taxes[size], "42": taxes[size]}, abs=1e-9)
         assert p["tax"]["ci"]["lo"] < taxes[size] < p["tax"]["ci"]["hi"]
+        assert p["tax"]["ci"]["window_sd"] > 0 and "widened" in p["tax"]["ci"]["method"]
     fits = summary["scale_fits"]
-    for name in ("tax w=0.3", "best_gap w=0.3"):
-        fit = fits[name]["fit"]
-        # The four taxes lie exactly on the line, so every weighting gives its slope.
-        assert fit["n_points"] == 4 and fit["slope"] == pytest.approx(0.02, abs=1e-9)
-        assert fit["chi2"] == pytest.approx(0.0, abs=1e-12) and fit["slope_ci"]["lo"] < 0.02 < fit["slope_ci"]["hi"]
-    assert "## Against model size" in md and "slope per decade of params +0.0200" in md
+    fit = fits["tax w=0.3"]["fit"]
+    # Every seed's tax lies exactly on the line: OLS through the 8 seed-level points gives its slope.
+    assert fit["n_points"] == 8 and fit["df"] == 6 and fit["slope"] == pytest.approx(0.02, abs=1e-9)
+    assert fit["slope_ci"]["lo"] == pytest.approx(0.02, abs=1e-9) == pytest.approx(fit["slope_ci"]["hi"], abs=1e-9)
+    # The trainer's stream (every fake cell's val_bpb is 2.0): no tax at any size, slope 0.
+    assert fits["tax_stream w=0.3"]["fit"]["slope"] == pytest.approx(0.0, abs=1e-12)
+    assert "## Against model size" in md and "slope +0.0200 per decade of params" in md
     assert (out / "results_scale.png").stat().st_size > 1000

@@ -10,6 +10,8 @@ import pytest
 # scipy is a test dependency (the dev extra): an independent implementation of the statistics.
 from scipy import stats
 
+from meadow_golf.report import rows as report_rows
+from meadow_golf.report import stats as seed_stats
 from meadow_golf.report import summarize
 
 CF = "CF BPB (published; NOT a valid code length)"
@@ -48,10 +50,10 @@ def make_cell(root, name, *, scale, weight, seed, params, steps, ar=None, cf_pub
 @pytest.mark.parametrize("t", [0.0, 0.3, 1.0, 2.5, 7.0, 40.0])
 def test_t_distribution_matches_closed_forms(t):
     # df = 1 (Cauchy): P(|T| >= t) = 1 - 2/pi * atan(t); df = 2: 1 - t / sqrt(2 + t^2).
-    assert summarize.t_two_sided_p(t, 1) == pytest.approx(1 - 2 / math.pi * math.atan(t), abs=1e-12)
-    assert summarize.t_two_sided_p(t, 2) == pytest.approx(1 - t / math.sqrt(2 + t * t), abs=1e-12)
-    assert summarize.t_two_sided_p(-t, 2) == summarize.t_two_sided_p(t, 2)
-    assert summarize.t_cdf(t, 1) == pytest.approx(0.5 + math.atan(t) / math.pi, abs=1e-12)
+    assert seed_stats.t_two_sided_p(t, 1) == pytest.approx(1 - 2 / math.pi * math.atan(t), abs=1e-12)
+    assert seed_stats.t_two_sided_p(t, 2) == pytest.approx(1 - t / math.sqrt(2 + t * t), abs=1e-12)
+    assert seed_stats.t_two_sided_p(-t, 2) == seed_stats.t_two_sided_p(t, 2)
+    assert seed_stats.t_cdf(t, 1) == pytest.approx(0.5 + math.atan(t) / math.pi, abs=1e-12)
 
 
 @pytest.mark.parametrize("t, df, p", [
@@ -60,13 +62,13 @@ def test_t_distribution_matches_closed_forms(t):
     (2.042272, 30, 0.05), (4.604095, 4, 0.01), (3.169273, 10, 0.01), (2.131847, 4, 0.10),
 ])
 def test_t_distribution_matches_tabulated_critical_values(t, df, p):
-    assert summarize.t_two_sided_p(t, df) == pytest.approx(p, rel=1e-5)
+    assert seed_stats.t_two_sided_p(t, df) == pytest.approx(p, rel=1e-5)
 
 
 def test_t_distribution_matches_scipy():
     for t in (0.1, 1.7, 3.3, 9.0):
         for df in (1, 2.5, 4, 7.3, 50):
-            assert summarize.t_two_sided_p(t, df) == pytest.approx(2 * stats.t.sf(t, df), rel=1e-9, abs=1e-15)
+            assert seed_stats.t_two_sided_p(t, df) == pytest.approx(2 * stats.t.sf(t, df), rel=1e-9, abs=1e-15)
 
 
 def integrated_two_sided_p(t: float, df: int, n: int = 20000) -> float:
@@ -161,7 +163,7 @@ def test_seed_groups_and_paired_t_test(tmp_path, capsys):
     assert control["stats"]["ar"]["std"] == pytest.approx(sdc, abs=1e-12)
 
     tests = {t["metric"]: t for t in summary["tests"]}
-    assert set(tests) == {"cf_valid", "ar", "cf_published"}
+    assert set(tests) == {"cf_valid", "ar", "cf_published", "val_bpb"}
     common = [1337, 42, 2024]
     for metric, values in (("cf_published", SHARED), ("cf_valid", SHARED_VALID), ("ar", SHARED_AR)):
         test = tests[metric]["seed_test"]
@@ -170,15 +172,22 @@ def test_seed_groups_and_paired_t_test(tmp_path, capsys):
         assert test["result"]["t"] == pytest.approx(ref.statistic, rel=1e-10)
         assert test["result"]["p"] == pytest.approx(ref.pvalue, rel=1e-9)
         assert test["result"]["df"] == 2
-        assert tests[metric]["diff"] == pytest.approx(hand_stats(list(values.values()))[1] - mu0, abs=1e-12)
-        assert tests[metric]["hierarchical_reason"] == summarize.NO_WINDOWS
+        # diff is the mean of the paired differences over the COMMON seeds only (not the 5-seed
+        # mean minus the 3-seed mean), and every seed's own difference is kept.
+        paired = [values[s] - CONTROL[s] for s in common]
+        assert tests[metric]["diff"] == test["diff"] == pytest.approx(sum(paired) / 3, abs=1e-12)
+        assert test["per_seed_diffs"] == pytest.approx({str(s): d for s, d in zip(common, paired)}, abs=1e-12)
+        # No per-window files here: the t interval with df 2 (scipy's), named as such.
+        t_ci = stats.t.interval(0.95, 2, loc=sum(paired) / 3, scale=stats.sem(paired))
+        assert (test["ci"]["lo"], test["ci"]["hi"]) == pytest.approx(t_ci, rel=1e-9)
+        assert test["ci"]["method"] == "paired t over 3 seeds (df 2); windows not shared, no window term"
+        assert test["window_term"] == summarize.compare.NO_WINDOWS
     t_pub = tests["cf_published"]["seed_test"]["result"]
     row = next(line for line in text.splitlines() if line.startswith(f"| 11L-d512 w=0.3 | {CF}"))
-    assert f"| paired t over 3 common seeds | {t_pub['t']:.3f} | 2 | {summarize.p_text(t_pub['p'])} |" in row
-    assert row.endswith(f"| {summarize.NO_WINDOWS} |")
+    assert f"| paired t over 3 common seeds | {t_pub['t']:.3f} | 2 | {summarize.tables.p_text(t_pub['p'])} |" in row
     assert "| 11L-d512 w=0.3 | 11L | 5 | 1337, 42, 2024, 7, 100 | 1.4708 ± 0.0025 | 1.3009 ± 0.0051 |" in text
     assert "one-sample" not in text.lower() and "mu0" not in text  # no test against a mean taken as known
-    assert "Method: diff = group mean" in text and "paired t-test" in text
+    assert "diff = the mean of the per-seed differences over those common seeds only" in text
 
 
 def test_unpaired_seeds_get_welch(tmp_path, capsys):
@@ -193,9 +202,10 @@ def test_unpaired_seeds_get_welch(tmp_path, capsys):
     tests = {t["metric"]: t for t in json.loads(out_json.read_text())["tests"]}
     ref = stats.ttest_ind(list(SHARED_VALID.values()), list(control.values()), equal_var=False)
     test = tests["cf_valid"]["seed_test"]
-    assert test["method"] == "Welch t"
+    assert test["method"] == "unpaired (Welch t)" and test["paired"] is False and test["per_seed_diffs"] == {}
     assert test["result"]["t"] == pytest.approx(ref.statistic, rel=1e-10)
     assert test["result"]["p"] == pytest.approx(ref.pvalue, rel=1e-9)
+    assert test["ci"]["method"].startswith("unpaired (Welch t")
 
 
 def test_single_control_seed_gives_no_seed_test(tmp_path, capsys):
@@ -204,7 +214,8 @@ def test_single_control_seed_gives_no_seed_test(tmp_path, capsys):
     assert summarize.main([str(p) for p in seed_cells(tmp_path, control_seeds={1337: 1.3214})]) == 0
     text = capsys.readouterr().out
     row = next(line for line in text.splitlines() if line.startswith("| 11L-d512 w=0.3 | cf_valid BPB"))
-    assert "fewer than two common seeds and n = 5 vs 1: no seed-level test | — | — | — |" in row
+    # The one common seed's own difference, with no test over seeds (and no window file: no interval).
+    assert "| 1337: " in row and "| one common seed: no test over seeds: unavailable (no per-window file) | — | — | — |" in row
 
 
 def test_token_matched_control_is_its_own_group(tmp_path, capsys):
@@ -303,6 +314,6 @@ def test_real_size_and_step_matching_labels(tmp_path, capsys):
     assert "| 3L-d128 w=0 (control, step-matched) | 5L | 1 | 500.0 k |" in text
     assert "| 4L-d192 w=0 (control, step-matched) | 11L | 1 |" in text
     assert "| 4L-d192 w=0 (control) | 11L | 2 |" in text
-    assert summarize.effective_match("wallclock", 0) == "steps"
-    assert summarize.effective_match("wallclock", 300.0) == "wallclock"
-    assert summarize.effective_match("tokens", 0) == "tokens"
+    assert report_rows.effective_match("wallclock", 0) == "steps"
+    assert report_rows.effective_match("wallclock", 300.0) == "wallclock"
+    assert report_rows.effective_match("tokens", 0) == "tokens"

@@ -1,8 +1,8 @@
 """scripts/summarize.py with eval_cf.py's per-window files: bootstrap CIs over windows, paired CIs
-between cells on the same windows, the hierarchical bootstrap over seeds and windows. Each is
-checked against an independent computation: a loop written here from the documented draw order
-(bit-exact), and scipy.stats.bootstrap (a different resampler: agreement within Monte Carlo error).
-The per-window fixture data are generated here."""
+between cells on the same windows, and the interval over seeds widened by the windows all seeds
+share. Each is checked against an independent computation: a loop written here from the
+documented draw order (bit-exact), scipy's t, and scipy.stats.bootstrap (a different resampler:
+agreement within Monte Carlo error). The per-window fixture data are generated here."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import pytest
 # scipy is a test dependency (the dev extra): an independent implementation of the statistics.
 from scipy import stats
 
+from meadow_golf.report import rows as report_rows
+from meadow_golf.report import stats as seed_stats
 from meadow_golf.report import summarize
 from test_summarize import make_cell
 
@@ -62,7 +64,7 @@ def loop_window_bootstrap(cells, n_boot, seed, level=0.95):
 def test_window_ci_matches_a_loop_and_scipy():
     rng = np.random.default_rng(1)
     nll, n_bytes = fake_windows(rng, 300, 1.4)
-    ci = summarize.window_bootstrap([(nll, n_bytes)], 2000, 7)
+    ci = seed_stats.window_bootstrap([(nll, n_bytes)], 2000, 7)
     assert ci["estimate"] == pytest.approx(nll.sum() / (LN2 * n_bytes.sum()), rel=1e-12)
     assert (ci["lo"], ci["hi"]) == pytest.approx(loop_window_bootstrap([(nll, n_bytes)], 2000, 7), rel=1e-12)
     ref = stats.bootstrap((nll, n_bytes), lambda a, b, axis=-1: a.sum(axis) / (LN2 * b.sum(axis)), paired=True,
@@ -71,8 +73,8 @@ def test_window_ci_matches_a_loop_and_scipy():
     width = ref.high - ref.low
     assert abs(ci["lo"] - ref.low) < 0.1 * width and abs(ci["hi"] - ref.high) < 0.1 * width
     # Reproducible with the same seed, and the seed matters.
-    assert summarize.window_bootstrap([(nll, n_bytes)], 2000, 7) == ci
-    assert summarize.window_bootstrap([(nll, n_bytes)], 2000, 8)["lo"] != ci["lo"]
+    assert seed_stats.window_bootstrap([(nll, n_bytes)], 2000, 7) == ci
+    assert seed_stats.window_bootstrap([(nll, n_bytes)], 2000, 8)["lo"] != ci["lo"]
 
 
 def test_paired_window_ci_matches_a_loop_and_scipy():
@@ -80,7 +82,7 @@ def test_paired_window_ci_matches_a_loop_and_scipy():
     nll_a, n_bytes = fake_windows(rng, 300, 1.4)
     # Same windows: the second cell shares each window's difficulty, plus a small own noise.
     nll_b = nll_a + n_bytes * LN2 * (0.05 + 0.02 * rng.standard_normal(300))
-    ci = summarize.window_bootstrap([(nll_b, n_bytes), (nll_a, n_bytes)], 2000, 5)
+    ci = seed_stats.window_bootstrap([(nll_b, n_bytes), (nll_a, n_bytes)], 2000, 5)
     assert ci["estimate"] == pytest.approx((nll_b.sum() - nll_a.sum()) / (LN2 * n_bytes.sum()), rel=1e-12)
     assert (ci["lo"], ci["hi"]) == pytest.approx(
         loop_window_bootstrap([(nll_b, n_bytes), (nll_a, n_bytes)], 2000, 5), rel=1e-10)
@@ -93,76 +95,18 @@ def test_paired_window_ci_matches_a_loop_and_scipy():
     width = ref.high - ref.low
     assert abs(ci["lo"] - ref.low) < 0.1 * width and abs(ci["hi"] - ref.high) < 0.1 * width
     # Pairing is what makes it narrow: the two cells' own CIs are far wider than the difference's.
-    own = summarize.window_bootstrap([(nll_a, n_bytes)], 2000, 5)
+    own = seed_stats.window_bootstrap([(nll_a, n_bytes)], 2000, 5)
     assert ci["hi"] - ci["lo"] < 0.3 * (own["hi"] - own["lo"])
-
-
-def loop_hierarchical(group, control, n_boot, seed, same=None, level=0.95):
-    """The documented draw order of summarize.hierarchical_bootstrap, written out."""
-    rng = np.random.default_rng(seed)
-
-    def bpb(cell, idx):
-        return sum(cell[0][i] for i in idx) / (LN2 * sum(cell[1][i] for i in idx))
-
-    def one(cell):
-        return bpb(cell, rng.integers(0, len(cell[0]), size=len(cell[0])))
-
-    reps = []
-    for _ in range(n_boot):
-        if same is not None:
-            diffs = []
-            for j in rng.integers(0, len(group), size=len(group)):
-                w = rng.integers(0, len(group[j][0]), size=len(group[j][0]))
-                cw = w if same[j] else rng.integers(0, len(control[j][0]), size=len(control[j][0]))
-                diffs.append(bpb(group[j], w) - bpb(control[j], cw))
-            reps.append(sum(diffs) / len(diffs))
-        else:
-            a = [one(group[j]) for j in rng.integers(0, len(group), size=len(group))]
-            b = [one(control[j]) for j in rng.integers(0, len(control), size=len(control))]
-            reps.append(sum(a) / len(a) - sum(b) / len(b))
-    return tuple(np.quantile(reps, [(1 - level) / 2, (1 + level) / 2]))
-
-
-def test_hierarchical_bootstrap_matches_a_loop():
-    rng = np.random.default_rng(3)
-    group = [fake_windows(rng, 40, 1.40 + 0.01 * k) for k in range(4)]
-    control = [fake_windows(rng, 40, 1.36 + 0.01 * k) for k in range(3)]
-    out = summarize.hierarchical_bootstrap(group, control, 300, 11)
-    assert (out["lo"], out["hi"]) == pytest.approx(loop_hierarchical(group, control, 300, 11), rel=1e-10)
-    paired_control = [fake_windows(rng, 40, 1.36) for _ in range(4)]
-    same = [True, False, True, False]
-    out = summarize.hierarchical_bootstrap(group, paired_control, 300, 11, same_windows=same)
-    assert (out["lo"], out["hi"]) == pytest.approx(loop_hierarchical(group, paired_control, 300, 11, same),
-                                                   rel=1e-10)
-
-
-def test_hierarchical_bootstrap_reduces_to_scipys_seed_bootstrap():
-    """Windows whose NLL is exactly proportional to their bytes carry no window noise: resampling
-    them changes nothing, and the hierarchical bootstrap is scipy's two-sample bootstrap of the
-    difference of seed means."""
-    rng = np.random.default_rng(4)
-    g_values, c_values = 1.40 + 0.02 * rng.standard_normal(8), 1.36 + 0.02 * rng.standard_normal(7)
-
-    def flat(v):
-        n_bytes = rng.integers(100, 200, size=30).astype(float)
-        return n_bytes * LN2 * v, n_bytes
-
-    out = summarize.hierarchical_bootstrap([flat(v) for v in g_values], [flat(v) for v in c_values], 4000, 0)
-    assert out["estimate"] == pytest.approx(g_values.mean() - c_values.mean(), rel=1e-9)
-    ref = stats.bootstrap((g_values, c_values), lambda a, b, axis=-1: a.mean(axis) - b.mean(axis),
-                          vectorized=True, n_resamples=40000, method="percentile",
-                          random_state=np.random.default_rng(1)).confidence_interval
-    width = ref.high - ref.low
-    assert abs(out["lo"] - ref.low) < 0.05 * width and abs(out["hi"] - ref.high) < 0.05 * width
 
 
 def build(tmp_path, seeds=(1, 2, 3), control_file=True):
     """Shared (w=0.3) and control cells per seed; the two cells of a seed share their windows."""
     rng = np.random.default_rng(5)
     paths, data = [], {}
+    offsets = rng.integers(0, 10**6, size=50)  # one window set for every seed, as eval_cf.py draws them
+    _, n_bytes = fake_windows(rng, 50, 1.36)
     for seed in seeds:
-        offsets = rng.integers(0, 10**6, size=50)
-        nll_c, n_bytes = fake_windows(rng, 50, 1.36)
+        nll_c = n_bytes * LN2 * (1.36 + 0.01 * seed + 0.05 * rng.standard_normal(50))
         shared = {key: (nll_c + n_bytes * LN2 * (delta + 0.01 * rng.standard_normal(50)), n_bytes)
                   for key, delta in (("ar", 0.03), ("cf_published", -0.1), ("cf_valid", 0.9))}
         control = {"ar": (nll_c, n_bytes), "cf_published": shared["cf_published"], "cf_valid": shared["cf_valid"]}
@@ -191,15 +135,25 @@ def test_summary_with_per_window_files(tmp_path, capsys):
     pair = next(p for p in test["window_pairs"] if p["seed"] == 1)
     assert (pair["ci"]["lo"], pair["ci"]["hi"]) == pytest.approx(
         loop_window_bootstrap([data[1][0]["ar"], data[1][1]["ar"]], 500, 3), rel=1e-10)
-    assert test["seed_test"]["method"] == "paired t over 3 common seeds"
-    hier = test["hierarchical_bootstrap"]
-    assert hier["paired_by_seed"] is True
-    expected = loop_hierarchical([data[s][0]["ar"] for s in (1, 2, 3)], [data[s][1]["ar"] for s in (1, 2, 3)],
-                                 500, 3, same=[True] * 3)
-    assert (hier["lo"], hier["hi"]) == pytest.approx(expected, rel=1e-10)
-    assert hier["lo"] < 0.03 < hier["hi"]  # the true shift of the fixture
+    seed_test = test["seed_test"]
+    assert seed_test["method"] == "paired t over 3 common seeds"
+    # The interval over seeds: scipy's t interval of the three paired differences, widened in
+    # quadrature by 1.96 x the sd of a loop that applies each resampled window set to every seed.
+    bpb = lambda cell, idx: cell[0][idx].sum() / (LN2 * cell[1][idx].sum())  # noqa: E731
+    everything = np.arange(50)
+    diffs = [bpb(data[s][0]["ar"], everything) - bpb(data[s][1]["ar"], everything) for s in (1, 2, 3)]
+    assert seed_test["per_seed_diffs"] == pytest.approx({str(s): d for s, d in zip((1, 2, 3), diffs)}, rel=1e-12)
+    replicates = [np.mean([bpb(data[s][0]["ar"], idx) - bpb(data[s][1]["ar"], idx) for s in (1, 2, 3)])
+                  for idx in np.random.default_rng(3).integers(0, 50, size=(500, 50))]
+    window_half = stats.norm.ppf(0.975) * np.std(replicates, ddof=1)
+    t_half = stats.t.ppf(0.975, 2) * stats.sem(diffs)
+    half = math.hypot(t_half, window_half)
+    assert (seed_test["ci"]["lo"], seed_test["ci"]["hi"]) == pytest.approx(
+        (np.mean(diffs) - half, np.mean(diffs) + half), rel=1e-9)
+    assert seed_test["ci"]["method"].startswith("paired t over 3 seeds (df 2) widened by the shared-window")
+    assert seed_test["ci"]["lo"] < 0.03 < seed_test["ci"]["hi"]  # the true shift of the fixture
     row = next(line for line in text.splitlines() if line.startswith("| 11L-d512 w=0.3 | Pure-AR BPB |"))
-    assert row.endswith(f"| [{hier['lo']:+.4f}, {hier['hi']:+.4f}] |")
+    assert row.endswith(f"| [{seed_test['ci']['lo']:+.4f}, {seed_test['ci']['hi']:+.4f}] |")
     # No arrays leak into the JSON, and the published decoder keeps its label in the new tables.
     assert all("_windows" not in r for r in summary["rows"])
     cf_lines = [line for line in text.splitlines() if line.startswith("|") and "CF BPB" in line]
@@ -213,12 +167,14 @@ def test_a_cell_without_the_file_gets_no_ci(tmp_path, capsys):
     text = capsys.readouterr().out
     summary = json.loads(out_json.read_text())
     ci = next(c for c in summary["window_cis"] if c["cell"] == "c1" and c["metric"] == "ar")
-    assert ci["ci"] is None and ci["reason"] == summarize.NO_WINDOWS
+    assert ci["ci"] is None and ci["reason"] == report_rows.NO_WINDOWS
     test = next(t for t in summary["tests"] if t["metric"] == "ar")
-    assert test["hierarchical_bootstrap"] is None and test["hierarchical_reason"] == summarize.NO_WINDOWS
+    # One control cell has no file: the interval over seeds is the t interval alone, and says so.
+    assert test["seed_test"]["window_term"] == report_rows.NO_WINDOWS
+    assert test["seed_test"]["ci"]["method"].endswith("windows not shared, no window term")
     assert next(p for p in test["window_pairs"] if p["seed"] == 1)["ci"] is None
     assert next(p for p in test["window_pairs"] if p["seed"] == 2)["ci"] is not None
-    assert "| 1 | Pure-AR BPB | " in text and summarize.NO_WINDOWS in text
+    assert "| 1 | Pure-AR BPB | " in text and report_rows.NO_WINDOWS in text
 
 
 def test_different_windows_get_no_paired_ci(tmp_path, capsys):

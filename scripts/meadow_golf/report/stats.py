@@ -39,6 +39,10 @@ PAIRED_METHOD = "paired t over {k} seeds (df {df}) widened by the shared-window 
 PAIRED_T_ONLY = "paired t over {k} seeds (df {df}); windows not shared, no window term"
 WELCH_METHOD = "unpaired (Welch t, df {df:.1f})"
 WINDOW_ONLY = "one seed: paired percentile bootstrap over windows (window sampling only, not seeds)"
+WINDOW_METHOD = "percentile bootstrap over windows ({n_boot} resamples, numpy default_rng({seed}))"
+# Replicates drawn per block: bounds the (block, N) index array for large N; the stream of
+# draws is the same as one replicate at a time (see window_bootstrap).
+BOOT_BLOCK = 64
 
 
 # ----------------------------------------------------------------------------- Student t
@@ -167,6 +171,42 @@ def shared_window_sd(group: tuple[np.ndarray, np.ndarray], control: tuple[np.nda
     return diff.mean(axis=-2).std(axis=-1, ddof=1)
 
 
+def _percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
+    lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])  # numpy's default (linear) rule
+    return float(lo), float(hi)
+
+
+def window_bootstrap(cells: list[tuple[np.ndarray, np.ndarray]], n_boot: int, seed: int,
+                     level: float = CI_LEVEL) -> dict:
+    """Percentile bootstrap CI over windows of BPB(cells[0]) (one cell), or of
+    BPB(cells[0]) - BPB(cells[1]) (two cells on the SAME windows, paired: one set of window
+    indices serves both, so the windows' shared difficulty cancels).
+
+    cells: (nll (N,), bytes (N,)) per cell. Draws: rng = default_rng(seed); replicate r takes
+    idx = rng.integers(0, N, size=N), one replicate after the other. BPB is a ratio of sums,
+    so a replicate recomputes both sums on the drawn windows (not a mean of per-window BPBs).
+    """
+    if len(cells) not in (1, 2):
+        raise ValueError("window_bootstrap takes one cell, or two cells on the same windows")
+    n = cells[0][0].size
+    if any(nll.shape != (n,) or b.shape != (n,) for nll, b in cells):
+        raise ValueError("the cells of a paired bootstrap must have the same windows")
+    rng = np.random.default_rng(seed)
+
+    def stat(index):
+        values = [bpb(nll[index], b[index]) for nll, b in cells]
+        return values[0] if len(values) == 1 else values[0] - values[1]
+
+    replicates = []
+    for start in range(0, n_boot, BOOT_BLOCK):
+        index = rng.integers(0, n, size=(min(BOOT_BLOCK, n_boot - start), n))
+        replicates.append(stat(index))
+    lo, hi = _percentiles(np.concatenate(replicates), level)
+    full = np.arange(n)
+    return {"estimate": float(stat(full)), "lo": lo, "hi": hi, "level": level, "n_boot": n_boot, "seed": seed,
+            "windows": n, "method": WINDOW_METHOD.format(n_boot=n_boot, seed=seed)}
+
+
 def draw_window_index(n_windows: int, n_boot: int, seed: int) -> np.ndarray:
     """(n_boot, N) indices from numpy default_rng(seed): replicate r is row r, drawn in one call."""
     return np.random.default_rng(seed).integers(0, n_windows, size=(n_boot, n_windows))
@@ -254,7 +294,7 @@ def ols_line(x: list[float], y: list[float], level: float = CI_LEVEL) -> dict:
     t = t_quantile(0.5 + level / 2.0, df)
     return {"intercept": a, "slope": b, "slope_se": se_b, "slope_ci": interval(b - t * se_b, b + t * se_b,
             f"OLS on {n} seed-level differences, t with df {df}", level), "df": df, "n_points": n,
-            "t": t, "p": t_two_sided_p(b / se_b, df) if se_b > 0 else 0.0}
+            "t": t, "p": t_two_sided_p(b / se_b, df) if se_b > 0 else None}
 
 
 def weighted_line_birge(x: list[float], y: list[float], se: list[float], level: float = CI_LEVEL) -> dict:

@@ -112,6 +112,41 @@ def test_a_leaky_backend_is_caught_through_the_hook(tmp_path, capsys):
     assert rows_of(res, "order (toy Markov)")["ar"]["result"] == "PASS"  # the toy scorer is not hooked
 
 
+def test_mask_fill_audits_the_absorbing_fill(tmp_path, capsys):
+    """--fill mask: every hidden position holds the model's mask token (what eval_cf.py uses for an
+    absorbing-noise checkpoint). Each valid decoder's one fill sums to exactly 1, the published
+    decoder does not (so the audit can fail), and a leaky backend is still caught."""
+    out = tmp_path / "mask.json"
+    decoders = "ar,cf_published,cf_valid,bidir_l2r"
+    rc = leakage_test.main(["--random_init", "--fill", "mask", "--decoders", decoders, "--json_out", str(out),
+                            *SMALL])
+    stdout = capsys.readouterr().out
+    assert rc == 0 and "fill:mask n_random:1" in stdout
+    res = json.loads(out.read_text())
+    assert res["fill"] == "mask" and res["config"]["mask_token"] is True
+    for store in ("normalization_model", "normalization_toy"):
+        for name in ("ar", "cf_valid", "bidir_l2r"):
+            (total,) = res[store][f"{name}/per_fill"]["fill_totals"]
+            assert total == pytest.approx(1.0, abs=1e-12), (store, name)
+        (leaky,) = res[store]["cf_published/per_fill"]["fill_totals"]
+        assert abs(leaky - 1.0) > 1e-3, store
+    assert rows_of(res, "normalization per fill (model")["cf_published"]["result"] == "FAIL"
+    assert "mask fill" in rows_of(res, "normalization per fill (model")["ar"]["check"]
+    rc = leakage_test.main(["--random_init", "--fill", "mask", "--decoders", "ar,cf_valid", "--json_out",
+                            str(tmp_path / "hook.json"), *SMALL], scorer_hook=PeekingCausal)
+    capsys.readouterr()
+    assert rc == leakage_test.EXIT_CHECK_FAILED
+
+
+def test_mask_fill_refuses_several_fills_and_a_model_without_a_mask(trained_checkpoint, tmp_path, capsys):
+    for argv, message in ((["--random_init", "--fill", "mask", "--n_random", "3"], "--n_random must be 1"),
+                          (["--checkpoint", str(trained_checkpoint), "--fill", "mask"], "has no mask token")):
+        rc = leakage_test.main([*argv, "--json_out", str(tmp_path / "never.json"), *SMALL])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 1 and len(err) == 1 and err[0].startswith("error:") and message in err[0], err
+        assert not (tmp_path / "never.json").exists()
+
+
 def test_restricted_scorer_is_a_normalized_conditional():
     model, _ = leakage_test.random_init_model(16, 0, torch.device("cpu"))
     ids = np.array([5, 9, 2])

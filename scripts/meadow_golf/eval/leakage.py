@@ -47,7 +47,7 @@ from meadow_golf.eval.eval_cf import (EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK
                                  random_offsets, write_json)
 from meadow_golf.model.config import GPTConfig, optimizer_group
 from meadow_golf.common.run_log import git_commit, versions
-from meadow_golf.eval.toy_scorers import MarkovScorer, max_logp_by_enumeration
+from meadow_golf.eval.toy_scorers import MarkovMaskScorer, MarkovScorer, max_logp_by_enumeration
 from meadow_golf.common.cli_help import HelpFormatter
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -69,7 +69,8 @@ EXPECTED_FAILURE_REASON = {
 # ----------------------------------------------------------------------------- models and scorers
 
 
-def random_init_model(vocab_size: int, seed: int, backend=None, *, device=None) -> tuple[object, GPTConfig]:
+def random_init_model(vocab_size: int, seed: int, backend=None, *, device=None,
+                      mask_token: bool = False) -> tuple[object, GPTConfig]:
     """A tiny GPT whose matrices (the Muon group and the token embedding) are all drawn at random.
 
     The output projections, MLP down projections and the bigram table start at zero, which
@@ -85,7 +86,7 @@ def random_init_model(vocab_size: int, seed: int, backend=None, *, device=None) 
     name from before --backend existed, still accepted for existing callers.
     """
     backend = as_backend(backend if backend is not None else device)
-    config = GPTConfig(vocab_size=vocab_size, **TINY_RANDOM_CONFIG)
+    config = GPTConfig(vocab_size=vocab_size, mask_token=mask_token, **TINY_RANDOM_CONFIG)
     weights = backend.init_weights(config)
     rng = np.random.default_rng(seed)
     for name in sorted(weights):
@@ -106,13 +107,15 @@ class RestrictedVocabScorer:
     Only the V selected logits leave the device (backend.logits with columns).
     """
 
-    def __init__(self, model, backend, token_ids):
+    def __init__(self, model, backend, token_ids, mask_id: int | None = None):
         token_ids = np.asarray(token_ids, dtype=np.int64)
         if token_ids.ndim != 1 or token_ids.size < 2 or len(set(token_ids.tolist())) != token_ids.size:
             raise UsageError("the normalization alphabet needs at least two distinct token ids")
         if token_ids.min() < 0 or token_ids.max() >= model.config.vocab_size:
             raise UsageError(f"alphabet ids must lie in [0, {model.config.vocab_size}) (the model vocabulary)")
         self.model, self.backend, self.token_ids = model, as_backend(backend), token_ids
+        # With the mask fill, letter V (one past the alphabet) is the model's mask token: an input only.
+        self.input_ids = token_ids if mask_id is None else np.append(token_ids, np.int64(mask_id))
 
     def max_logp(self, inputs: np.ndarray, is_causal: bool) -> np.ndarray:
         """The largest log-probability over the restricted alphabet (bidir_confidence's choice)."""
@@ -120,7 +123,7 @@ class RestrictedVocabScorer:
 
     def __call__(self, inputs: np.ndarray, is_causal: bool, targets: np.ndarray) -> np.ndarray:
         # Inputs become real ids; targets stay letters (they index the V selected logits).
-        logits = self.backend.logits(self.model, self.token_ids[np.asarray(inputs)], is_causal,
+        logits = self.backend.logits(self.model, self.input_ids[np.asarray(inputs)], is_causal,
                                      columns=self.token_ids).astype(np.float64)
         top = logits.max(axis=-1, keepdims=True)
         log_probs = logits - (top + np.log(np.exp(logits - top).sum(axis=-1, keepdims=True)))
@@ -146,9 +149,27 @@ def normalization_alphabet(V: int, val_tokens: np.ndarray | None, tables) -> dic
             "source": f"the {V} most frequent ordinary tokens of the validation data (context: the most frequent)"}
 
 
-def coupled_toy_scorer(vocab_size: int) -> MarkovScorer:
-    """A sticky Markov chain: neighbours are strongly coupled, so a leak has something to read."""
-    return MarkovScorer.sticky(vocab_size, stay=0.8, seed=1)
+class MaskedChainScorer(MarkovMaskScorer):
+    """MarkovMaskScorer whose causal rows accept a mask input: a CF pass 1 reads the fill of a gap as
+    the previous token. A masked previous token gives the uniform row (normalized, and it still reads
+    nothing but inputs[i], so the causal pass stays causal)."""
+
+    def __call__(self, inputs, is_causal, targets):
+        if not is_causal:
+            return super().__call__(inputs, is_causal, targets)
+        inputs, targets = np.asarray(inputs), np.asarray(targets)
+        hidden = inputs == self.mask_id
+        V = self.transition.shape[0]
+        return np.where(hidden, -math.log(V), np.log(self.transition[np.where(hidden, 0, inputs), targets]))
+
+
+def coupled_toy_scorer(vocab_size: int, mask: bool = False):
+    """A sticky Markov chain: neighbours are strongly coupled, so a leak has something to read. With
+    the mask fill, the same chain's exact conditionals given every unmasked position (mask id V)."""
+    chain = MarkovScorer.sticky(vocab_size, stay=0.8, seed=1)
+    if not mask:
+        return chain
+    return MaskedChainScorer(chain.transition, np.full(vocab_size, 1.0 / vocab_size), mask_id=vocab_size)
 
 
 # ----------------------------------------------------------------------------- checks
@@ -202,14 +223,14 @@ def classify(decoder: str, passed: bool) -> tuple[str, str, bool]:
 
 
 def order_audit(scorer, seqs, name: str, *, vocab_size: int, n_random: int, tolerance: float, stride: int,
-                rounds: int, seed: int) -> dict:
+                rounds: int, seed: int, mask_id: int | None = None) -> dict:
     """audits.order_audit for a decoder with one decoding order; audits.adaptive_order_audit for
     one whose order is chosen per window while it decodes (cf.DECODERS[name].order is None)."""
     if cf.DECODERS[name].order is None:
         return audits.adaptive_order_audit(scorer, seqs, vocab_size=vocab_size, n_random=n_random, seed=seed,
-                                           rounds=rounds, tolerance=tolerance)
+                                           rounds=rounds, tolerance=tolerance, mask_id=mask_id)
     return audits.order_audit(scorer, seqs, name, vocab_size=vocab_size, n_random=n_random, tolerance=tolerance,
-                              stride=stride, rounds=rounds, seed=seed)
+                              stride=stride, rounds=rounds, seed=seed, mask_id=mask_id)
 
 
 def run_checks(model, backend, args, decoders: list[str], val_tokens, scorer_hook=None, tables=None) -> dict:
@@ -217,6 +238,9 @@ def run_checks(model, backend, args, decoders: list[str], val_tokens, scorer_hoo
     hook = scorer_hook or (lambda scorer: scorer)
     vocab = model.config.vocab_size
     cf_kwargs = dict(stride=args.stride, rounds=args.rounds, seed=args.seed)
+    # The mask fill (absorbing-noise models): every hidden position holds the model's mask token;
+    # in the restricted alphabet and the toy chain that token is letter V (one past the alphabet).
+    mask = args.fill == "mask"
     backend = as_backend(backend)
     tolerance = args.tolerance if args.tolerance is not None else ORDER_TOL[backend.precision]
     rows, results = [], {}
@@ -249,37 +273,42 @@ def run_checks(model, backend, args, decoders: list[str], val_tokens, scorer_hoo
     results["order_audit_model"] = {}
     for name in decoders:
         audit = order_audit(model_scorer, seqs, name, vocab_size=vocab, n_random=args.n_random,
-                            tolerance=tolerance, **cf_kwargs)
+                            tolerance=tolerance, mask_id=model.config.mask_id if mask else None, **cf_kwargs)
         results["order_audit_model"][name] = audit
         add_row("order (model)", name, audit["passed"], audit["max_change"], "max change (nats)")
 
     V, T = args.norm_vocab, args.norm_len
     alphabet = normalization_alphabet(V, val_tokens, tables)
-    restricted = hook(RestrictedVocabScorer(model, backend, alphabet["token_ids"]))
-    toy = coupled_toy_scorer(V)
+    restricted = hook(RestrictedVocabScorer(model, backend, alphabet["token_ids"],
+                                            model.config.mask_id if mask else None))
+    toy = coupled_toy_scorer(V, mask)
+    letter_mask = V if mask else None
     toy_seqs = np.random.default_rng(args.seed + 3).integers(0, V, size=(args.audit_windows, args.audit_seq_len + 1))
     results["order_audit_toy"], results["normalization_model"], results["normalization_toy"] = {}, {}, {}
     results["normalization_alphabet"] = alphabet
     for name in decoders:
         audit = order_audit(toy, toy_seqs, name, vocab_size=V, n_random=args.n_random, tolerance=tolerance,
-                            **cf_kwargs)
+                            mask_id=letter_mask, **cf_kwargs)
         results["order_audit_toy"][name] = audit
         add_row("order (toy Markov)", name, audit["passed"], audit["max_change"], "max change (nats)")
     F = args.n_random
+    fill = ", mask fill" if mask else ""
     for label, scorer, store in (("model", restricted, results["normalization_model"]),
                                  ("toy Markov", toy, results["normalization_toy"])):
         for name in decoders:
             # The sharp line: each fill realization is its own code and must sum to 1, two-sided.
             per_fill = audits.per_fill_normalization_audit(scorer, name, vocab_size=V, T=T, n_random=F,
-                                                           tolerance=NORMALIZATION_TOL, **cf_kwargs)
+                                                           tolerance=NORMALIZATION_TOL, mask_id=letter_mask,
+                                                           **cf_kwargs)
             store[f"{name}/per_fill"] = per_fill
-            add_row(f"normalization per fill ({label}, V={V}, T={T}, {F} fills)", name, per_fill["passed"],
+            add_row(f"normalization per fill ({label}, V={V}, T={T}, {F} fills{fill})", name, per_fill["passed"],
                     per_fill["max_abs_deviation"], "max |sum - 1| over fills")
             # The weaker line: the F-fill mean is at most 1 (AM-GM).
-            norm = audits.normalization_audit(scorer, name, vocab_size=V, T=T, n_random=F, **cf_kwargs)
+            norm = audits.normalization_audit(scorer, name, vocab_size=V, T=T, n_random=F, mask_id=letter_mask,
+                                              **cf_kwargs)
             norm["passed"] = normalization_passed(norm)
             store[f"{name}/n_random={F}"] = norm
-            add_row(f"normalization AM-GM bound ({label}, V={V}, T={T}, n_random={F})", name, norm["passed"],
+            add_row(f"normalization AM-GM bound ({label}, V={V}, T={T}, n_random={F}{fill})", name, norm["passed"],
                     norm["total_prob"], "total prob")
 
     failures = [f"{r['check']}: {r['decoder']}" for r in rows if r["counts_as_failure"]]
@@ -298,7 +327,8 @@ def print_report(result: dict) -> None:
     att = result["attention"]
     print(f"model:{result['model_source']} params:{result['params']} backend:{result['backend']} "
           f"device:{result['device']} "
-          f"precision:{result['precision']} order_tolerance:{result['order_tolerance']:.0e}")
+          f"precision:{result['precision']} order_tolerance:{result['order_tolerance']:.0e} "
+          f"fill:{result['fill']} n_random:{result['n_random']}")
     print(f"attention (positions 0..{att['split'] - 1} equal, {att['split']}..{att['length'] - 1} differ):")
     print(f"  causal         prefix max|dlogit|:{att['causal']['prefix_max_change']:.3e} (must be exactly 0) "
           f"suffix:{att['causal']['suffix_max_change']:.3e} (must be > 0)")
@@ -338,7 +368,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoders", default="all", help="comma-separated cf decoders, or all")
     p.add_argument("--stride", type=int, default=2, help="CF skeleton stride s (METHOD.md §5)")
     p.add_argument("--rounds", type=int, default=2, help="CF fill rounds r (METHOD.md §5)")
-    p.add_argument("--n_random", type=int, default=3, help="random fills averaged per CF pass")
+    p.add_argument("--n_random", type=int, default=None,
+                   help="random fills averaged per CF pass (default 3; the mask fill has one, so 1)")
+    p.add_argument("--fill", default="random", choices=("random", "mask"),
+                   help="what hides a not-yet-decoded position: random tokens (the original), or the mask token "
+                        "of an absorbing-noise model (what eval_cf.py uses for such a checkpoint); --random_init "
+                        "then builds a model with a mask token")
     p.add_argument("--seed", type=int, default=42, help="audited windows and the CF fill")
     p.add_argument("--audit_windows", type=int, default=2, help="windows for the order audit")
     p.add_argument("--audit_seq_len", type=int, default=16, help="targets per order-audit window")
@@ -354,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def validate_args(args) -> list[str]:
+    if args.fill == "mask" and args.n_random not in (None, 1):
+        raise UsageError(f"--fill mask has one fill realization: --n_random must be 1, got {args.n_random}")
+    args.n_random = (1 if args.fill == "mask" else 3) if args.n_random is None else args.n_random
     # A sequence of one token has nothing decoded after anything: the audits need at least two.
     for flag, minimum in (("stride", 2), ("rounds", 1), ("n_random", 1), ("audit_windows", 1),
                           ("audit_seq_len", 2), ("norm_vocab", 2), ("norm_len", 2), ("vocab_size", 2)):
@@ -379,12 +417,14 @@ def main(argv=None, scorer_hook=None) -> int:
         decoders = validate_args(args)
         backend = load_backend(args.backend, args.device)
         if args.random_init:
-            model, config = random_init_model(args.vocab_size, args.seed, backend)
+            model, config = random_init_model(args.vocab_size, args.seed, backend, mask_token=args.fill == "mask")
             source = f"random_init(vocab={args.vocab_size}, seed={args.seed}, {TINY_RANDOM_CONFIG})"
         else:
             model, config, checkpoint_format = load_checkpoint(args.checkpoint, backend, args.xsa_last_n,
                                                                args.original_arch)
             source = f"{args.checkpoint} ({checkpoint_format['format']})"
+            if args.fill == "mask" and config.mask_id is None:
+                raise UsageError(f"--fill mask: {args.checkpoint} has no mask token (train with --noise absorbing)")
         val_tokens = tables = None
         tokenizer_check = None
         if args.data_dir:
@@ -394,7 +434,7 @@ def main(argv=None, scorer_hook=None) -> int:
         json_out = Path(args.json_out) if args.json_out else (
             None if args.random_init else default_json_path(args.checkpoint, "leakage"))
         result = run_checks(model, backend, args, decoders, val_tokens, scorer_hook, tables)
-        result.update(tool="leakage_test", model_source=source, config=config.to_dict(),
+        result.update(tool="leakage_test", model_source=source, fill=args.fill, n_random=args.n_random, config=config.to_dict(),
                       params=backend.num_params(model), tokenizer_check=tokenizer_check,
                       backend=backend.name, device=backend.device_label, precision=backend.precision,
                       tokens="validation windows" if val_tokens is not None else "uniform random ids",

@@ -240,8 +240,20 @@ def bidir_entries(rows: list[dict], cis: list[dict], floor: dict | None, n_boot:
                 c["z"] = c["minus_floor"] / c["se"] if c["se"] else None
                 c["below_floor"] = bool(c["z"] is not None and c["z"] < -2.0)
         out.append({"run": row["run"], "cell": row["cell"], "seed": row["seed"], "noise": row["noise"],
-                    "cdm_weight": row["cdm_weight"], "codes": codes, "elbo_minus": elbo_vs})
+                    "cdm_weight": row["cdm_weight"], "codes": codes, "elbo_minus": elbo_vs,
+                    "one_fill": one_fill_codes(row)})
     return out
+
+
+def one_fill_codes(row: dict) -> dict:
+    """The bidirectional codes with ONE fill realization: the eval's own when it ran one fill (a mask
+    fill always does), else eval_cf_fill1.json's when present; {} otherwise."""
+    if row["eval"] is not None and row["eval"].get("n_random") == 1:
+        return {d: {"bpb": row[d], "source": "the evaluation (one fill)"} for d in BIDIR_DECODERS if row[d] is not None}
+    if row["one_fill"] is not None:
+        return {d: {"bpb": v, "source": "eval_cf_fill1.json"} for d, v in row["one_fill"]["bpb"].items()
+                if d in BIDIR_DECODERS}
+    return {}
 
 
 # ----------------------------------------------------------------------------- against size

@@ -26,6 +26,9 @@ import numpy as np
 
 EVAL_NAMES = ("eval_cf.json", "final_model.eval_cf.json")
 HELDOUT_NAME = "eval_heldout.json"
+# The bidirectional decoders of a random-fill cell re-scored with ONE fill (eval_cf.py --n_random 1),
+# so that they compare evenly with a mask-fill cell's (one fill by construction).
+ONE_FILL_NAME = "eval_cf_fill1.json"
 CELL_JSON = "cell.json"
 CF_HEADER = "CF BPB (published; NOT a valid code length)"
 # (row key, column header) of the BPB metrics, in table order.
@@ -112,7 +115,7 @@ def load_row(path: Path) -> dict:
         "val_tokens": train.get("val_tokens"),
         "noise": noise, "cdm_loss": cdm_loss,
         **{key: None for key in dict.fromkeys(("ar", "cf_published", "cf_valid") + VALID_DECODERS)},
-        "ar_heldout": None, "eval": None, "elbo": None, "eval_heldout": None, "_heldout_windows": None,
+        "ar_heldout": None, "one_fill": None, "eval": None, "elbo": None, "eval_heldout": None, "_heldout_windows": None,
         "valid_bpb": {},  # every valid decoder the eval ran -> its BPB (best_valid chooses among them)
         "_windows": None,  # per-window arrays (load_windows); kept out of the summary JSON
     }
@@ -148,7 +151,8 @@ def load_row(path: Path) -> dict:
                                "label": "upper bound (a valid code length in expectation)"}
             proto = ev.get("protocol", {})
             row["eval"] = {"json": str(cell / name), "mode": proto.get("mode"), "windows": proto.get("n_seqs"),
-                           "seq_len": proto.get("seq_len"),
+                           "seq_len": proto.get("seq_len"), "fill": proto.get("fill"),
+                           "n_random": proto.get("n_random"),
                            "consistency_passed": ev.get("consistency", {}).get("passed"),
                            "per_window_file": None}
             if ev.get("per_window_file") is not None:
@@ -157,7 +161,20 @@ def load_row(path: Path) -> dict:
             break
     if (cell / HELDOUT_NAME).is_file():
         load_heldout(row, cell / HELDOUT_NAME)
+    if (cell / ONE_FILL_NAME).is_file():
+        load_one_fill(row, cell / ONE_FILL_NAME)
     return row
+
+
+def load_one_fill(row: dict, path: Path) -> None:
+    """eval_cf_fill1.json: the bidirectional decoders with one fill realization (--n_random 1)."""
+    ev = read_json(path)
+    decoders, proto = ev.get("decoders"), ev.get("protocol", {})
+    if not isinstance(decoders, dict) or proto.get("n_random") != 1:
+        raise InputError(f"{path}: not an eval_cf.py JSON of one fill (--n_random 1)")
+    row["one_fill"] = {"json": str(path), "windows_sha256": ev.get("windows", {}).get("sha256"),
+                       "bpb": {d: decoders[d]["bpb"] for d in ("ar",) + BIDIR_DECODERS
+                               if isinstance(decoders.get(d), dict) and "bpb" in decoders[d]}}
 
 
 def load_heldout(row: dict, path: Path) -> None:

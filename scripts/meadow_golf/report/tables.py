@@ -198,8 +198,10 @@ def footnote_best_valid(n_boot: int, boot_seed: int) -> str:
 def bidir_table(entries: list[dict], floor: dict | None) -> list[str]:
     names = ("ar", "cf_valid", *BIDIR_DECODERS, "elbo")
     label = {"elbo": "elbo (bound on the random-order mixture code) ± se"}
+    one_fill = any(e["one_fill"] for e in entries)
     header = ["run", "seed", *(lower_is_better(label.get(n, n + " BPB")) for n in names),
-              *(f"elbo − {d} (paired {CI_LEVEL:.0%} CI over windows)" for d in ("ar", *BIDIR_DECODERS))]
+              *(f"elbo − {d} (paired {CI_LEVEL:.0%} CI over windows)" for d in ("ar", *BIDIR_DECODERS)),
+              *((lower_is_better(f"{d}, one fill") for d in BIDIR_DECODERS) if one_fill else ())]
     body = []
     for e in entries:
         cells = []
@@ -215,6 +217,8 @@ def bidir_table(entries: list[dict], floor: dict | None) -> list[str]:
         for d in ("ar", *BIDIR_DECODERS):
             x = e["elbo_minus"].get(d)
             cells.append("—" if x is None else f"{x['diff']:+.4f} {ci_text(x['ci'], x['reason'], True)}")
+        if one_fill:
+            cells += [f"{e['one_fill'][d]['bpb']:.4f}" if d in e["one_fill"] else "—" for d in BIDIR_DECODERS]
         body.append([e["run"], str(e["seed"]), *cells])
     return md_table(header, body)
 
@@ -228,7 +232,10 @@ def footnote_bidir(floor: dict | None, n_boot: int, boot_seed: int) -> str:
             "code of the model's random-order MIXTURE (a valid code length in expectation), not on any one order's "
             "code: it can lie above or below bidir_l2r and bidir_confidence. elbo − code: paired percentile "
             f"bootstrap over windows ({n_boot} resamples, numpy default_rng({boot_seed})). Only a model with a mask "
-            "token has an ELBO.")
+            "token has an ELBO. The bidir columns of a random-fill model average the NLL over its fills (in "
+            "expectation the NLL of one random fill, and above the mixture over fills); the one-fill columns, where "
+            "shown, put both noises on one fill realization each: a mask fill is one fill, and a random-fill model "
+            "is re-scored with --n_random 1 (eval_cf_fill1.json).")
     if floor is not None:
         text += (f" Floor: the source's exact entropy rate, {floor['bits_per_byte']:.4f} bits per byte; "
                  "z = (BPB − floor) / se with the window bootstrap's se (the ELBO: its own se); z < −2 would flag "

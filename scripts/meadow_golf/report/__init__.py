@@ -1,1 +1,1 @@
-"""Summaries of finished runs: rows, statistics, tables, plots, the scale fit, record comparison."""
+"""Summaries of finished runs: rows (loading), stats (seed statistics), compare, tables, plots, summarize (the CLI), record comparison."""

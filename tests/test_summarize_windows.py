@@ -130,7 +130,7 @@ def test_summary_with_per_window_files(tmp_path, capsys):
     assert (ci["ci"]["lo"], ci["ci"]["hi"]) == pytest.approx(
         loop_window_bootstrap([data[2][0]["cf_valid"]], 500, 3), rel=1e-10)
     assert "## Bootstrap CIs over windows" in text and "percentile bootstrap over the evaluation windows (500" in text
-    # Paired per-seed CIs and the hierarchical CI of the ar comparison (paired by seed, same windows).
+    # Paired per-seed CIs over windows and the interval over seeds of the ar comparison (same windows).
     test = next(t for t in summary["tests"] if t["metric"] == "ar")
     pair = next(p for p in test["window_pairs"] if p["seed"] == 1)
     assert (pair["ci"]["lo"], pair["ci"]["hi"]) == pytest.approx(

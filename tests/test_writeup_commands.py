@@ -15,6 +15,7 @@ them (no data/, no runs/, no local checkpoints).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -172,3 +173,49 @@ def test_writeup_commands_rerun_in_a_fresh_copy(tmp_path, shakespeare_data):
     after = snapshot(clone)
     assert {k: v for k, v in after.items() if k in before} == before, "a committed file changed"
     assert all(k.startswith("runs/") for k in after if k not in before), sorted(set(after) - set(before))[:5]
+
+
+RETRO = ROOT / "experiments" / "2026-04-07_retrodiction_research_diary"
+
+
+def test_the_retrodiction_writeup_quotes_its_record():
+    """The record is today's run_ab.sh (issue 18 item 5): its arms recompute from the trainer's own
+    results.json, the per-window files reproduce them, the seed test recomputes with scipy, and the
+    writeup quotes exactly these numbers."""
+    scipy_stats = pytest.importorskip("scipy.stats")
+    import numpy as np
+
+    readme = " ".join((RETRO / "README.md").read_text().split())
+    unc = json.loads((RETRO / "cpu_ab" / "b_minus_a.json").read_text())
+    folders = {"1337": RETRO / "cpu_ab", "42": RETRO / "cpu_ab" / "seed_42", "2024": RETRO / "cpu_ab" / "seed_2024"}
+    assert set(unc["seeds"]) == set(folders)
+    a_values, b_values = [], []
+    for seed, folder in folders.items():
+        ab = json.loads((folder / "ab.json").read_text())
+        arms = {arm: json.loads((folder / f"retro_{alpha}" / "results.json").read_text()) for arm, alpha in
+                (("A", "0"), ("B", "0.5"))}
+        for arm, res in arms.items():
+            assert res["config"]["train"]["seed"] == int(seed) and res["steps"] == 120
+            # Today's rules: the step warmdown and the EMA, not the earlier record's progress schedule.
+            assert res["rules"]["lr_schedule"] == "original" and res["ema"]["used"] is True
+            assert ab[arm]["pure_ar_val_bpb"] == res["final_val_bpb"] == unc["seeds"][seed][arm]
+            # The per-window file of the same weights gives the same code length.
+            w = np.load(folder / f"retro_{'0' if arm == 'A' else '0.5'}" / "eval_ar.windows.npz")
+            assert w["nll_ar"].size == 256
+            assert abs(w["nll_ar"].sum() / (np.log(2) * w["bytes"].sum()) - res["final_val_bpb"]) < 1e-9
+        assert ab["delta_bpb_B_minus_A"] == arms["B"]["final_val_bpb"] - arms["A"]["final_val_bpb"]
+        assert unc["seeds"][seed]["window_ci95"]["lo"] < ab["delta_bpb_B_minus_A"] < unc["seeds"][seed]["window_ci95"]["hi"]
+        a_values.append(ab["A"]["pure_ar_val_bpb"])
+        b_values.append(ab["B"]["pure_ar_val_bpb"])
+    t = scipy_stats.ttest_rel(b_values, a_values)
+    assert abs(unc["paired_t_over_seeds"]["t"] - t.statistic) < 1e-9 and abs(unc["paired_t_over_seeds"]["p"] - t.pvalue) < 1e-9
+
+    main = json.loads((RETRO / "cpu_ab" / "ab.json").read_text())
+    for arm, alpha in (("A", "0"), ("B", "0.5")):
+        assert f"| {arm} | {alpha} | 120 | 491,520 | {main[arm]['pure_ar_val_bpb']:.4f} |" in readme
+    win = unc["seeds"]["1337"]["window_ci95"]
+    assert f"**{main['delta_bpb_B_minus_A']:+.4f} bits/byte**" in readme
+    assert f"[{win['lo']:+.4f}, {win['hi']:+.4f}]" in readme
+    pt, ci = unc["paired_t_over_seeds"], unc["ci95_seeds_x_windows"]
+    assert (f"{unc['diff_mean']:+.4f} ± {unc['diff_sd']:.4f} (mean ± sd over the three seeds; paired t = {pt['t']:.2f}, "
+            f"df {pt['df']}, p = {pt['p']:.2g}; 95% CI over seeds and windows [{ci['lo']:+.4f}, {ci['hi']:+.4f}])") in readme

@@ -109,6 +109,7 @@ def extract_blocks(path: Path) -> list[Block]:
                 blocks.append(Block(path, i + 1, "fenced", cmds, runnable=before == RUNNABLE_MARK,
                                     text="\n".join(lines[i + 1:end]) + "\n"))
             i = end + 1
+            prose.append((i, ""))  # a code block ends a paragraph
             continue
         if line.startswith("    ") and (i == 0 or not lines[i - 1].strip()):
             end = i
@@ -118,6 +119,7 @@ def extract_blocks(path: Path) -> list[Block]:
             if cmds:
                 blocks.append(Block(path, i + 1, "indented", cmds))
             i = end
+            prose.append((i, ""))
             continue
         prose.append((i + 1, line))
         i += 1
@@ -187,8 +189,9 @@ class Checker:
                     m = re.search(r"prepare_data\.py\s+\S+\s+--out\s+(\S+)", line)
                     if m:
                         self.prepared_data.add(os.path.normpath(m.group(1)))
-        sources = [*self.clone.glob("scripts/*.sh"), *self.clone.glob("experiments/**/*.sh"),
-                   *self.clone.glob("scripts/meadow_golf/recipes/**/*.py"), *self.clone.glob("experiments/**/*.py")]
+        # Wherever the recipes' logic lives (bash, or the Python it calls), the name appears in it.
+        sources = [p for pattern in ("scripts/**/*.sh", "scripts/**/*.py", "experiments/**/*.sh", "experiments/**/*.py")
+                   for p in self.clone.glob(pattern)]
         for source in sources:
             self.env_names.update(re.findall(r"[A-Z][A-Z0-9_]+", source.read_text(encoding="utf-8")))
 

@@ -116,6 +116,12 @@ def test_the_checker_refuses_the_old_result_4_command(checked_copy):
     fixed = Block(scratch, 1, "fenced", [f"cd {E}", "python leakage_test.py --checkpoint cpu_record/cells/"
                                          "11L_w1.0_s1337/final_model.int6.lzma --data_dir ../../data/shakespeare"])
     assert checker.check_block(fixed) == []
+    # A misspelt recipe variable, an extra pyproject.toml does not have, a path outside the repository.
+    typos = Block(scratch, 1, "fenced", [f"PRESTE=cpu bash {E}/run_6.sh", "pip install -e '.[torhc]'",
+                                         f"python {E}/eval_cf.py --checkpoint ../elsewhere/model.npz"])
+    problems = checker.check_block(typos)
+    assert len(problems) == 3 and "PRESTE: no recipe reads this environment variable" in problems[0]
+    assert "pip extra [torhc] is not in pyproject.toml" in problems[1] and "outside the repository" in problems[2]
     # And a flag the parser does not have is named.
     wrong_flag = Block(scratch, 1, "fenced", [f"python {E}/leakage_test.py --random_init --no_such_flag 1"])
     assert checker.check_block(wrong_flag) == [

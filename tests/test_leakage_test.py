@@ -12,6 +12,7 @@ import torch
 
 from meadow_golf.eval import cf
 from meadow_golf.eval import leakage as leakage_test
+from meadow_golf.eval.backends import load_backend
 
 # Small audits: order audit on 2 windows of 8 targets, normalization over 3**4 sequences.
 SMALL = ["--audit_seq_len", "8", "--norm_vocab", "3", "--norm_len", "4", "--device", "cpu"]
@@ -113,9 +114,9 @@ def test_a_leaky_backend_is_caught_through_the_hook(tmp_path, capsys):
 
 
 def test_restricted_scorer_is_a_normalized_conditional():
-    model, _ = leakage_test.random_init_model(16, 0, torch.device("cpu"))
+    model, _ = leakage_test.random_init_model(16, 0, load_backend("torch", "cpu"))
     ids = np.array([5, 9, 2])
-    scorer = leakage_test.RestrictedVocabScorer(model, torch.device("cpu"), ids)
+    scorer = leakage_test.RestrictedVocabScorer(model, load_backend("torch", "cpu"), ids)
     inputs = np.random.default_rng(0).integers(0, 3, size=(2, 5))
     for is_causal in (True, False):
         total = sum(np.exp(scorer(inputs, is_causal, np.full((2, 5), t))) for t in range(3))

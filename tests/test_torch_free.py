@@ -20,6 +20,7 @@ pytestmark = pytest.mark.mlx
 
 REPO = Path(__file__).resolve().parents[1]
 TORCH_FREE = ("model.gpt_mlx", "train.optim_mlx", "eval.mlx_backend", "train.train_cdm_mlx", "train.core",
+              "train.flags", "train.schedule", "train.run_folder", "model.noise",
               "model.config", "train.optim_common")
 
 PROBE = f"""

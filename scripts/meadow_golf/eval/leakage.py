@@ -38,13 +38,14 @@ import numpy as np
 
 from meadow_golf.eval import audits
 from meadow_golf.eval import cf
-from meadow_golf.eval.backends import as_backend, load_backend
+from meadow_golf.eval.backends import load_backend
 from meadow_golf.model.checkpoint import CheckpointError
-from meadow_golf.eval.eval_cf import (EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, OneLineParser, Progress, UsageError,
-                                 add_backend_flags, add_checkpoint_flags,
-                                 check_checkpoint_flags, check_paths, default_json_path, error_line, gather_windows,
-                                 check_tokenizer, load_checkpoint, load_data, parse_decoders, print_tokenizer_note,
-                                 random_offsets, write_json)
+from meadow_golf.common.paths import check_writable_file
+from meadow_golf.eval.eval_common import (EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, OneLineParser, Progress, UsageError,
+                                     add_backend_flags, add_checkpoint_flags,
+                                     check_checkpoint_flags, check_paths, default_json_path, error_line, gather_windows,
+                                     check_tokenizer, load_checkpoint, load_data, parse_decoders, print_tokenizer_note,
+                                     random_offsets, write_json)
 from meadow_golf.model.config import GPTConfig, optimizer_group
 from meadow_golf.common.run_log import git_commit, versions
 from meadow_golf.eval.toy_scorers import MarkovScorer, max_logp_by_enumeration
@@ -69,7 +70,7 @@ EXPECTED_FAILURE_REASON = {
 # ----------------------------------------------------------------------------- models and scorers
 
 
-def random_init_model(vocab_size: int, seed: int, backend=None, *, device=None) -> tuple[object, GPTConfig]:
+def random_init_model(vocab_size: int, seed: int, backend) -> tuple[object, GPTConfig]:
     """A tiny GPT whose matrices (the Muon group and the token embedding) are all drawn at random.
 
     The output projections, MLP down projections and the bigram table start at zero, which
@@ -81,10 +82,8 @@ def random_init_model(vocab_size: int, seed: int, backend=None, *, device=None) 
     sqrt(d)) are O(1), not O(0.01): a change of context then moves the scores by amounts far
     above float noise.
 
-    backend: a backends.EvalBackend, or a torch device (the torch backend on it); `device=` is its
-    name from before --backend existed, still accepted for existing callers.
+    backend: a backend_base.EvalBackend (backends.load_backend).
     """
-    backend = as_backend(backend if backend is not None else device)
     config = GPTConfig(vocab_size=vocab_size, **TINY_RANDOM_CONFIG)
     weights = backend.init_weights(config)
     rng = np.random.default_rng(seed)
@@ -112,7 +111,7 @@ class RestrictedVocabScorer:
             raise UsageError("the normalization alphabet needs at least two distinct token ids")
         if token_ids.min() < 0 or token_ids.max() >= model.config.vocab_size:
             raise UsageError(f"alphabet ids must lie in [0, {model.config.vocab_size}) (the model vocabulary)")
-        self.model, self.backend, self.token_ids = model, as_backend(backend), token_ids
+        self.model, self.backend, self.token_ids = model, backend, token_ids
 
     def max_logp(self, inputs: np.ndarray, is_causal: bool) -> np.ndarray:
         """The largest log-probability over the restricted alphabet (bidir_confidence's choice)."""
@@ -171,7 +170,7 @@ def attention_check(model, backend, base_row: np.ndarray, vocab_size: int, seed:
     batch = np.stack([first, second])
     out = {}
     for mode, is_causal in (("causal", True), ("bidirectional", False)):
-        logits = as_backend(backend).logits(model, batch, is_causal)
+        logits = backend.logits(model, batch, is_causal)
         out[mode] = dict(zip(("prefix_max_change", "suffix_max_change"),
                              audits.prefix_change(logits[0], logits[1], ATTENTION_SPLIT)))
     out["split"], out["length"] = ATTENTION_SPLIT, ATTENTION_LEN
@@ -217,7 +216,6 @@ def run_checks(model, backend, args, decoders: list[str], val_tokens, scorer_hoo
     hook = scorer_hook or (lambda scorer: scorer)
     vocab = model.config.vocab_size
     cf_kwargs = dict(stride=args.stride, rounds=args.rounds, seed=args.seed)
-    backend = as_backend(backend)
     tolerance = args.tolerance if args.tolerance is not None else ORDER_TOL[backend.precision]
     rows, results = [], {}
 
@@ -377,6 +375,10 @@ def main(argv=None, scorer_hook=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         decoders = validate_args(args)
+        json_out = Path(args.json_out) if args.json_out else (
+            None if args.random_init else default_json_path(args.checkpoint, "leakage"))
+        if json_out:
+            check_writable_file(json_out, "--json_out")  # before any model is loaded or scored
         backend = load_backend(args.backend, args.device)
         if args.random_init:
             model, config = random_init_model(args.vocab_size, args.seed, backend)
@@ -391,8 +393,6 @@ def main(argv=None, scorer_hook=None) -> int:
             tables, tokenizer, val_tokens = load_data(args.data_dir, args.tokenizer_path, config.vocab_size, 0)
             if not args.random_init:
                 tokenizer_check = check_tokenizer(args.checkpoint, checkpoint_format, tokenizer, tables)
-        json_out = Path(args.json_out) if args.json_out else (
-            None if args.random_init else default_json_path(args.checkpoint, "leakage"))
         result = run_checks(model, backend, args, decoders, val_tokens, scorer_hook, tables)
         result.update(tool="leakage_test", model_source=source, config=config.to_dict(),
                       params=backend.num_params(model), tokenizer_check=tokenizer_check,

@@ -139,7 +139,7 @@ def make_torch_step(cfg: GPTConfig, mode: str, device, *, seq_len: int, batch_to
     from meadow_golf.model.gpt import GPT
     from meadow_golf.eval.torch_backend import autocast_for
     from meadow_golf.train.train_cdm import TorchStep, build_optimizers_for
-    from meadow_golf.train.core import build_parser
+    from meadow_golf.train.flags import build_parser
 
     weight, fused = MODES[mode]
     defaults = build_parser().parse_args(["--data_dir", "unused"])

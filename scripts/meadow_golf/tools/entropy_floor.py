@@ -41,7 +41,7 @@ from meadow_golf.train import train_cdm
 from meadow_golf.data.challenge_format import atomic_write_bytes
 from meadow_golf.common.cli_help import HelpFormatter
 from meadow_golf.report.compare_record import CompareError, comparison_lines
-from meadow_golf.eval.eval_cf import full_val_offsets, gather_windows
+from meadow_golf.eval.eval_common import full_val_offsets, gather_windows
 from meadow_golf.data.loader import load_byte_tables, load_validation, read_meta, resolve_tokenizer
 from meadow_golf.eval.torch_backend import TorchScorer, load_model, resolve_device
 

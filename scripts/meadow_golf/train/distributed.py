@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 
 # In trainer_core (torch-free) because the MLX trainer asks it too, and must not import torch.
-from meadow_golf.train.core import launched_by_torchrun  # noqa: F401  (re-exported)
+from meadow_golf.train.run_folder import launched_by_torchrun
 
 
 @dataclass

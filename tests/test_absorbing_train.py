@@ -152,3 +152,20 @@ def test_train_and_evaluate_an_absorbing_model(shakespeare_data, tmp_path, capsy
     rc = eval_cf.main(["--checkpoint", str(run / "final_model.npz"), "--data_dir", str(shakespeare_data),
                        "--json_out", str(out), "--fill", "mask", "--n_random", "3"])
     assert rc == 1 and capsys.readouterr().err.startswith("error:")
+
+
+def test_the_noise_kind_decides_the_mask_row_and_a_misfit_is_refused():
+    """--noise is passed as itself: the model gets a mask row exactly for absorbing noise
+    (noise.has_mask_token), a checkpoint's config tells its noise back, and a model whose rows do
+    not fit the noise it is asked to train with is refused before a step."""
+    assert [noise_mod.has_mask_token(n) for n in noise_mod.NOISES] == [False, True]
+    for kind in noise_mod.NOISES:
+        config = train_flags.model_config(flags(noise=kind), 16)
+        assert noise_mod.noise_of_config(config) == kind
+        noise_mod.check_noise_fits(config, kind)
+    with pytest.raises(ValueError, match="unknown noise"):
+        noise_mod.has_mask_token("gaussian")
+    plain = GPT(GPTConfig(**TINY))
+    with pytest.raises(ValueError, match="does not fit a model with mask_token=False"):
+        train_cdm.TorchStep(plain, plain, [], torch.Generator(), None, cdm_weight=0.3, noise="absorbing")
+

@@ -50,6 +50,22 @@ def test_registry():
                         "bidir_confidence": True}
 
 
+def test_decoder_fields_give_the_lists_the_tools_kept_by_hand():
+    """The fields of cf.DECODERS (valid, family, expensive, report_rank) reproduce, in their order,
+    the three lists that eval_cf.EXPENSIVE_DECODERS and summarize's VALID_DECODERS / BIDIR_DECODERS
+    wrote out by hand before issue 18 (copied here from that code)."""
+    assert cf.decoders_where(expensive=True) == ("cf_bidir_skeleton", "cf_bidir_skeleton_mix", "bidir_l2r",
+                                                 "bidir_confidence")
+    assert cf.decoders_where(valid=True) == ("ar", "cf_valid", "cf_bidir_skeleton", "cf_valid_mix",
+                                             "cf_bidir_skeleton_mix", "bidir_l2r", "bidir_confidence")
+    assert cf.decoders_where(family="bidir") == ("bidir_l2r", "bidir_confidence")
+    assert cf.decoders_where(valid=False) == ("cf_published",)
+    assert cf.decoders_where() == tuple(sorted(cf.DECODERS, key=lambda n: cf.DECODERS[n].report_rank))
+    assert len({d.report_rank for d in cf.DECODERS.values()}) == len(cf.DECODERS)  # a total order
+    with pytest.raises(ValueError, match="unknown decoder family"):
+        cf.decoders_where(family="mixture")
+
+
 # ----------------------------------------------------------------------------- hand-computed case
 
 

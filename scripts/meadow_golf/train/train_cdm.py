@@ -219,7 +219,7 @@ class EMA:
 
 
 class Trainer(TrainerBase):
-    """The torch backend of trainer_core.TrainerBase."""
+    """The torch backend of core.TrainerBase."""
 
     backend = "torch"
     checkpoint_suffix = ".pt"

@@ -190,7 +190,7 @@ def ema_step(ema: dict | None, model: GPT, decay: float) -> dict:
 
 
 class Trainer(TrainerBase):
-    """The MLX backend of trainer_core.TrainerBase."""
+    """The MLX backend of core.TrainerBase."""
 
     backend = "mlx"
     checkpoint_suffix = ".safetensors"

@@ -188,13 +188,13 @@ def test_memo_scorer_gives_the_same_numbers_with_10_of_17_forwards():
 
     windows = np.random.default_rng(0).integers(0, 11, (6, 17))
     nbytes = np.ones((6, 16), dtype=np.int64)
-    kwargs = dict(stride=2, rounds=2, n_random=3, seed=42)
+    settings = cf.CFSettings(vocab_size=11, stride=2, rounds=2, n_random=3, seed=42)
     counting = Counting(MixingScorer(11))
     memo = eval_cf.score_decoders(counting, windows, nbytes, ["ar", "cf_published", "cf_valid"], batch_size=3,
-                                  vocab_size=11, cf_kwargs=kwargs)
+                                  settings=settings)
     assert counting.calls == 2 * 10  # two batches
     for name in ("ar", "cf_published", "cf_valid"):
-        direct = cf.decode_nll(MixingScorer(11), windows, name, vocab_size=11, **kwargs)
+        direct = cf.decode_nll(MixingScorer(11), windows, name, settings)
         assert memo[name]["nll_sum"] == pytest.approx(float(direct.sum()), rel=1e-12)
 
 

@@ -168,17 +168,17 @@ def test_per_fill_audit_fails_the_leaks_on_a_toy_scorer(leaky_decoder):
     from meadow_golf.eval.toy_scorers import MarkovScorer
 
     toy = MarkovScorer.sticky(3, stay=0.8, seed=1)
-    kwargs = dict(vocab_size=3, T=4, n_random=3, seed=42)
-    published = audits.per_fill_normalization_audit(toy, "cf_published", **kwargs)
-    leaky = audits.per_fill_normalization_audit(toy, leaky_decoder, **kwargs)
-    valid = audits.per_fill_normalization_audit(toy, "cf_valid", **kwargs)
+    settings = cf.CFSettings(vocab_size=3, n_random=3, seed=42)
+    published = audits.per_fill_normalization_audit(toy, "cf_published", settings, T=4)
+    leaky = audits.per_fill_normalization_audit(toy, leaky_decoder, settings, T=4)
+    valid = audits.per_fill_normalization_audit(toy, "cf_valid", settings, T=4)
     assert not published["passed"] and not leaky["passed"]
     assert published["max_abs_deviation"] > 1e-3 and leaky["max_abs_deviation"] > 1e-3
     assert valid["passed"] and valid["max_abs_deviation"] <= 1e-12
     # Each fill alone is the one-fill decode with that fill: fill 1's total, recomputed by hand.
     fills = cf.draw_fills(42, 4, 2, 3, 3)
     seqs = np.concatenate([np.zeros((81, 1), dtype=np.int64), audits.all_sequences(3, 4)], axis=1)
-    nll = cf.decode_nll(toy, seqs, "cf_published", n_random=1, vocab_size=3, fills=fills[:, 1:2])
+    nll = cf.decode_nll(toy, seqs, "cf_published", cf.CFSettings(vocab_size=3, n_random=1), fills=fills[:, 1:2])
     assert published["fill_totals"][1] == pytest.approx(np.exp(-nll.sum(axis=1)).sum(), rel=1e-12)
 
 

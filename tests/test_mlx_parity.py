@@ -336,9 +336,9 @@ def test_mlx_scorer_matches_torch_scorer_through_decode_nll():
     t_scorer = torch_backend.TorchScorer(tm, torch.device("cpu"))
     m_scorer = mlx_backend.MLXScorer(mm)
     for decoder in sorted(cf.DECODERS):
-        kwargs = dict(stride=2, rounds=2, n_random=2, seed=3, vocab_size=TINY.vocab_size)
-        ref = cf.decode_nll(t_scorer, seqs, decoder, **kwargs)
-        out = cf.decode_nll(m_scorer, seqs, decoder, **kwargs)
+        settings = cf.CFSettings(stride=2, rounds=2, n_random=2, seed=3, vocab_size=TINY.vocab_size)
+        ref = cf.decode_nll(t_scorer, seqs, decoder, settings)
+        out = cf.decode_nll(m_scorer, seqs, decoder, settings)
         assert out.dtype == np.float64 and np.isfinite(out).all()
         np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5, err_msg=decoder)
 
@@ -465,9 +465,10 @@ def test_compiled_step_and_scorer_match_eager(monkeypatch):
                 assert all(np.array_equal(c[k], before[k]) for k in c)
         mx.enable_compile()
         seqs = tokens(TINY, (2, T + 1), seed=21)
-        comp = cf.decode_nll(mlx_backend.MLXScorer(m_comp), seqs, "cf_valid", vocab_size=TINY.vocab_size)
+        comp = cf.decode_nll(mlx_backend.MLXScorer(m_comp), seqs, "cf_valid", cf.CFSettings(vocab_size=TINY.vocab_size))
         mx.disable_compile()
-        eager = cf.decode_nll(mlx_backend.MLXScorer(m_comp), seqs, "cf_valid", vocab_size=TINY.vocab_size)
+        eager = cf.decode_nll(mlx_backend.MLXScorer(m_comp), seqs, "cf_valid",
+                              cf.CFSettings(vocab_size=TINY.vocab_size))
         np.testing.assert_allclose(comp, eager, rtol=1e-5, atol=1e-5)
     finally:
         mx.disable_compile()

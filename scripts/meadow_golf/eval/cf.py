@@ -78,7 +78,8 @@ from typing import Callable
 import numpy as np
 
 # The schedule and the fills are cf_schedule.py's; cf's users reach them here as cf.make_schedule etc.
-from meadow_golf.eval.cf_schedule import Schedule, draw_fills, make_fills, make_schedule, mask_fills  # noqa: F401
+from meadow_golf.eval.cf_schedule import (CFSettings, Schedule, draw_fills, make_fills, make_schedule,  # noqa: F401
+                                          mask_fills)
 
 Scorer = Callable[[np.ndarray, bool, np.ndarray], np.ndarray]
 
@@ -499,26 +500,25 @@ def decode_parts(
     scorer: Scorer,
     seqs: np.ndarray,
     decoder: str,
+    settings: CFSettings,
     *,
-    stride: int = 2,
-    rounds: int = 2,
-    n_random: int = 3,
-    seed: int = 42,
-    vocab_size: int,
     fills: np.ndarray | None = None,
-    mask_id: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-target NLL of `decoder` and which pass scored each target.
 
     Returns {"nll": float64 (B, T), "pass1": bool (T,), "pass2": bool (T,)}; the two masks
     partition the target positions (for ar, pass 1 is everything). One scorer call per
     pass / round / fill over the whole batch (cf_bidir_skeleton: per skeleton token too).
-    fills: an explicit fill array (1 + rounds, n_random, T) instead of draw_fills(seed, ...);
-    n_random must equal its second axis. The normalization audit uses it to score each fill
-    realization f of a draw as its own one-fill code (fills[:, f:f+1]).
-    mask_id: absorbing noise; every hidden position holds this token (mask_fills), n_random must
-    be 1 and an explicit fills array may contain it. The targets stay in [0, vocab_size).
+    settings: the vocabulary, schedule and fills (CFSettings). fills: an explicit fill array
+    (1 + rounds, n_random, T) instead of settings.fills(T); settings.n_random must equal its
+    second axis. The normalization audit uses it to score each fill realization f of a draw as
+    its own one-fill code (fills[:, f:f+1]).
+    settings.mask_id: absorbing noise; every hidden position holds this token (mask_fills),
+    n_random must be 1 and an explicit fills array may contain it. The targets stay in
+    [0, vocab_size).
     """
+    vocab_size, stride, rounds, n_random = settings.vocab_size, settings.stride, settings.rounds, settings.n_random
+    mask_id = settings.mask_id
     seqs = np.asarray(seqs)
     if seqs.ndim != 2 or not np.issubdtype(seqs.dtype, np.integer):
         raise ValueError(f"seqs must be a 2-D integer array (B, T+1), got {seqs.dtype} {seqs.shape}")
@@ -535,7 +535,7 @@ def decode_parts(
     if mask_id is not None and mask_id < vocab_size:
         raise ValueError(f"mask_id {mask_id} lies inside the vocabulary [0, {vocab_size})")
     if fills is None:
-        fills = make_fills(seed, T, rounds, n_random, vocab_size, mask_id)
+        fills = settings.fills(T)
     else:
         fills = np.asarray(fills)
         if fills.shape != (1 + rounds, n_random, T) or not np.issubdtype(fills.dtype, np.integer):
@@ -554,17 +554,9 @@ def decode_nll(
     scorer: Scorer,
     seqs: np.ndarray,
     decoder: str,
+    settings: CFSettings,
     *,
-    stride: int = 2,
-    rounds: int = 2,
-    n_random: int = 3,
-    seed: int = 42,
-    vocab_size: int,
     fills: np.ndarray | None = None,
-    mask_id: int | None = None,
 ) -> np.ndarray:
     """float64 (B, T): the NLL in nats `decoder` assigns to each target seqs[:, 1:]."""
-    return decode_parts(
-        scorer, seqs, decoder, stride=stride, rounds=rounds, n_random=n_random, seed=seed,
-        vocab_size=vocab_size, fills=fills, mask_id=mask_id,
-    )["nll"]
+    return decode_parts(scorer, seqs, decoder, settings, fills=fills)["nll"]

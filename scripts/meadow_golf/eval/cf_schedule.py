@@ -5,6 +5,7 @@ token. Numpy only; cf.py's module docstring defines both (METHOD.md §5).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,3 +72,25 @@ def make_fills(seed: int, T: int, rounds: int, n_random: int, vocab_size: int,
     if n_random != 1:
         raise ValueError(f"a mask fill has one realization: n_random must be 1, got {n_random}")
     return mask_fills(T, rounds, mask_id)
+
+
+@dataclass(frozen=True)
+class CFSettings:
+    """What every coarse-to-fine decode and audit is told besides the scorer and the windows: the
+    vocabulary (targets and random fill lie in [0, vocab_size)), the schedule (stride, rounds) and
+    the fills (n_random draws from `seed`, or with mask_id the absorbing noise's one mask fill).
+    Checked where it is used (cf.decode_parts), so a bad value is named with its flag's name."""
+
+    vocab_size: int
+    stride: int = 2
+    rounds: int = 2
+    n_random: int = 3
+    seed: int = 42
+    mask_id: int | None = None
+
+    def replace(self, **changes) -> CFSettings:
+        return dataclasses.replace(self, **changes)
+
+    def fills(self, T: int) -> np.ndarray:
+        """make_fills for these settings and T targets."""
+        return make_fills(self.seed, T, self.rounds, self.n_random, self.vocab_size, self.mask_id)

@@ -254,7 +254,7 @@ def per_window_sums(parts: dict) -> dict[str, np.ndarray]:
 
 
 def score_decoders(scorer, windows: np.ndarray, target_bytes: np.ndarray, decoders: list[str], *,
-                   batch_size: int, vocab_size: int, cf_kwargs: dict, per_window: dict | None = None) -> dict:
+                   batch_size: int, settings: cf.CFSettings, per_window: dict | None = None) -> dict:
     """Every decoder on every batch of windows; a batch is scored by all decoders in turn, through
     one cf.MemoScorer per batch, so a forward two decoders share (ar = cf_published's pass 1, the
     pass-2 rounds of every CF decoder) runs once. A decoder's `seconds` include only the forwards
@@ -272,7 +272,7 @@ def score_decoders(scorer, windows: np.ndarray, target_bytes: np.ndarray, decode
         batch = windows[start : start + batch_size]
         for name in decoders:
             t0 = time.perf_counter()
-            parts = cf.decode_parts(scorer, batch, name, vocab_size=vocab_size, **cf_kwargs)
+            parts = cf.decode_parts(scorer, batch, name, settings)
             totals[name]["seconds"] += time.perf_counter() - t0
             accumulate(totals[name], parts, target_bytes[start : start + batch_size], batch)
             for suffix, sums in per_window_sums(parts).items():
@@ -439,21 +439,21 @@ def evaluate(args, decoders: list[str]) -> dict:
 
     fill, n_random = resolve_fill(args, config)
     mask_id = config.mask_id if fill == "mask" else None
-    cf_kwargs = dict(stride=args.stride, rounds=args.rounds, n_random=n_random, seed=args.seed, mask_id=mask_id)
+    settings = cf.CFSettings(vocab_size=config.vocab_size, stride=args.stride, rounds=args.rounds, n_random=n_random,
+                             seed=args.seed, mask_id=mask_id)
     scorer = backend.scorer(model)
     # Per-window sums let any statistic (bootstrap CIs over windows, paired differences between
     # cells on the same windows) be recomputed later without rerunning the model.
     per_window = {"offsets": offsets, "seed": np.int64(args.seed),
                   "bytes": target_bytes.sum(axis=1, dtype=np.int64)}
-    results = score_decoders(scorer, windows, target_bytes, decoders, batch_size=args.batch_size,
-                             vocab_size=config.vocab_size, cf_kwargs=cf_kwargs, per_window=per_window)
+    results = score_decoders(scorer, windows, target_bytes, decoders, batch_size=args.batch_size, settings=settings,
+                             per_window=per_window)
     elbo_result = None
     if args.elbo_samples:
         elbo_result = score_elbo(scorer, windows, target_bytes, args.elbo_samples, seed=args.seed,
                                  mask_id=config.mask_id, batch_size=args.batch_size, per_window=per_window)
     ar_result = results["ar"] if "ar" in results else score_decoders(
-        scorer, windows, target_bytes, ["ar"], batch_size=args.batch_size, vocab_size=config.vocab_size,
-        cf_kwargs=cf_kwargs)["ar"]
+        scorer, windows, target_bytes, ["ar"], batch_size=args.batch_size, settings=settings)["ar"]
     consistency = consistency_check(model, backend, tokens, windows, offsets, T, args.batch_size, args.full_val,
                                     ar_result)
     return {

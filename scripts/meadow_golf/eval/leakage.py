@@ -200,22 +200,21 @@ def classify(decoder: str, passed: bool) -> tuple[str, str, bool]:
     return "FAIL", EXPECTED_FAILURE_REASON.get(decoder, "expected: the decoder does not claim to be valid"), False
 
 
-def order_audit(scorer, seqs, name: str, *, vocab_size: int, n_random: int, tolerance: float, stride: int,
-                rounds: int, seed: int) -> dict:
+def order_audit(scorer, seqs, name: str, settings: cf.CFSettings, *, tolerance: float) -> dict:
     """audits.order_audit for a decoder with one decoding order; audits.adaptive_order_audit for
     one whose order is chosen per window while it decodes (cf.DECODERS[name].order is None)."""
     if cf.DECODERS[name].order is None:
-        return audits.adaptive_order_audit(scorer, seqs, vocab_size=vocab_size, n_random=n_random, seed=seed,
-                                           rounds=rounds, tolerance=tolerance)
-    return audits.order_audit(scorer, seqs, name, vocab_size=vocab_size, n_random=n_random, tolerance=tolerance,
-                              stride=stride, rounds=rounds, seed=seed)
+        return audits.adaptive_order_audit(scorer, seqs, settings, tolerance=tolerance)
+    return audits.order_audit(scorer, seqs, name, settings, tolerance=tolerance)
 
 
 def run_checks(model, backend, args, decoders: list[str], val_tokens, scorer_hook=None, tables=None) -> dict:
     """All checks; scorer_hook(scorer) -> scorer may wrap the model's scorers (tests inject leaks)."""
     hook = scorer_hook or (lambda scorer: scorer)
     vocab = model.config.vocab_size
-    cf_kwargs = dict(stride=args.stride, rounds=args.rounds, seed=args.seed)
+    # The decodes' settings; each audit gives its own vocabulary.
+    settings = cf.CFSettings(vocab_size=vocab, stride=args.stride, rounds=args.rounds, n_random=args.n_random,
+                             seed=args.seed)
     tolerance = args.tolerance if args.tolerance is not None else ORDER_TOL[backend.precision]
     rows, results = [], {}
 
@@ -246,8 +245,7 @@ def run_checks(model, backend, args, decoders: list[str], val_tokens, scorer_hoo
     model_scorer = hook(backend.scorer(model))
     results["order_audit_model"] = {}
     for name in decoders:
-        audit = order_audit(model_scorer, seqs, name, vocab_size=vocab, n_random=args.n_random,
-                            tolerance=tolerance, **cf_kwargs)
+        audit = order_audit(model_scorer, seqs, name, settings, tolerance=tolerance)
         results["order_audit_model"][name] = audit
         add_row("order (model)", name, audit["passed"], audit["max_change"], "max change (nats)")
 
@@ -259,8 +257,7 @@ def run_checks(model, backend, args, decoders: list[str], val_tokens, scorer_hoo
     results["order_audit_toy"], results["normalization_model"], results["normalization_toy"] = {}, {}, {}
     results["normalization_alphabet"] = alphabet
     for name in decoders:
-        audit = order_audit(toy, toy_seqs, name, vocab_size=V, n_random=args.n_random, tolerance=tolerance,
-                            **cf_kwargs)
+        audit = order_audit(toy, toy_seqs, name, settings.replace(vocab_size=V), tolerance=tolerance)
         results["order_audit_toy"][name] = audit
         add_row("order (toy Markov)", name, audit["passed"], audit["max_change"], "max change (nats)")
     F = args.n_random
@@ -268,13 +265,13 @@ def run_checks(model, backend, args, decoders: list[str], val_tokens, scorer_hoo
                                  ("toy Markov", toy, results["normalization_toy"])):
         for name in decoders:
             # The sharp line: each fill realization is its own code and must sum to 1, two-sided.
-            per_fill = audits.per_fill_normalization_audit(scorer, name, vocab_size=V, T=T, n_random=F,
-                                                           tolerance=NORMALIZATION_TOL, **cf_kwargs)
+            per_fill = audits.per_fill_normalization_audit(scorer, name, settings.replace(vocab_size=V), T=T,
+                                                           tolerance=NORMALIZATION_TOL)
             store[f"{name}/per_fill"] = per_fill
             add_row(f"normalization per fill ({label}, V={V}, T={T}, {F} fills)", name, per_fill["passed"],
                     per_fill["max_abs_deviation"], "max |sum - 1| over fills")
             # The weaker line: the F-fill mean is at most 1 (AM-GM).
-            norm = audits.normalization_audit(scorer, name, vocab_size=V, T=T, n_random=F, **cf_kwargs)
+            norm = audits.normalization_audit(scorer, name, settings.replace(vocab_size=V), T=T)
             norm["passed"] = normalization_passed(norm)
             store[f"{name}/n_random={F}"] = norm
             add_row(f"normalization AM-GM bound ({label}, V={V}, T={T}, n_random={F})", name, norm["passed"],

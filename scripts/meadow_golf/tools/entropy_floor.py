@@ -128,8 +128,8 @@ def score_run(run_dir: Path, data_dir: Path, args, device) -> dict:
     out = {}
     for name in DECODERS:
         nll = np.concatenate([
-            cf.decode_nll(scorer, windows[i : i + args.batch_size], name, vocab_size=config.vocab_size,
-                          n_random=args.n_random, seed=args.eval_seed)
+            cf.decode_nll(scorer, windows[i : i + args.batch_size], name,
+                          cf.CFSettings(vocab_size=config.vocab_size, n_random=args.n_random, seed=args.eval_seed))
             for i in range(0, len(windows), args.batch_size)])
         bpb, se = ratio_se(nll.sum(axis=1), target_bytes.sum(axis=1).astype(np.float64))
         out[name] = {"bpb": bpb, "se": se, "valid_code_length": bool(cf.VALID[name])}

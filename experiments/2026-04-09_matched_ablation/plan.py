@@ -107,6 +107,7 @@ def quickstart(env, out) -> None:
         raise RecipeError(f"CDM_WEIGHT={weight}: the shared run needs a weight > 0 (the w=0 control always runs)")
     env = {**env, "SCALES": env.get("SCALE") or "5L", "WEIGHTS": f"{weight} 0", "MATCH_WEIGHT": weight}
     s = resolve(env, HERE, "quickstart")
+    s.dir_vars = {key: "RUN_DIR" for key in s.dir_vars}  # quickstart.sh makes all three from RUN_DIR
     r = Recipe(s, plan_ablation6(s), out)
     r.print_table(f"quickstart (shared w={weight} vs control w=0, one scale)")
     r.train()

@@ -132,8 +132,9 @@ def recipe_diff(old: list[str], new: list[str]) -> str:
     return ", ".join(f"{k} {a.get(k, '(none)')} -> {b.get(k, '(none)')}" for k in keys)
 
 
-def claim(cell: Path, meta: dict) -> str:
-    """Write cell.json for a new cell, or check that an existing one describes the same run."""
+def claim(cell: Path, meta: dict, dir_var: str = "CKPT_DIR") -> str:
+    """Write cell.json for a new cell, or check that an existing one describes the same run.
+    dir_var: the setting the user gave the cells' folder by (the quickstart's RUN_DIR)."""
     path = cell / CELL_JSON
     if path.is_file():
         old = read_json(path)
@@ -142,7 +143,7 @@ def claim(cell: Path, meta: dict) -> str:
                 what = (recipe_diff(old.get(field) or [], meta[field]) if field == "recipe"
                         else f"{old.get(field)} -> {meta[field]}")
                 raise CellError(f"{cell}: was set up with other settings ({field}: {what}); "
-                                "remove the folder or choose another CKPT_DIR")
+                                f"remove the folder or choose another {dir_var}")
         fixed = dict(old)
         for field, stored, now in RELABELS:
             if old.get(field) == stored and meta.get(field) == now:
@@ -152,7 +153,7 @@ def claim(cell: Path, meta: dict) -> str:
         return "kept"
     if (cell / RESULTS_JSON).is_file() or step_checkpoints(cell):
         raise CellError(f"{cell}: holds a run without {CELL_JSON} (not made by these scripts); "
-                        "remove it or choose another CKPT_DIR")
+                        f"remove it or choose another {dir_var}")
     write_json_atomic(path, meta)
     return "written"
 

@@ -192,7 +192,11 @@ class Progress:
         self.ran = 0
         self.ran_secs = 0
 
-    def before(self, k: int, name: str) -> float:
+    def seconds(self) -> int:
+        """Whole seconds since the loop began (one clock for the elapsed time and the cells' times)."""
+        return int(self.clock() - self.t0)
+
+    def before(self, k: int, name: str) -> int:
         left = self.total - k + 1
         if self.ran:
             eta = f"eta {left * self.ran_secs // self.ran} s ({left} cells left at the mean of the {self.ran} run so far)"
@@ -200,23 +204,15 @@ class Progress:
             eta = f"eta >= {left * self.budget} s ({left} cells left at the budget of {self.budget} s each)"
         else:
             eta = "eta unknown until a cell has run"
-        print(f"[plan ] {self.what} cell {k}/{self.total} {name}; elapsed {int(self.clock() - self.t0)} s; {eta}",
-              file=self.out, flush=True)
-        return self.clock()
+        now = self.seconds()
+        print(f"[plan ] {self.what} cell {k}/{self.total} {name}; elapsed {now} s; {eta}", file=self.out, flush=True)
+        return now
 
-    def after(self, started: float, ran: bool) -> None:
+    def after(self, started: int, ran: bool) -> None:
         if ran:
             self.ran += 1
-            self.ran_secs += int(self.clock() - started)
+            self.ran_secs += self.seconds() - started
 
 
 def fail(what: str, rc: int, log: Path) -> CellFailed:
     return CellFailed(f"{what} failed (exit status {rc}); last lines of {log}:\n{tail(log)}", rc)
-
-
-def main_thread_only() -> bool:
-    return threading.current_thread() is threading.main_thread()
-
-
-def python() -> str:
-    return sys.executable

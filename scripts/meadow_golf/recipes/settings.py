@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,7 +109,8 @@ class Settings:
     elbo_samples: int
     compare_to: str
     exp_dir: Path
-    extra: dict = field(default_factory=dict)
+    # The setting each folder was given by, for error lines (the quickstart sets all from RUN_DIR).
+    dir_vars: dict = field(default_factory=lambda: {"ckpt": "CKPT_DIR", "log": "LOG_DIR", "out": "OUT_DIR"})
 
     def get(self, name: str, default: str) -> str:
         """A plan's own variable (SCALES, SEEDS, GRID_WEIGHTS, ...), unset meaning the default."""
@@ -129,6 +131,18 @@ class Settings:
     @property
     def trainer_name(self) -> str:
         return "train_cdm.py" if self.backend == "torch" else "train_cdm_mlx.py"
+
+
+def check_writable(path: Path, var: str) -> None:
+    """A folder the recipe will write: refused in one line before any compute when it (or the
+    nearest folder above it that exists) cannot be written; nothing is created here."""
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise RecipeError(f"{var}={path}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise RecipeError(f"{var}={path}: {probe} is not writable (choose another {var})")
 
 
 def abs_path(value: str, cwd: Path) -> Path:
@@ -239,3 +253,6 @@ def apply_threads(settings: Settings) -> None:
     if settings.threads:
         os.environ["OMP_NUM_THREADS"] = settings.threads
         os.environ["MKL_NUM_THREADS"] = settings.threads
+        torch = sys.modules.get("torch")  # already imported (a test, an earlier recipe): set it directly
+        if torch is not None:
+            torch.set_num_threads(int(settings.threads))

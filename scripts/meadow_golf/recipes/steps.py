@@ -16,7 +16,7 @@ from meadow_golf.recipes import cells as cellstate
 from meadow_golf.recipes.plans import Cell, cell_recipe, plan_scales
 from meadow_golf.recipes.presets import scale_flags, spec_scale
 from meadow_golf.recipes.running import CellFailed, Progress, Runner, StoppedBySignal, fail
-from meadow_golf.recipes.settings import ROOT, Settings, apply_threads, is_zero
+from meadow_golf.recipes.settings import ROOT, Settings, apply_threads, check_writable, is_zero
 
 TRAINER_MODULES = {"torch": "meadow_golf.train.train_cdm", "mlx": "meadow_golf.train.train_cdm_mlx"}
 EVAL_MODULE = "meadow_golf.eval.eval_cf"
@@ -84,7 +84,7 @@ class Recipe:
         recipe = cell_recipe(s, cell, steps)
         status = cellstate.train_status(path) if path.is_dir() else "new"
         cellstate.claim(path, {"name": cell.name, "scale": cell.scale, "backend": s.backend, "preset": s.preset.name,
-                               "match": s.match, "matched_to": cell.matched_to, "recipe": recipe})
+                               "match": s.match, "matched_to": cell.matched_to, "recipe": recipe}, s.dir_vars["ckpt"])
         if status == "done":
             self.say(cellstate.train_line(path, "[skip ]"))
             return False
@@ -114,8 +114,14 @@ class Recipe:
         self.say(cellstate.train_line(path, "[done ]"))
         return True
 
+    def check_folders(self, *which: str) -> None:
+        s = self.settings
+        for key in which:
+            check_writable({"ckpt": s.ckpt_dir, "log": s.log_dir, "out": s.out_dir}[key], s.dir_vars[key])
+
     def train(self) -> None:
         s = self.settings
+        self.check_folders("ckpt", "log")
         apply_threads(s)
         budget = int(float(s.budget_secs)) if s.match == "wallclock" else 0
         progress = Progress("train", len(self.plan), budget, self.out)
@@ -160,6 +166,7 @@ class Recipe:
         return True
 
     def evaluate(self) -> None:
+        self.check_folders("ckpt", "log")
         apply_threads(self.settings)
         progress = Progress("eval", len(self.plan), 0, self.out)
         for k, cell in enumerate(self.plan, 1):
@@ -175,6 +182,7 @@ class Recipe:
                  if (self.cell_dir(c.name) / cellstate.RESULTS_JSON).is_file()]
         if not files:
             raise cellstate.CellError(f"no finished cells to summarize in {s.ckpt_dir}")
+        self.check_folders("out")
         self.say(f"== summary (scripts/summarize.py -> {s.out_dir})")
         from meadow_golf.report import summarize  # numpy and matplotlib: imported when used
         # --floor_meta: on a synthetic corpus (its meta.json knows the exact entropy rate) every code is

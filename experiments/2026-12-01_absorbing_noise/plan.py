@@ -46,7 +46,7 @@ def plan_noise(s: Settings) -> list[Cell]:
             if is_zero(w):
                 raise RecipeError(f"NOISE_WEIGHTS: {w} is the control, which the plan adds once")
             plan.append(Cell(cell_name(scale, w, seed) + noise_suffix(w, noise, s.cdm_loss), scale, w, seed, "", noise))
-    plan.append(Cell(cell_name(scale, "0", seed), scale, "0", seed, "", "uniform"))
+    plan.append(Cell(cell_name(scale, "0", seed), scale, "0", seed))  # no denoising pass: no noise
     return check_unique(plan)
 
 

@@ -35,7 +35,9 @@ directory; the defaults are computed from the repository root.
   NOISE [uniform]       uniform | absorbing: the corruption of every shared cell (suffix _abs)
   CDM_LOSS [plain]      plain | elbo: --cdm_loss of the absorbing cells (suffix _abs_elbo)
   ELBO_SAMPLES [0]      K > 0: eval_cf.py --elbo_samples K on every absorbing cell
-  RUNS_PER_DATA         set by a recipe run once per corpus: the default folders add the data's name
+  RUNS_NAME [the experiment folder's name without its date]  the folder under runs/ of the defaults
+                        (the 2026-12-01 recipes fix theirs: share_ratio_and_scale, absorbing_noise)
+  RUNS_PER_DATA [0]     1: the default folders add the data folder's name (run_noise always does)
 Standard library only (the trainer and evaluator are imported when a cell runs).
 """
 
@@ -179,7 +181,7 @@ def resolve(env: dict, exp_dir: Path, kind: str, *, decoders: str = DEFAULT_DECO
                           f"use NPROC=1 with BACKEND={backend}")
     data_dir = abs_path(get("DATA_DIR"), cwd) if get("DATA_DIR") else ROOT / preset.data_dir
     tokenizer = str(abs_path(get("TOKENIZER"), cwd)) if get("TOKENIZER") else ""
-    base = ROOT / "runs" / (runs or runs_name(exp_dir)) / preset_name
+    base = ROOT / "runs" / (runs or get("RUNS_NAME") or runs_name(exp_dir)) / preset_name
     if runs_per_data or env.get("RUNS_PER_DATA") == "1":
         base = base / data_dir.name
     fuse = get("FUSE_PASSES", "0")

@@ -21,6 +21,7 @@ from meadow_golf.recipes.settings import __doc__ as SETTINGS_DOC
 # A recipe: (environment, output stream) -> None; it raises RecipeError, CellFailed or StoppedBySignal.
 RecipeFn = Callable[[dict, TextIO], None]
 EXIT_STOPPED = 143
+EXIT_INTERRUPTED = 130
 
 
 def build_parser(recipes: dict[str, RecipeFn] | None = None, description: str | None = None) -> argparse.ArgumentParser:
@@ -44,6 +45,10 @@ def run(recipes: dict[str, RecipeFn], name: str, env: dict | None = None, out: T
         out.flush()
         print(str(e), file=err)
         return EXIT_STOPPED
+    except KeyboardInterrupt:  # a second Ctrl-C: the trainer quit without a new checkpoint
+        out.flush()
+        print("[stop ] interrupted; rerun the same command to resume from the newest step checkpoint", file=err)
+        return EXIT_INTERRUPTED
     except CellFailed as e:
         out.flush()
         print(f"error: {e}", file=err)

@@ -19,7 +19,6 @@ import datetime as dt
 import importlib
 import signal
 import subprocess
-import sys
 import threading
 import time
 import traceback

@@ -7,6 +7,7 @@ repeated. Every line printed comes from the cells' JSON; logs are never parsed.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from meadow_golf.recipes import cells as cellstate
 from meadow_golf.recipes.plans import Cell, cell_recipe, plan_scales
 from meadow_golf.recipes.presets import scale_flags, spec_scale
 from meadow_golf.recipes.running import CellFailed, Progress, Runner, StoppedBySignal, fail
-from meadow_golf.recipes.settings import ROOT, Settings, apply_threads, check_writable, is_zero
+from meadow_golf.recipes.settings import Settings, apply_threads, check_writable, is_zero
 
 TRAINER_MODULES = {"torch": "meadow_golf.train.train_cdm", "mlx": "meadow_golf.train.train_cdm_mlx"}
 EVAL_MODULE = "meadow_golf.eval.eval_cf"
@@ -200,13 +201,8 @@ class Recipe:
 
     def report(self, main, argv: list[str]) -> int:
         """A report step's main() with its output on this recipe's stream."""
-        import contextlib
         with contextlib.redirect_stdout(self.out):
             try:
                 return int(main(argv) or 0)
             except SystemExit as e:
                 return e.code if isinstance(e.code, int) else 1
-
-
-def repo_root() -> Path:
-    return ROOT

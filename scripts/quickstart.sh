@@ -9,7 +9,7 @@
 #      (the bidirectional-skeleton decoders, one forward per target, are left to the experiments'
 #      recipes: on 2 cores they would take longer than everything else here together),
 #   5. print the results table (RUN_DIR/results.md; cf_published is labelled NOT a valid code length).
-# Measured: see README.md (Quickstart) for the wall time of a fresh run on 2 CPU cores. A second run
+# Measured: 229 s wall for a fresh run on a shared 2-core machine (README.md, "Two commands"). A second run
 # reuses what is finished.
 # Environment (defaults in brackets):
 #   DATA_DIR [data/shakespeare]  RUN_DIR [runs/quickstart]  BUDGET_SECS [90] per run

@@ -25,7 +25,7 @@ PARSERS = {
     "tools.profile_step": "build_parser",
     "tools.entropy_floor": "build_parser",
     "original.audit_table": "build_parser",
-    "recipes.cell_status": "build_parser",
+    "recipes.cli": "build_parser",  # every experiment's plan.py
     "data.prepare_data": "build_parser",
     "report.summarize": "build_parser",
     "original.fetch": "build_parser",

@@ -13,7 +13,7 @@ Sub-packages, one floor each; a module imports only from its own floor or the fl
               folder), optimizers, DDP
     original  the original work's fixture replay, checkpoint fetch and audit table
     report    summaries: tables, statistics, plots, the scale fit, record comparison
-    recipes   the experiments' cell bookkeeping
+    recipes   the experiments' recipes: presets, settings, cells, train / evaluate / summarize
     tools     benchmark, profile_step, entropy_floor (each trains and evaluates)
 
 Entry scripts at the documented paths (experiments/<dated folder>/*.py, scripts/*.py) only call

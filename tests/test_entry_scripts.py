@@ -17,7 +17,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ENTRY_SCRIPTS = sorted(ROOT.glob("experiments/*/*.py")) + sorted((ROOT / "scripts").glob("*.py"))
+# The thin entry scripts (one module's main() each); an experiment's plan.py is its recipe, run by
+# its bash entry points with the checkout's package on PYTHONPATH.
+ENTRY_SCRIPTS = sorted(p for p in ROOT.glob("experiments/*/*.py") if p.name != "plan.py") + \
+    sorted((ROOT / "scripts").glob("*.py"))
 TORCH = "pip install -e '.[torch]'"
 MLX = "pip install -e '.[mlx]'"
 

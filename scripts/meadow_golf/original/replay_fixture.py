@@ -102,7 +102,7 @@ def load_fixture(folder: Path) -> dict:
 def trainer_args(traj: dict):
     """The trainer's own flags with its own defaults, set to this trajectory: --steps K, its
     warmdown, no time budget, its EMA start."""
-    from meadow_golf.train.core import build_parser
+    from meadow_golf.train.flags import build_parser
 
     argv = ["--data_dir", "unused", "--device", "cpu", "--train_budget_secs", "0", "--steps", str(traj["K"]),
             "--warmdown_steps", str(traj["warmdown_steps"]), "--cdm_weight", str(traj["W"])]
@@ -130,7 +130,7 @@ def replay_torch(fx: dict, traj: dict) -> dict:
     from meadow_golf.train import train_cdm
     from meadow_golf.model.gpt import GPT, load_state_numpy, state_dict_numpy
     from meadow_golf.train.optim import muon_momentum
-    from meadow_golf.train.core import ema_due, schedule_lr
+    from meadow_golf.train.schedule import ema_due, schedule_lr
 
     args = trainer_args(traj)
     device = torch.device("cpu")
@@ -184,7 +184,7 @@ def replay_mlx(fx: dict, traj: dict) -> dict:
     from meadow_golf.model.gpt_mlx import GPT, load_state_numpy, param_groups, state_dict_numpy
     from meadow_golf.train.optim_common import muon_momentum  # the torch-free home of the schedule
     from meadow_golf.train.optim_mlx import build_optimizer
-    from meadow_golf.train.core import ema_due, schedule_lr
+    from meadow_golf.train.schedule import ema_due, schedule_lr
 
     args = trainer_args(traj)
     mx.set_default_device(mx.cpu)

@@ -8,7 +8,8 @@
   a folder of text files   every *.py, *.txt, *.md below it, sorted by path
 Text is tokenized file by file (a document ends with the tokenizer's eos token, when it has one)
 and cut into consecutive non-overlapping rows; --train_offset skips that many tokens first (the
-GPT record starts after the tokens its base was trained on). A step reads the GLOBAL batch of
+GPT record starts after the tokens its base was trained on); at the end of the data the next
+epoch starts from the first document. A step reads the GLOBAL batch of
 rows and each rank keeps its own, so the data do not depend on the rank count; resuming skips
 the rows already read.
 """
@@ -64,15 +65,27 @@ class TokenRows:
         self.rows_read = 0
         self._buffer = np.zeros(0, dtype=np.int64)
         self._skipped = 0
+        self.epochs = 0
 
     def _more(self) -> np.ndarray | None:  # the next chunk of tokens, or None at the end
+        raise NotImplementedError
+
+    def _restart(self) -> None:  # back to the first document (the next epoch)
         raise NotImplementedError
 
     def _fill(self, n: int) -> None:
         while self._buffer.size < n:
             chunk = self._more()
             if chunk is None:
-                raise DataError(f"the training data ran out after {self.rows_read} rows of {self.width} tokens")
+                if self.rows_read == 0 and self._buffer.size == 0:
+                    raise DataError(f"the training data holds no row of {self.width} tokens")
+                # Out of data: the next epoch starts from the first document (--train_offset is
+                # skipped once, in the first epoch only).
+                self.epochs += 1
+                self._restart()
+                chunk = self._more()
+                if chunk is None:
+                    raise DataError("the training data is empty")
             if self._skipped < self.offset:
                 drop = min(self.offset - self._skipped, chunk.size)
                 chunk, self._skipped = chunk[drop:], self._skipped + drop
@@ -96,6 +109,9 @@ class TextRows(TokenRows):
         super().__init__(width, offset)
         self.files, self.tokenizer, self._next = files, tokenizer, 0
 
+    def _restart(self) -> None:
+        self._next = 0
+
     def _more(self):
         while self._next < len(self.files):
             path = self.files[self._next]
@@ -116,6 +132,9 @@ class ShardRows(TokenRows):
 
         super().__init__(width, offset)
         self.shards, self._read, self._next = list_shards(folder, "train"), read_shard, 0
+
+    def _restart(self) -> None:
+        self._next = 0
 
     def _more(self):
         if self._next >= len(self.shards):

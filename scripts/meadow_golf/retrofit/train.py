@@ -348,7 +348,7 @@ def train(cfg: RetrofitConfig) -> dict:
                 "loss_note": ("ar: mean causal CE (nats/token) over the last log interval; dn: the denoising "
                               "loss, the per-token MDLM bound of the masked tokens (nats), not a code length "
                               "of the data (one noise draw per row)"),
-                "adapter": str(adapter), "world_size": dist_ctx.world_size,
+                "adapter": str(adapter), "world_size": dist_ctx.world_size, "data_epochs_completed": rows.epochs,
                 "train_seconds": time.perf_counter() - t0, "resumed_from_step": start_step,
                 "git_commit": git_commit(REPO_ROOT), "versions": versions(),
             }

@@ -1,0 +1,8 @@
+"""Evaluation job 'infill' of a retrofit (see README.md here and scripts/meadow_golf/retrofit/evaluate.py)."""
+
+import sys
+
+from meadow_golf.retrofit.evaluate import infill_main as main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,54 +10,67 @@ Bidirectional mode: the adapter on, attention without the causal mask.
   with g a per-channel gate (hidden size) that starts at 0 (the BiMamba / Caduceus pattern): the
   retrofit starts from the base's function exactly, and the gate learns how much of the
   right-to-left summary to add. f is the layer's own weights (and its LoRA), shared by both
-  directions. The mode travels as a keyword argument through the decoder layers (they forward
-  **kwargs to the token mixer), never through a context manager: under activation checkpointing
-  the recomputation runs after a context manager has exited, and would silently run causal.
+  directions. The mode travels as an argument of each layer call, never through a context
+  manager (under activation checkpointing the recomputation runs after a context manager has
+  exited, and would silently run causal). The carrier is the attention mask: a bidirectional
+  forward hands the model a per-layer-type mask dict (transformers uses a dict as given), whose
+  linear-attention entry is a ReverseMask wrapping the padding mask; the decoder layer passes it
+  to its DeltaNet as `attention_mask`, where the two-direction forward unwraps it. (Unknown
+  keyword arguments are dropped by the model's forward before they reach the layers.)
 - our GPT: model.forward(idx, is_causal=False), exactly the from-scratch joint model's denoising
   pass (BigramHash and SmearGate read the previous position in both modes, as there).
 """
 
 from __future__ import annotations
 
-import types
-
 import torch
 import torch.nn as nn
 
 from meadow_golf.retrofit.base import Base, is_deltanet
 
-REVERSE_KWARG = "meadow_deltanet_reverse"
 GATE_NAME = "reverse_gate"
 
 
-def _deltanet_forward(self, hidden_states, *args, **kwargs):
-    reverse = kwargs.pop(REVERSE_KWARG, False)
-    out = self._causal_forward(hidden_states, *args, **kwargs)
-    if not reverse:
-        return out
-    if kwargs.get("cache") is not None or (args and args[0] is not None):
+class ReverseMask:
+    """The linear-attention mask of a bidirectional forward with the reverse branch: the padding
+    mask (B, T) or None, marked so the DeltaNet layer also runs right to left."""
+
+    def __init__(self, mask):
+        self.mask = mask
+
+
+def _deltanet_forward(self, hidden_states, cache=None, attention_mask=None, **kwargs):
+    causal_forward = type(self)._meadow_causal_forward
+    if not isinstance(attention_mask, ReverseMask):
+        return causal_forward(self, hidden_states, cache=cache, attention_mask=attention_mask, **kwargs)
+    mask = attention_mask.mask
+    out = causal_forward(self, hidden_states, cache=cache, attention_mask=mask, **kwargs)
+    if cache is not None:
         raise ValueError("the DeltaNet reverse branch runs on whole sequences, not with a cache")
-    mask = kwargs.get("attention_mask")
-    if mask is not None:
-        kwargs["attention_mask"] = mask.flip(-1)
-    back = self._causal_forward(hidden_states.flip(1), *args, **kwargs).flip(1)
+    back_mask = None if mask is None else mask.flip(-1)
+    back = causal_forward(self, hidden_states.flip(1), cache=None, attention_mask=back_mask, **kwargs).flip(1)
     return out + getattr(self, GATE_NAME).to(out.dtype) * back
 
 
 def install_reverse_branch(model: nn.Module) -> list[str]:
-    """Give every DeltaNet layer of `model` its zero-initialised reverse gate and the two-direction
-    forward; returns the gate parameters' names (relative to model). Idempotent."""
+    """Give every DeltaNet layer of `model` its zero-initialised reverse gate, and the DeltaNet
+    class the two-direction forward; returns the gate parameters' names (relative to model).
+    The forward is patched on the class, not the instance: under transformers' activation
+    checkpointing an instance-level forward was bypassed (the class's own forward ran). The
+    patched forward is the class's own unless it receives a ReverseMask, which only the
+    bidirectional mode with the reverse branch passes. Idempotent."""
     names = []
     for name, module in model.named_modules():
         if not is_deltanet(module):
             continue
-        if not hasattr(module, "_causal_forward"):
-            hidden = module.out_proj.out_features
+        cls = type(module)
+        if "_meadow_causal_forward" not in cls.__dict__:
+            cls._meadow_causal_forward = cls.forward
+            cls.forward = _deltanet_forward
+        if GATE_NAME not in module._parameters:
             weight = module.out_proj.weight
-            module.register_parameter(GATE_NAME, nn.Parameter(torch.zeros(hidden, device=weight.device,
-                                                                          dtype=torch.float32)))
-            module._causal_forward = module.forward
-            module.forward = types.MethodType(_deltanet_forward, module)
+            module.register_parameter(GATE_NAME, nn.Parameter(torch.zeros(module.out_proj.out_features,
+                                                                          device=weight.device, dtype=torch.float32)))
         names.append(f"{name}.{GATE_NAME}" if name else GATE_NAME)
     return names
 
@@ -79,11 +92,14 @@ def hidden_states(model: nn.Module, base: Base, ids: torch.Tensor, *, causal: bo
     if base.kind == "gpt":
         return model(ids, is_causal=causal)
     lm = _hf_causal_lm(model)
-    kwargs = {} if causal else {"is_causal": False}
-    if reverse and not causal:
-        kwargs[REVERSE_KWARG] = True
-    out = lm.model(input_ids=ids, attention_mask=attention_mask, use_cache=False, **kwargs)
-    return out.last_hidden_state
+    if causal:
+        return lm.model(input_ids=ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    B, T = ids.shape
+    padded = attention_mask is not None and not bool(attention_mask.all())
+    full = attention_mask[:, None, None, :].bool().expand(B, 1, T, T) if padded else None
+    linear = attention_mask if padded else None
+    masks = {"full_attention": full, "linear_attention": ReverseMask(linear) if reverse else linear}
+    return lm.model(input_ids=ids, attention_mask=masks, use_cache=False, is_causal=False).last_hidden_state
 
 
 def head(model: nn.Module, base: Base, h: torch.Tensor) -> torch.Tensor:

@@ -144,6 +144,14 @@ class ShardRows(TokenRows):
         return np.asarray(self._read(shard), dtype=np.int64)
 
 
+def check_data_spec(spec: str) -> None:
+    """Refuse a --train_data that cannot be read, before any model is loaded."""
+    if spec.startswith("packages:"):
+        package_files(spec[len("packages:"):])
+    elif not Path(spec).is_dir():
+        raise DataError(f"--train_data {spec}: no such folder (or packages:NAME,...)")
+
+
 def open_rows(spec: str, tokenizer, width: int, offset: int = 0) -> TokenRows:
     """The row stream of --train_data (see the module docstring); refused before any compute."""
     if spec.startswith("packages:"):

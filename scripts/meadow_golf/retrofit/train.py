@@ -38,7 +38,7 @@ from meadow_golf.cli_help import HelpFormatter
 from meadow_golf.run_log import RunLog, git_commit, versions
 from meadow_golf.retrofit import base as base_mod
 from meadow_golf.retrofit import bidir, objective
-from meadow_golf.retrofit.data import DataError, open_rows
+from meadow_golf.retrofit.data import DataError, check_data_spec, open_rows
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 MODES = ("shared", "adapter_off")
@@ -128,6 +128,7 @@ def validate(cfg: RetrofitConfig, world_size: int) -> None:
     if out.exists() and not out.is_dir():
         raise E(f"--out_dir {out}: exists and is not a folder")
     base_mod.check_source(cfg.base_model)
+    check_data_spec(cfg.train_data)
     if cfg.deltanet == "reverse" and not _config_has_deltanet(cfg.base_model):
         raise E(f"--deltanet reverse: {cfg.base_model} has no Gated DeltaNet (linear-attention) layers")
 

@@ -18,7 +18,8 @@ bidirectional codes cf_valid and bidir_l2r with the mask fill, and the ELBO. Lin
 three validation plays: --n_lines verse lines, each given the --context lines before and after;
 the line's code length given its prefix only (causal) and given prefix AND suffix (bidirectional
 chain rule), per model; greedy CF infill samples. Differences carry paired percentile bootstrap
-CIs (summarize.window_bootstrap) over windows, or over lines.
+CIs (summarize.window_bootstrap) over windows, or over lines. A cell whose eval_gpt.json exists is
+not retrained or rescored (a rerun resumes); the references are always rescored (minutes).
 """
 
 from __future__ import annotations
@@ -190,6 +191,9 @@ def main(argv=None) -> int:
     }
     for conv in conventions:
         cell = out / "cells" / f"retrofit_{conv}"
+        if (cell / "eval_gpt.json").is_file():  # a finished cell (rerun = resume): its JSON is the result
+            summary["cells"][conv] = json.loads((cell / "eval_gpt.json").read_text())
+            continue
         rc = train.main(["--base_model", str(CONTROL / "final_model.int6.lzma"), "--train_data", args.data_dir,
                          "--train_offset", str(CONTROL_TOKENS), "--steps", str(args.steps), "--batch_size", "16",
                          "--seq_len", "256", "--w", str(args.w), "--convention", conv, "--lora_r",
@@ -246,6 +250,10 @@ def main(argv=None) -> int:
         atomic_write_bytes(cell / "eval_gpt.json", (json.dumps(c, indent=2, default=float) + "\n").encode())
         (cell / "train_state.pt").unlink(missing_ok=True)  # resume state; the adapter is the result
         summary["cells"][conv] = c
+    np.savez(out / "reference_windows.npz", offsets=offsets, bytes=wbytes, control_nll_ar=ref["control"]["nll_ar"],
+             joint_nll_ar=ref["joint"]["nll_ar"], joint_nll_cf_valid=ref["joint"]["nll_cf_valid"],
+             joint_lines_causal=joint_lines["causal"], joint_lines_bidir=joint_lines["bidir"],
+             lines_bytes=joint_lines["bytes"])
     summary["lines"]["items"] = [{k: it[k] for k in ("play", "line_index")} for it in items]
     atomic_write_bytes(out / "summary.json", (json.dumps(summary, indent=2, default=float) + "\n").encode())
     print(json.dumps({k: {m: round(v["estimate"], 4) for m, v in c["bpb"].items()}

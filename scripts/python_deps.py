@@ -1,8 +1,8 @@
-"""Report missing Python modules before any work (standard library only). The code: scripts/meadow_golf/python_deps.py."""
+"""Report missing Python modules before any work (standard library only). The code: scripts/meadow_golf/common/python_deps.py."""
 
 import sys
 
-from meadow_golf.python_deps import main
+from meadow_golf.common.python_deps import main
 
 if __name__ == "__main__":
     sys.exit(main())

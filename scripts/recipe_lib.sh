@@ -3,7 +3,7 @@
 # experiments/2026-04-09_matched_ablation/{run_6,eval_6,run_seeds,eval_seeds}.sh and
 # scripts/quickstart.sh: environment defaults, the preset table, the cell plans, and the
 # train-one-cell / eval-one-cell steps with their "is this cell done" checks
-# (scripts/meadow_golf/cell_status.py reads the JSON; logs are never parsed).
+# (scripts/meadow_golf/recipes/cell_status.py reads the JSON; logs are never parsed).
 # Written for bash 3.2 as well (macOS): no associative arrays, namerefs or mapfile.
 #
 # The experiment is the folder of the recipe that sources this file (EXP_DIR): its thin entry
@@ -136,7 +136,7 @@ abs_path() {
 
 is_zero() { [[ "$1" =~ ^0+(\.0+)?$ ]]; }
 
-cell_py() { "$PYTHON" -m meadow_golf.cell_status "$@"; }
+cell_py() { "$PYTHON" -m meadow_golf.recipes.cell_status "$@"; }
 
 # ----------------------------------------------------------------------------- presets
 # Each sets P_* defaults, the model flags of both scales, the shared training flags
@@ -434,7 +434,7 @@ plan_seeds() {
 
 # The share-ratio grid (experiments/2026-12-01_share_ratio_and_scale): one scale, every weight of
 # GRID_WEIGHTS at SEED. plan_wgrid_seeds then adds EXTRA_SEEDS of the control and of the best
-# shared weight, read from the grid's results.json (meadow_golf.cell_status best-weight: the lowest
+# shared weight, read from the grid's results.json (meadow_golf.recipes.cell_status best-weight: the lowest
 # final_val_bpb, the trainer's causal validation, a valid code length).
 default_by_preset() {  # H100_MAC CPU SMOKE -> the one for PRESET
   case "$PRESET" in

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from meadow_golf import prepare_data
-from meadow_golf.tokenizer_train import train_sentencepiece
+from meadow_golf.data import prepare_data
+from meadow_golf.data.tokenizer_train import train_sentencepiece
 
 # Small sizes for the session's synthetic corpus: a couple of seconds to prepare.
 SYNTHETIC_TEST_ARGS = ("--seed", "0", "--train-docs", "2000", "--val-docs", "250")
@@ -95,7 +95,7 @@ def tiny_run(shakespeare_data, tmp_path_factory):
     neighbouring tokens to be coupled: (run folder, results.json as a dict)."""
     import json
 
-    from meadow_golf import train_cdm
+    from meadow_golf.train import train_cdm
 
     run = tmp_path_factory.mktemp("tiny_run")
     rc = train_cdm.main([*TINY_TRAIN_FLAGS, "--steps", "40", "--data_dir", str(shakespeare_data),

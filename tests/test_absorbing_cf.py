@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from meadow_golf import audits
-from meadow_golf import cf
-from meadow_golf.toy_scorers import MarkovMaskScorer, MixingScorer
+from meadow_golf.eval import audits
+from meadow_golf.eval import cf
+from meadow_golf.eval.toy_scorers import MarkovMaskScorer, MixingScorer
 
 V, T = 3, 5
 SCORER = MixingScorer(V, dim=6, width=2, seed=1, mask_token=True)

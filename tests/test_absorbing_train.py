@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from meadow_golf import trainer_core
-from meadow_golf import train_cdm
-from meadow_golf.model import GPT, GPTConfig, state_dict_numpy
+from meadow_golf.train import core as trainer_core
+from meadow_golf.train import train_cdm
+from meadow_golf.model.gpt import GPT, GPTConfig, state_dict_numpy
 
 TINY = dict(vocab_size=11, num_layers=2, model_dim=16, num_heads=2, num_kv_heads=1, bigram_dim=8, xsa_last_n=1)
 
@@ -42,7 +42,7 @@ def test_mask_token_is_an_input_never_a_prediction():
 
 def test_mlx_model_matches_torch_with_a_mask_token():
     mx = pytest.importorskip("mlx.core")
-    from meadow_golf import model_mlx
+    from meadow_golf.model import gpt_mlx as model_mlx
 
     torch.manual_seed(0)
     config = GPTConfig(**TINY, mask_token=True)
@@ -51,7 +51,7 @@ def test_mlx_model_matches_torch_with_a_mask_token():
     model_mlx.load_state_numpy(twin, weights)
     ids = np.array([[1, 11, 3, 11, 5, 0]])
     torch_model = GPT(config)
-    from meadow_golf.model import load_state_numpy
+    from meadow_golf.model.gpt import load_state_numpy
     load_state_numpy(torch_model, weights)
     want = torch_model(torch.tensor(ids), is_causal=False).detach().numpy()
     got = np.array(twin(mx.array(ids.astype(np.int32)), is_causal=False))
@@ -93,7 +93,7 @@ def test_absorbing_plain_uses_the_original_rates():
 
 def test_mlx_absorbing_elbo_corruption():
     mx = pytest.importorskip("mlx.core")
-    from meadow_golf import train_cdm_mlx
+    from meadow_golf.train import train_cdm_mlx
 
     x = mx.zeros((4, 32), dtype=mx.int32)
     noisy, weight = train_cdm_mlx.cdm_corrupt(x, 9, mx.random.key(0), noise="absorbing", loss="elbo")
@@ -125,7 +125,7 @@ def test_flags_default_to_the_original_and_are_departures():
 
 def test_train_and_evaluate_an_absorbing_model(shakespeare_data, tmp_path, capsys):
     from conftest import TINY_TRAIN_FLAGS
-    from meadow_golf import eval_cf
+    from meadow_golf.eval import eval_cf
 
     run = tmp_path / "run"
     rc = train_cdm.main([*TINY_TRAIN_FLAGS, "--steps", "3", "--noise", "absorbing", "--cdm_loss", "elbo",

@@ -19,15 +19,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from meadow_golf import cell_status
-from meadow_golf import eval_cf
-from meadow_golf import gen_test
-from meadow_golf import leakage_test
-from meadow_golf import prepare_data
-from meadow_golf import summarize
-from meadow_golf.challenge_format import write_shard
-from meadow_golf.checkpoint import save_int6_artifact, save_npz, save_torch_checkpoint
-from meadow_golf.prepared_folder import write_meta
+from meadow_golf.recipes import cell_status
+from meadow_golf.eval import eval_cf
+from meadow_golf.eval import generate as gen_test
+from meadow_golf.eval import leakage as leakage_test
+from meadow_golf.data import prepare_data
+from meadow_golf.report import summarize
+from meadow_golf.data.challenge_format import write_shard
+from meadow_golf.model.checkpoint import save_int6_artifact, save_npz, save_torch_checkpoint
+from meadow_golf.data.prepared_folder import write_meta
 
 REPO = Path(__file__).resolve().parents[1]
 FAILURES = ("fsync", "write")
@@ -158,7 +158,7 @@ def test_eval_json(tmp_path, fail_writes, how):
 @pytest.mark.parametrize("how", FAILURES)
 def test_mlx_step_checkpoint(tmp_path, fail_writes, how):
     mx = pytest.importorskip("mlx.core")
-    from meadow_golf import mlx_backend
+    from meadow_golf.eval import mlx_backend
 
     path = tmp_path / "step_2.safetensors"
 
@@ -216,8 +216,8 @@ def test_prepared_folder(tmp_path, fail_writes, how, capsys):
 
 # Functions allowed to write a file directly, and why.
 DIRECT_WRITERS_ALLOWED = {
-    ("scripts/meadow_golf/corpus_fineweb.py", "place_file"): "fsyncs a copy inside the staging folder",
-    ("scripts/meadow_golf/run_log.py", "__init__"): "append-only training logs",
+    ("scripts/meadow_golf/data/corpus_fineweb.py", "place_file"): "fsyncs a copy inside the staging folder",
+    ("scripts/meadow_golf/common/run_log.py", "__init__"): "append-only training logs",
 }
 # Serializers that take a target (call -> index of the target argument): the target must be an
 # in-memory buffer named `buf`, whose bytes then go to an atomic helper.
@@ -270,6 +270,6 @@ def direct_writes(path: Path) -> list[str]:
 def test_no_module_writes_a_file_around_the_atomic_helpers():
     # The package (scripts/meadow_golf/), the entry scripts beside it and every experiment's own files.
     sources = sorted((REPO / "scripts").rglob("*.py")) + sorted((REPO / "experiments").glob("*/*.py"))
-    assert REPO / "scripts" / "meadow_golf" / "checkpoint.py" in sources
+    assert REPO / "scripts" / "meadow_golf" / "model" / "checkpoint.py" in sources
     offenders = [line for path in sources for line in direct_writes(path)]
     assert offenders == [], "write through challenge_format.atomic_write_bytes instead:\n" + "\n".join(offenders)

@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 
-from meadow_golf import audit_table
-from meadow_golf.challenge_format import read_shard_header, shard_bytes
+from meadow_golf.original import audit_table
+from meadow_golf.data.challenge_format import read_shard_header, shard_bytes
 from test_fineweb_offline import COMMIT, assert_one_error_line, fill_hub_cache
-from meadow_golf.tokenizer_train import encode_documents
+from meadow_golf.data.tokenizer_train import encode_documents
 
 REPO = Path(__file__).resolve().parents[1]
 EXP = REPO / "experiments" / "2026-04-09_matched_ablation"
@@ -393,7 +393,7 @@ def test_audit_table_refuses_windows_that_differ(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- audit_original.sh
 
-EVAL_CF_CODE = (REPO / "scripts" / "meadow_golf" / "eval_cf.py").read_text()
+EVAL_CF_CODE = (REPO / "scripts" / "meadow_golf" / "eval" / "eval_cf.py").read_text()
 EVAL_CF_READY = "--original_arch" in EVAL_CF_CODE and "--protocol" in EVAL_CF_CODE
 SETTINGS = ("N_SEQS", "SEQ_LEN", "SEED", "DEVICE", "OUT_DIR", "FETCH_DIR", "CACHE_DIR", "DECODERS", "ARCH_5L",
             "ARCH_11L", "PYTHON")

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from meadow_golf import audits
-from meadow_golf import cf
-from meadow_golf.toy_scorers import MarkovScorer, MixingScorer, UniformScorer, UnigramScorer
+from meadow_golf.eval import audits
+from meadow_golf.eval import cf
+from meadow_golf.eval.toy_scorers import MarkovScorer, MixingScorer, UniformScorer, UnigramScorer
 
 # bidir_confidence decodes in an adaptive order (one per window) and needs a scorer's confidence:
 # audits.adaptive_order_audit and tests/test_absorbing_cf.py check it.

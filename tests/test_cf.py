@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from meadow_golf import cf
-from meadow_golf.toy_scorers import MarkovScorer, MixingScorer, UnigramScorer
+from meadow_golf.eval import cf
+from meadow_golf.eval.toy_scorers import MarkovScorer, MixingScorer, UnigramScorer
 
 # ar and the CF decoders, whose contracts (stages, call counts, the slow reference) these tests
 # check; the chain-rule decoders of the bidirectional pass (one forward per target, bidir_confidence

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 
-from meadow_golf.challenge_format import (
+from meadow_golf.data.challenge_format import (
     HEADER_BYTES,
     MAGIC,
     ShardError,

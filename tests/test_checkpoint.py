@@ -7,7 +7,7 @@ import lzma
 import numpy as np
 import pytest
 
-from meadow_golf.checkpoint import (CheckpointError, load_int6_artifact, load_npz, load_torch_checkpoint,
+from meadow_golf.model.checkpoint import (CheckpointError, load_int6_artifact, load_npz, load_torch_checkpoint,
                                     load_weights, quantize_int6, dequantize_int6, save_int6_artifact, save_npz,
                                     save_torch_checkpoint)
 
@@ -82,7 +82,7 @@ def test_int6_artifact_round_trip(tmp_path):
 def test_the_int6_artifact_loads_in_the_evaluators_path(tmp_path):
     """The record's compact weights: read_checkpoint takes the .lzma artifact, with its config and
     the dequantized weights (each within half a quantization step of the original values)."""
-    from meadow_golf.checkpoint import quantize_int6, read_checkpoint, save_int6_artifact
+    from meadow_golf.model.checkpoint import quantize_int6, read_checkpoint, save_int6_artifact
 
     rng = np.random.default_rng(0)
     weights = {"a.weight": rng.normal(size=(4, 6)).astype(np.float32), "b": rng.normal(size=(3,)).astype(np.float32)}

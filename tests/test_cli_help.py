@@ -17,21 +17,21 @@ PACKAGE = ROOT / "scripts" / "meadow_golf"
 
 # meadow_golf module name -> the function that builds its parser (every CLI of the project).
 PARSERS = {
-    "trainer_core": "build_parser",  # train_cdm.py and train_cdm_mlx.py
-    "eval_cf": "build_parser",
-    "leakage_test": "build_parser",
-    "gen_test": "build_parser",
-    "benchmark": "build_parser",
-    "profile_step": "build_parser",
-    "entropy_floor": "build_parser",
-    "audit_table": "build_parser",
-    "cell_status": "build_parser",
-    "prepare_data": "build_parser",
-    "summarize": "build_parser",
-    "fetch_original": "build_parser",
-    "replay_fixture": "build_parser",
-    "compare_record": "build_parser",
-    "python_deps": "build_parser",
+    "train.core": "build_parser",  # train_cdm.py and train_cdm_mlx.py
+    "eval.eval_cf": "build_parser",
+    "eval.leakage": "build_parser",
+    "eval.generate": "build_parser",
+    "tools.benchmark": "build_parser",
+    "tools.profile_step": "build_parser",
+    "tools.entropy_floor": "build_parser",
+    "original.audit_table": "build_parser",
+    "recipes.cell_status": "build_parser",
+    "data.prepare_data": "build_parser",
+    "report.summarize": "build_parser",
+    "original.fetch": "build_parser",
+    "original.replay_fixture": "build_parser",
+    "report.compare_record": "build_parser",
+    "common.python_deps": "build_parser",
 }
 
 
@@ -52,8 +52,9 @@ def all_parsers():
 def test_every_parser_of_the_package_is_checked():
     """A module of scripts/meadow_golf/ that builds a parser is in PARSERS, so a new CLI is checked too.
     train_cdm_mlx's parser is trainer_core's plus the MLX flags (and importing it needs mlx)."""
-    builders = {p.stem for p in PACKAGE.glob("*.py") if "\ndef build_parser(" in p.read_text()}
-    assert builders - {"train_cdm_mlx"} == set(PARSERS)
+    builders = {".".join(p.relative_to(PACKAGE).with_suffix("").parts) for p in PACKAGE.rglob("*.py")
+                if "\ndef build_parser(" in p.read_text()}
+    assert builders - {"train.train_cdm_mlx"} == set(PARSERS)
 
 
 def test_every_flag_has_help_and_shows_its_default():
@@ -75,7 +76,7 @@ def test_every_flag_has_help_and_shows_its_default():
 
 
 def test_one_formatter_for_all():
-    from meadow_golf.cli_help import HelpFormatter
+    from meadow_golf.common.cli_help import HelpFormatter
 
     for name, parser in all_parsers():
         assert parser.formatter_class is HelpFormatter, name

@@ -19,9 +19,9 @@ import math
 import numpy as np
 import pytest
 
-from meadow_golf import elbo
-from meadow_golf.audits import all_sequences
-from meadow_golf.toy_scorers import MarkovMaskScorer, MixingScorer
+from meadow_golf.eval import elbo
+from meadow_golf.eval.audits import all_sequences
+from meadow_golf.eval.toy_scorers import MarkovMaskScorer, MixingScorer
 
 V, T = 3, 3
 
@@ -98,7 +98,7 @@ def test_synthetic_source_estimate_stays_above_entropy_floor():
     """The word-level synthetic source: the exact posterior scorer is the tight case (its NELBO
     is -log P(x) in expectation over masks), a wrong chain costs more; neither falls below the
     floor by more than its standard error."""
-    from meadow_golf.corpus_synthetic import build_source
+    from meadow_golf.data.corpus_synthetic import build_source
 
     source = build_source(0, word_count=40, words_per_doc=16)
     floor = source.entropy()["entropy_bits_per_byte"]

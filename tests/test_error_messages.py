@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 import torch
 
-from meadow_golf import eval_cf
-from meadow_golf import gen_test
-from meadow_golf import leakage_test
-from meadow_golf.challenge_format import read_shard, write_shard
-from meadow_golf.checkpoint import save_npz, save_torch_checkpoint
-from meadow_golf.model import state_dict_numpy
+from meadow_golf.eval import eval_cf
+from meadow_golf.eval import generate as gen_test
+from meadow_golf.eval import leakage as leakage_test
+from meadow_golf.data.challenge_format import read_shard, write_shard
+from meadow_golf.model.checkpoint import save_npz, save_torch_checkpoint
+from meadow_golf.model.gpt import state_dict_numpy
 
 CLIS = {"eval_cf": eval_cf.main, "leakage_test": leakage_test.main, "gen_test": gen_test.main}
 # Small, valid settings for each CLI; a case appends the flags it changes (argparse: the last one wins).

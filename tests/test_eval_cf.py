@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from meadow_golf import cf
-from meadow_golf import eval_cf
-from meadow_golf.challenge_format import load_byte_tables, load_tokens
-from meadow_golf.torch_backend import TorchScorer, ar_nll_sum_windows, ar_val_bpb, load_model
+from meadow_golf.eval import cf
+from meadow_golf.eval import eval_cf
+from meadow_golf.data.challenge_format import load_byte_tables, load_tokens
+from meadow_golf.eval.torch_backend import TorchScorer, ar_nll_sum_windows, ar_val_bpb, load_model
 
 SEQ_LEN = 32
 VAL_TOKENS = 2048
@@ -226,7 +226,7 @@ def test_fill_mixture_shares_forwards_and_is_the_mixture_per_window():
     # window's nll_<mix> is -log mean_f exp(-NLL_f) of the one-fill codes (computed here apart).
     from scipy.special import logsumexp
 
-    from meadow_golf.toy_scorers import MixingScorer
+    from meadow_golf.eval.toy_scorers import MixingScorer
 
     V, T, F, seed = 6, 12, 3, 5
     windows = np.random.default_rng(0).integers(0, V, size=(5, T + 1))

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 import torch
 
-from meadow_golf import train_cdm
-from meadow_golf.checkpoint import load_npz
+from meadow_golf.train import train_cdm
+from meadow_golf.model.checkpoint import load_npz
 from conftest import TINY_TRAIN_FLAGS
-from meadow_golf.model import GPT, GPTConfig
+from meadow_golf.model.gpt import GPT, GPTConfig
 
 # The entry script torchrun launches by path, as the recipes do.
 EXP_DIR = Path(__file__).resolve().parents[1] / "experiments" / "2026-04-09_matched_ablation"
@@ -154,8 +154,8 @@ def test_two_gloo_processes_equal_one_process(shakespeare_data, tmp_path, extra)
 
 def test_batched_muon_equals_the_per_matrix_loop():
     """Muon(batched=True) (the CUDA path: one stacked Newton-Schulz per shape) = the plain loop."""
-    from meadow_golf.optim import build_optimizers
-    from meadow_golf.model import param_groups
+    from meadow_golf.train.optim import build_optimizers
+    from meadow_golf.model.gpt import param_groups
 
     results = []
     for batched in (False, True):
@@ -173,9 +173,9 @@ def test_batched_muon_equals_the_per_matrix_loop():
 
 def test_memo_scorer_gives_the_same_numbers_with_10_of_17_forwards():
     """eval_cf's MemoScorer: identical per-decoder results, 1 + 3 + 2*3 forwards per batch, not 17."""
-    from meadow_golf import cf
-    from meadow_golf import eval_cf
-    from meadow_golf.toy_scorers import MixingScorer
+    from meadow_golf.eval import cf
+    from meadow_golf.eval import eval_cf
+    from meadow_golf.eval.toy_scorers import MixingScorer
 
     class Counting:
         def __init__(self, inner):
@@ -220,7 +220,7 @@ def test_compile_warm_up_leaves_training_bit_for_bit_unchanged(shakespeare_data,
 def test_benchmark_writes_records_ratios_and_the_stated_flop_count(tmp_path):
     """benchmark.py end to end at a tiny size (the numbers are timings; only their form is checked),
     and its FLOP formula against a hand count."""
-    from meadow_golf import benchmark
+    from meadow_golf.tools import benchmark
 
     out = tmp_path / "bench.json"
     assert benchmark.main(["--scales", "5L", "--vocab_size", "256", "--seq_len", "32", "--batch_tokens", "64",
@@ -252,7 +252,7 @@ def test_benchmark_writes_records_ratios_and_the_stated_flop_count(tmp_path):
 
 
 def test_benchmark_refuses_bad_input_with_one_line(capsys):
-    from meadow_golf import benchmark
+    from meadow_golf.tools import benchmark
 
     assert benchmark.main(["--scales", "7L"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -264,7 +264,7 @@ def test_reference_flop_formula_matches_an_independent_count():
     on one forward+backward at a tiny size. FlopCounterMode counts attention in full (no causal
     halving), so the convention's causal 6*L*T*d is 12*L*T*d there. SDPA runs its math backend so
     its matmuls are counted (the CPU flash kernel has no registered FLOP formula)."""
-    from meadow_golf import benchmark
+    from meadow_golf.tools import benchmark
     import torch.nn.functional as F
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
@@ -284,7 +284,7 @@ def test_reference_flop_formula_matches_an_independent_count():
 
 def test_benchmark_times_the_reference_interleaved(tmp_path):
     """--reference adds one vs_reference record whose ratios are those of its two sides (form only)."""
-    from meadow_golf import benchmark
+    from meadow_golf.tools import benchmark
 
     out = tmp_path / "bench.json"
     assert benchmark.main(["--scales", "5L", "--modes", "ar", "--vocab_size", "256", "--seq_len", "32",

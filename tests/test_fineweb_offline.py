@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 
-from meadow_golf.challenge_format import load_tokens, read_shard, shard_bytes
-from meadow_golf.tokenizer_train import encode_documents, split_documents
+from meadow_golf.data.challenge_format import load_tokens, read_shard, shard_bytes
+from meadow_golf.data.tokenizer_train import encode_documents, split_documents
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "prepare_data.py"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

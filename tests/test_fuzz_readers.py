@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 import torch
 
-from meadow_golf.challenge_format import (ShardError, TokenStream, load_tokens, read_shard, read_shard_header,
+from meadow_golf.data.challenge_format import (ShardError, TokenStream, load_tokens, read_shard, read_shard_header,
                                           write_shard)
-from meadow_golf.checkpoint import (CheckpointError, load_int6_artifact, load_npz, load_torch_checkpoint, load_weights,
+from meadow_golf.model.checkpoint import (CheckpointError, load_int6_artifact, load_npz, load_torch_checkpoint, load_weights,
                                     save_int6_artifact, save_npz, save_torch_checkpoint)
 
 SEED = 20240520
@@ -145,7 +145,7 @@ def pt_file(folder):
 
 def safetensors_file(folder):
     mx = pytest.importorskip("mlx.core")
-    from meadow_golf import mlx_backend
+    from meadow_golf.eval import mlx_backend
 
     path = folder / "step_3.safetensors"
     mlx_backend.save_step_checkpoint(
@@ -156,7 +156,7 @@ def safetensors_file(folder):
 
 
 def load_mlx_step(path):
-    from meadow_golf import mlx_backend
+    from meadow_golf.eval import mlx_backend
 
     return mlx_backend.load_step_checkpoint(path)
 

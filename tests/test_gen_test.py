@@ -10,7 +10,7 @@ import pytest
 import sentencepiece as spm
 import torch
 
-from meadow_golf import gen_test
+from meadow_golf.eval import generate as gen_test
 
 SPANS, ROUNDS, N_WINDOWS = [1, 3, 8], [1, 2, 4], 5
 

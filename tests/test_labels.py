@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from meadow_golf import cell_status
+from meadow_golf.recipes import cell_status
 
 REPO = Path(__file__).resolve().parents[1]
 EXP = REPO / "experiments" / "2026-04-09_matched_ablation"

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from meadow_golf import cf
-from meadow_golf import leakage_test
+from meadow_golf.eval import cf
+from meadow_golf.eval import leakage as leakage_test
 
 # Small audits: order audit on 2 windows of 8 targets, normalization over 3**4 sequences.
 SMALL = ["--audit_seq_len", "8", "--norm_vocab", "3", "--norm_len", "4", "--device", "cpu"]
@@ -163,8 +163,8 @@ def leaky_decoder(monkeypatch):
 
 
 def test_per_fill_audit_fails_the_leaks_on_a_toy_scorer(leaky_decoder):
-    from meadow_golf import audits
-    from meadow_golf.toy_scorers import MarkovScorer
+    from meadow_golf.eval import audits
+    from meadow_golf.eval.toy_scorers import MarkovScorer
 
     toy = MarkovScorer.sticky(3, stay=0.8, seed=1)
     kwargs = dict(vocab_size=3, T=4, n_random=3, seed=42)
@@ -183,7 +183,7 @@ def test_per_fill_audit_fails_the_leaks_on_a_toy_scorer(leaky_decoder):
 
 def test_per_fill_audit_fails_the_leaks_on_a_trained_checkpoint(shakespeare_data, trained_checkpoint, tmp_path,
                                                                  capsys, leaky_decoder):
-    from meadow_golf.challenge_format import load_byte_tables, load_tokens
+    from meadow_golf.data.challenge_format import load_byte_tables, load_tokens
 
     out = tmp_path / "leaks.json"
     rc = leakage_test.main(["--checkpoint", str(trained_checkpoint), "--data_dir", str(shakespeare_data),

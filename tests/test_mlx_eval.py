@@ -25,7 +25,7 @@ import pytest
 
 mx = pytest.importorskip("mlx.core")
 
-from meadow_golf import eval_cf  # noqa: E402
+from meadow_golf.eval import eval_cf  # noqa: E402
 
 pytestmark = pytest.mark.mlx
 
@@ -99,8 +99,8 @@ def test_random_init_is_the_same_model_on_both_backends(eager_mlx):
     """leakage_test's random init draws every matrix with numpy: both backends build one model."""
     import numpy as np
 
-    from meadow_golf import leakage_test
-    from meadow_golf.backends import load_backend
+    from meadow_golf.eval import leakage as leakage_test
+    from meadow_golf.eval.backends import load_backend
 
     inputs = np.random.default_rng(0).integers(0, 16, size=(2, 12))
     logits = {}
@@ -119,7 +119,7 @@ def test_the_mlx_evaluators_import_no_torch(shakespeare_data, tmp_path):
     env = no_torch_env(tmp_path)
     vocab = json.loads((shakespeare_data / "meta.json").read_text())["vocab_size"]
     ckpt = tmp_path / "mlx_model.npz"
-    make = ("from meadow_golf import model_mlx, checkpoint; from meadow_golf.model_config import GPTConfig; "
+    make = ("from meadow_golf.model import gpt_mlx as model_mlx, checkpoint; from meadow_golf.model.config import GPTConfig; "
             f"c = GPTConfig(vocab_size={vocab}, num_layers=2, model_dim=32, num_heads=4, num_kv_heads=2, "
             "bigram_dim=16, xsa_last_n=1); "
             f"checkpoint.save_npz({str(ckpt)!r}, model_mlx.state_dict_numpy(model_mlx.GPT(c)), c.to_dict())")

@@ -29,21 +29,21 @@ import pytest
 mx = pytest.importorskip("mlx.core")
 torch = pytest.importorskip("torch")
 
-from meadow_golf import audits  # noqa: E402
-from meadow_golf import cf  # noqa: E402
-from meadow_golf import mlx_backend  # noqa: E402
-from meadow_golf import model as M  # noqa: E402
-from meadow_golf import model_mlx as MM  # noqa: E402
-from meadow_golf import optim_mlx  # noqa: E402
-from meadow_golf import torch_backend  # noqa: E402
-from meadow_golf import train_cdm  # noqa: E402
-from meadow_golf import train_cdm_mlx  # noqa: E402
-from meadow_golf.challenge_format import load_byte_tables  # noqa: E402
-from meadow_golf.checkpoint import load_npz, save_npz  # noqa: E402
-from meadow_golf.data import load_validation, resolve_tokenizer  # noqa: E402
+from meadow_golf.eval import audits  # noqa: E402
+from meadow_golf.eval import cf  # noqa: E402
+from meadow_golf.eval import mlx_backend  # noqa: E402
+from meadow_golf.model import gpt as M  # noqa: E402
+from meadow_golf.model import gpt_mlx as MM  # noqa: E402
+from meadow_golf.train import optim_mlx  # noqa: E402
+from meadow_golf.eval import torch_backend  # noqa: E402
+from meadow_golf.train import train_cdm  # noqa: E402
+from meadow_golf.train import train_cdm_mlx  # noqa: E402
+from meadow_golf.data.challenge_format import load_byte_tables  # noqa: E402
+from meadow_golf.model.checkpoint import load_npz, save_npz  # noqa: E402
+from meadow_golf.data.loader import load_validation, resolve_tokenizer  # noqa: E402
 from mlx.nn import value_and_grad  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
-from meadow_golf.optim import build_optimizers, muon_momentum, newton_schulz_orthogonalize  # noqa: E402
+from meadow_golf.train.optim import build_optimizers, muon_momentum, newton_schulz_orthogonalize  # noqa: E402
 
 pytestmark = pytest.mark.mlx
 

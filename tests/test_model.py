@@ -1,4 +1,4 @@
-"""Tests of the shared-weight GPT (scripts/meadow_golf/model.py), CPU only."""
+"""Tests of the shared-weight GPT (scripts/meadow_golf/model/gpt.py), CPU only."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from meadow_golf import model as M
+from meadow_golf.model import gpt as M
 
 TINY = M.GPTConfig(vocab_size=64, num_layers=4, model_dim=32, num_heads=4, num_kv_heads=2, bigram_dim=8, bigram_buckets=16, xsa_last_n=2)
 

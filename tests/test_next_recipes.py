@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from meadow_golf import cell_status
+from meadow_golf.recipes import cell_status
 
 ROOT = Path(__file__).resolve().parents[1]
 LIB = ROOT / "scripts" / "recipe_lib.sh"

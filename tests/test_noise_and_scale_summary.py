@@ -1,4 +1,4 @@
-"""The summaries of the two 2026-12-01 experiments (scripts/meadow_golf/summarize.py, scale_fit.py):
+"""The summaries of the two 2026-12-01 experiments (scripts/meadow_golf/report/summarize.py, scale_fit.py):
 absorbing-noise cells compared with the control of their size, the bidirectional-pass table with
 the ELBO bound and the entropy floor, the per-size Pure-AR tax and the fitted line against model
 size. Each result is checked against ground truth built into the fake cells (a known tax per
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from meadow_golf import scale_fit
-from meadow_golf import summarize
+from meadow_golf.report import scale_fit
+from meadow_golf.report import summarize
 
 LN2 = math.log(2)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from meadow_golf.checkpoint import load_npz
+from meadow_golf.model.checkpoint import load_npz
 from kill_harness import run_with_kills
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 import torch
 
-from meadow_golf import checkpoint
-from meadow_golf import eval_cf
-from meadow_golf import gen_test
-from meadow_golf import leakage_test
-from meadow_golf.checkpoint import CheckpointError, expected_shapes, original_name, read_checkpoint, save_npz
-from meadow_golf.model import GPT, GPTConfig, load_state_numpy, state_dict_numpy
+from meadow_golf.model import checkpoint
+from meadow_golf.eval import eval_cf
+from meadow_golf.eval import generate as gen_test
+from meadow_golf.eval import leakage as leakage_test
+from meadow_golf.model.checkpoint import CheckpointError, expected_shapes, original_name, read_checkpoint, save_npz
+from meadow_golf.model.gpt import GPT, GPTConfig, load_state_numpy, state_dict_numpy
 
 FIXTURE = Path(__file__).parent / "fixtures" / "original_recipe"
 CPU = torch.device("cpu")
@@ -167,7 +167,7 @@ def test_project_checkpoints_unchanged_and_flags_only_repeat_their_config(tmp_pa
 
 def test_mlx_reads_the_same_weights(tmp_path):
     pytest.importorskip("mlx.core")
-    from meadow_golf import mlx_backend
+    from meadow_golf.eval import mlx_backend
 
     path = save_original_npz(tmp_path / "m.npz")
     config, weights = mlx_backend.read_weights(path, xsa_last_n=1)

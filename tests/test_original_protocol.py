@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 import torch
 
-from meadow_golf import cf
-from meadow_golf import cf_original
-from meadow_golf import eval_cf
-from meadow_golf.challenge_format import load_byte_tables, read_shard
-from meadow_golf.checkpoint import original_name
-from meadow_golf.model import GPT, GPTConfig, load_state_numpy
-from meadow_golf.torch_backend import TorchScorer
-from meadow_golf.toy_scorers import MarkovScorer
+from meadow_golf.eval import cf
+from meadow_golf.eval import cf_original
+from meadow_golf.eval import eval_cf
+from meadow_golf.data.challenge_format import load_byte_tables, read_shard
+from meadow_golf.model.checkpoint import original_name
+from meadow_golf.model.gpt import GPT, GPTConfig, load_state_numpy
+from meadow_golf.eval.torch_backend import TorchScorer
+from meadow_golf.eval.toy_scorers import MarkovScorer
 
 FIXTURE = Path(__file__).parent / "fixtures" / "original_recipe"
 REFERENCE = json.loads((FIXTURE / "cf_reference.json").read_text())
@@ -133,7 +133,7 @@ def test_pure_ar_matches_the_reference(result, val, tables):
 @pytest.mark.mlx
 def test_an_mlx_scorer_drives_the_same_protocol(val, tables, tmp_path):
     pytest.importorskip("mlx.core")
-    from meadow_golf import mlx_backend
+    from meadow_golf.eval import mlx_backend
 
     with np.load(FIXTURE / "final_w0.3.npz") as z:
         np.savez(tmp_path / "m.npz", **{original_name(k): z[k] for k in z.files})

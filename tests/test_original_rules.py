@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 import torch
 
-from meadow_golf import data as data_mod
-from meadow_golf import train_cdm
-from meadow_golf import trainer_core
+from meadow_golf.data import loader as data_mod
+from meadow_golf.train import train_cdm
+from meadow_golf.train import core as trainer_core
 from conftest import TINY_TRAIN_FLAGS
-from meadow_golf.model import GPT, GPTConfig, param_groups
-from meadow_golf.optim import clip_matrix_grad
+from meadow_golf.model.gpt import GPT, GPTConfig, param_groups
+from meadow_golf.train.optim import clip_matrix_grad
 
 FIXTURE = Path(__file__).parent / "fixtures" / "original_recipe"
 
@@ -50,7 +50,7 @@ def test_matrix_clip_is_the_originals_rule():
 
 def test_validation_takes_the_first_million_tokens_in_whole_windows(tmp_path):
     """--val_tokens 1000000 at T=1024: 976 windows, 999,424 targets, as the original's 'val_short'."""
-    from meadow_golf.challenge_format import write_shard
+    from meadow_golf.data.challenge_format import write_shard
 
     tokens = (np.arange(1_200_000) % 1000).astype(np.uint16)
     write_shard(tmp_path / "fineweb_val_000000.bin", tokens)

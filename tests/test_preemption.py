@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 import torch
 
-from meadow_golf import train_cdm
-from meadow_golf.checkpoint import load_npz, load_torch_checkpoint
+from meadow_golf.train import train_cdm
+from meadow_golf.model.checkpoint import load_npz, load_torch_checkpoint
 from conftest import TINY_TRAIN_FLAGS
 from kill_harness import run_with_kills
-from meadow_golf.trainer_core import newest_step_checkpoint
+from meadow_golf.train.core import newest_step_checkpoint
 
 # The entry scripts the recipes run (the code: scripts/meadow_golf/train_cdm*.py).
 EXP = Path(__file__).resolve().parents[1] / "experiments" / "2026-04-09_matched_ablation"
@@ -148,7 +148,7 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(shakespeare_dat
 def test_mlx_sigkill_then_resume_is_bitwise_identical(shakespeare_data, tmp_path):
     """The MLX trainer on the CPU under the same harness: killed twice, resumed, bitwise equal."""
     pytest.importorskip("mlx.core")
-    from meadow_golf import train_cdm_mlx
+    from meadow_golf.train import train_cdm_mlx
 
     script = str(EXP / "train_cdm_mlx.py")
     common = flags(shakespeare_data, tmp_path / "unused", 16, "--save_every", "1")

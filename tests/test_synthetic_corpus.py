@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from meadow_golf.challenge_format import load_byte_tables, load_tokens
-from meadow_golf.corpus_synthetic import SOURCE_FILE, build_source, load_source
+from meadow_golf.data.challenge_format import load_byte_tables, load_tokens
+from meadow_golf.data.corpus_synthetic import SOURCE_FILE, build_source, load_source
 
 SEED = 0
 

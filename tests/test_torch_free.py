@@ -19,8 +19,8 @@ pytest.importorskip("mlx.core")
 pytestmark = pytest.mark.mlx
 
 REPO = Path(__file__).resolve().parents[1]
-TORCH_FREE = ("model_mlx", "optim_mlx", "mlx_backend", "train_cdm_mlx", "trainer_core", "model_config",
-              "optim_common")
+TORCH_FREE = ("model.gpt_mlx", "train.optim_mlx", "eval.mlx_backend", "train.train_cdm_mlx", "train.core",
+              "model.config", "train.optim_common")
 
 PROBE = f"""
 import importlib, sys

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from meadow_golf import train_cdm
-from meadow_golf import trainer_core
-from meadow_golf.checkpoint import load_npz, load_torch_checkpoint
-from meadow_golf.model import GPT, GPTConfig, load_state_numpy
-from meadow_golf.optim import newton_schulz_orthogonalize
-from meadow_golf.torch_backend import ar_val_bpb, load_model
+from meadow_golf.train import train_cdm
+from meadow_golf.train import core as trainer_core
+from meadow_golf.model.checkpoint import load_npz, load_torch_checkpoint
+from meadow_golf.model.gpt import GPT, GPTConfig, load_state_numpy
+from meadow_golf.train.optim import newton_schulz_orthogonalize
+from meadow_golf.eval.torch_backend import ar_val_bpb, load_model
 
 FIXTURE = Path(__file__).parent / "fixtures" / "original_recipe"
 TINY = ["--num_layers", "2", "--model_dim", "32", "--num_heads", "4", "--num_kv_heads", "2",
@@ -210,7 +210,7 @@ def test_short_run_lowers_loss_and_writes_everything(shakespeare_data, tmp_path)
     # same float32 forwards on the same windows in the same batches, so equal bit for bit; it
     # ties the reported number to the weights that were saved (the EMA ones), not to a model
     # that only lived in the trainer's memory.
-    from meadow_golf.challenge_format import load_byte_tables, load_tokens
+    from meadow_golf.data.challenge_format import load_byte_tables, load_tokens
     meta = json.loads((shakespeare_data / "meta.json").read_text())
     recomputed = ar_val_bpb(from_npz, load_tokens(shakespeare_data, "val", limit=2049), 32, 16,
                             torch.device("cpu"), load_byte_tables(shakespeare_data / meta["tokenizer"]))
@@ -272,7 +272,7 @@ def test_checkpoint_config_mismatch_is_refused(shakespeare_data, tmp_path, capsy
 def test_val_bpb_uses_spec_bytes(shakespeare_data, tmp_path):
     """val_bpb == val_loss * tokens / (ln2 * bytes), with bytes recounted from the byte tables."""
     res = run_trainer(shakespeare_data, tmp_path / "v", "--steps", "2", "--val_every", "0")
-    from meadow_golf.challenge_format import load_byte_tables, load_tokens
+    from meadow_golf.data.challenge_format import load_byte_tables, load_tokens
 
     meta = json.loads((shakespeare_data / "meta.json").read_text())
     tables = load_byte_tables(shakespeare_data / meta["tokenizer"])

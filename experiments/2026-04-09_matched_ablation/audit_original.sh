@@ -70,7 +70,7 @@ command -v "$PYTHON" >/dev/null 2>&1 || die "PYTHON=$PYTHON: not found (activate
 missing="$("$PYTHON" -c 'import importlib.util as u; print(" ".join(m for m in ("torch", "numpy", "sentencepiece", "huggingface_hub") if u.find_spec(m) is None))')"
 [[ -z "$missing" ]] || die "missing Python packages: $missing; get them with: pip install -e $ROOT (or pip install torch numpy sentencepiece huggingface_hub)"
 # The flags are defined in the package module; $EXP_DIR/eval_cf.py only calls its main().
-EVAL_CF_CODE="$ROOT/scripts/meadow_golf/eval_cf.py"
+EVAL_CF_CODE="$ROOT/scripts/meadow_golf/eval/eval_cf.py"
 grep -q -- '--original_arch' "$EVAL_CF_CODE" && grep -q -- '--protocol' "$EVAL_CF_CODE" ||
   die "$EVAL_CF_CODE has no --original_arch / --protocol flags; this recipe needs the evaluator that scores the original's checkpoints"
 

@@ -1,8 +1,8 @@
-"""Time the training steps and the CF evaluation. The code: scripts/meadow_golf/benchmark.py."""
+"""Time the training steps and the CF evaluation. The code: scripts/meadow_golf/tools/benchmark.py."""
 
 import sys
 
-from meadow_golf.benchmark import main
+from meadow_golf.tools.benchmark import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,8 +1,8 @@
-"""Span fill and causal sampling from a checkpoint. The code: scripts/meadow_golf/gen_test.py."""
+"""Span fill and causal sampling from a checkpoint. The code: scripts/meadow_golf/eval/generate.py."""
 
 import sys
 
-from meadow_golf.gen_test import main
+from meadow_golf.eval.generate import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,8 +1,8 @@
-"""Profile a training step (torch.profiler). The code: scripts/meadow_golf/profile_step.py."""
+"""Profile a training step (torch.profiler). The code: scripts/meadow_golf/tools/profile_step.py."""
 
 import sys
 
-from meadow_golf.profile_step import main
+from meadow_golf.tools.profile_step import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,8 +1,8 @@
-"""Train one cell (MLX). The code: scripts/meadow_golf/train_cdm_mlx.py."""
+"""Train one cell (MLX). The code: scripts/meadow_golf/train/train_cdm_mlx.py."""
 
 import sys
 
-from meadow_golf.train_cdm_mlx import main
+from meadow_golf.train.train_cdm_mlx import main
 
 if __name__ == "__main__":
     sys.exit(main())

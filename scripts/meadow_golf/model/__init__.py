@@ -1,0 +1,1 @@
+"""The model floor: GPTConfig, the torch GPT and its MLX twin (same flat parameter names), checkpoint files."""

@@ -1,0 +1,1 @@
+"""Recipes: which cells an experiment trains and evaluates, and which are done."""

@@ -63,8 +63,8 @@ def test_denoise_inputs_conventions():
 
 @pytest.fixture(scope="module")
 def tiny_gpt(tmp_path_factory):
-    from meadow_golf.checkpoint import save_npz
-    from meadow_golf.model import GPT, GPTConfig, state_dict_numpy
+    from meadow_golf.model.checkpoint import save_npz
+    from meadow_golf.model.gpt import GPT, GPTConfig, state_dict_numpy
 
     config = GPTConfig(vocab_size=6, num_layers=2, model_dim=16, num_heads=2, num_kv_heads=1, bigram_dim=4,
                        bigram_buckets=8, xsa_last_n=1)
@@ -108,7 +108,7 @@ def test_line_chain_rule_is_normalized(tiny_gpt, convention):
 def test_gpt_adapter_off_is_the_base_and_causal_mode_is_causal(tiny_gpt):
     from meadow_golf.retrofit import bidir
     from meadow_golf.retrofit.base import attach_lora, load_base
-    from meadow_golf.torch_backend import load_model
+    from meadow_golf.eval.torch_backend import load_model
 
     reference, _ = load_model(str(tiny_gpt), torch.device("cpu"))
     base = load_base(str(tiny_gpt))

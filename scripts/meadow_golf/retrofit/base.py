@@ -89,8 +89,8 @@ def check_source(source: str) -> None:
 
 
 def _load_gpt(source: str, device: torch.device) -> Base:
-    from meadow_golf.model import GPT, GPTConfig, load_state_numpy
-    from meadow_golf.checkpoint import read_checkpoint
+    from meadow_golf.model.gpt import GPT, GPTConfig, load_state_numpy
+    from meadow_golf.model.checkpoint import read_checkpoint
 
     loaded = read_checkpoint(Path(source))
     config_dict = dict(loaded.config)

@@ -128,7 +128,7 @@ class TextRows(TokenRows):
 
 class ShardRows(TokenRows):
     def __init__(self, folder: Path, width: int, offset: int = 0):
-        from meadow_golf.challenge_format import list_shards, read_shard
+        from meadow_golf.data.challenge_format import list_shards, read_shard
 
         super().__init__(width, offset)
         self.shards, self._read, self._next = list_shards(folder, "train"), read_shard, 0

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from meadow_golf.cli_help import HelpFormatter
+from meadow_golf.common.cli_help import HelpFormatter
 
 
 def _byte_decoder() -> dict[str, int]:
@@ -88,7 +88,7 @@ def length_bits(L: int) -> float:
 
 
 def main(argv=None) -> int:
-    from meadow_golf.eval_cf import OneLineParser
+    from meadow_golf.eval.eval_cf import OneLineParser
     from meadow_golf.retrofit.base import RetrofitError
     from meadow_golf.retrofit.evaluate import add_model_flags, check_model_flags, load_scorers, progress, write_outputs
 
@@ -111,10 +111,10 @@ def main(argv=None) -> int:
     except (RetrofitError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    from meadow_golf.eval_cf import gather_windows, random_offsets, score_decoders, score_elbo
+    from meadow_golf.eval.eval_cf import gather_windows, random_offsets, score_decoders, score_elbo
     from meadow_golf.retrofit import infill
     from meadow_golf.retrofit.scoring import RetrofitScorer, bidir_line_nll, causal_line_nll
-    from meadow_golf.summarize import window_bootstrap
+    from meadow_golf.report.summarize import window_bootstrap
 
     t0 = time.perf_counter()
     base, causal, bid, info = load_scorers(args)

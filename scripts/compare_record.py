@@ -2,7 +2,7 @@
 
 import sys
 
-from meadow_golf.report.compare_record import main
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from meadow_golf.common.entry import run
+
+    sys.exit(run("meadow_golf.report.compare_record", ("torch", "mlx")))

@@ -2,7 +2,7 @@
 
 import sys
 
-from meadow_golf.original.replay_fixture import main
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from meadow_golf.common.entry import run
+
+    sys.exit(run("meadow_golf.original.replay_fixture", ("torch",)))

@@ -25,19 +25,21 @@ def windows(n=4, seed=0):
 
 @pytest.mark.parametrize("mask_id,n_random", [(MASK, 1), (None, 2)])
 def test_bidir_l2r_passes_both_audits(mask_id, n_random):
-    order = audits.order_audit(SCORER, windows(), "bidir_l2r", vocab_size=V, n_random=n_random, mask_id=mask_id)
+    order = audits.order_audit(SCORER, windows(), "bidir_l2r",
+                               cf.CFSettings(vocab_size=V, n_random=n_random, mask_id=mask_id))
     assert order["passed"] and order["max_change"] == 0.0
-    norm = audits.per_fill_normalization_audit(SCORER, "bidir_l2r", vocab_size=V, T=T, n_random=n_random,
-                                               mask_id=mask_id)
+    norm = audits.per_fill_normalization_audit(SCORER, "bidir_l2r",
+                                               cf.CFSettings(vocab_size=V, n_random=n_random, mask_id=mask_id), T=T)
     assert norm["passed"], norm["fill_totals"]
 
 
 @pytest.mark.parametrize("mask_id,n_random", [(MASK, 1), (None, 2)])
 def test_bidir_confidence_passes_both_audits(mask_id, n_random):
-    order = audits.adaptive_order_audit(SCORER, windows(), vocab_size=V, n_random=n_random, mask_id=mask_id)
+    order = audits.adaptive_order_audit(SCORER, windows(),
+                                        cf.CFSettings(vocab_size=V, n_random=n_random, mask_id=mask_id))
     assert order["passed"] and order["max_change"] == 0.0 and not order["order_moved"]
-    norm = audits.per_fill_normalization_audit(SCORER, "bidir_confidence", vocab_size=V, T=T, n_random=n_random,
-                                               mask_id=mask_id)
+    norm = audits.per_fill_normalization_audit(SCORER, "bidir_confidence",
+                                               cf.CFSettings(vocab_size=V, n_random=n_random, mask_id=mask_id), T=T)
     assert norm["passed"], norm["fill_totals"]
 
 
@@ -61,20 +63,22 @@ def test_leaky_confidence_fails_the_adaptive_audit():
         def max_logp(self, inputs, is_causal):
             return SCORER(inputs, is_causal, self.targets)
 
-    result = audits.adaptive_order_audit(Leaky(), windows(), vocab_size=V, mask_id=MASK)
+    result = audits.adaptive_order_audit(Leaky(), windows(), cf.CFSettings(vocab_size=V, n_random=1, mask_id=MASK))
     assert not result["passed"]
 
 
 @pytest.mark.parametrize("decoder", ["cf_valid", "cf_bidir_skeleton", "cf_valid_mix", "cf_bidir_skeleton_mix"])
 def test_cf_with_mask_fill_passes_both_audits(decoder):
-    order = audits.order_audit(SCORER, windows(), decoder, vocab_size=V, n_random=1, mask_id=MASK)
+    order = audits.order_audit(SCORER, windows(), decoder, cf.CFSettings(vocab_size=V, n_random=1, mask_id=MASK))
     assert order["passed"] and order["max_change"] == 0.0
-    norm = audits.per_fill_normalization_audit(SCORER, decoder, vocab_size=V, T=T, n_random=1, mask_id=MASK)
+    norm = audits.per_fill_normalization_audit(SCORER, decoder,
+                                               cf.CFSettings(vocab_size=V, n_random=1, mask_id=MASK), T=T)
     assert norm["passed"] and len(norm["fill_totals"]) == 1
 
 
 def test_cf_published_with_mask_fill_still_fails_the_order_audit():
-    assert not audits.order_audit(SCORER, windows(), "cf_published", vocab_size=V, n_random=1, mask_id=MASK)["passed"]
+    assert not audits.order_audit(SCORER, windows(), "cf_published",
+                                  cf.CFSettings(vocab_size=V, n_random=1, mask_id=MASK))["passed"]
 
 
 def test_mask_fill_puts_the_mask_at_every_hidden_position():
@@ -85,7 +89,7 @@ def test_mask_fill_puts_the_mask_at_every_hidden_position():
         return SCORER(inputs, is_causal, targets)
 
     seqs = windows(2)
-    cf.decode_nll(spy, seqs, "cf_bidir_skeleton", vocab_size=V, n_random=1, mask_id=MASK)
+    cf.decode_nll(spy, seqs, "cf_bidir_skeleton", cf.CFSettings(vocab_size=V, n_random=1, mask_id=MASK))
     first = seen[0]  # skeleton token 0: everything hidden
     assert np.all(first == MASK)
     assert all(set(np.unique(s)) <= set(range(V)) | {MASK} for s in seen)
@@ -100,15 +104,15 @@ def test_exact_conditionals_chain_rule_is_the_joint():
     x = seqs[:, 1:]
     log_joint = np.log(initial[x[:, 0]]) + np.log(transition[x[:, :-1], x[:, 1:]]).sum(axis=1)
     for decoder in ("bidir_l2r", "bidir_confidence"):
-        nll = cf.decode_nll(scorer, seqs, decoder, vocab_size=V, n_random=1, mask_id=V).sum(axis=1)
+        nll = cf.decode_nll(scorer, seqs, decoder, cf.CFSettings(vocab_size=V, n_random=1, mask_id=V)).sum(axis=1)
         np.testing.assert_allclose(nll, -log_joint, rtol=1e-12)
 
 
 def test_mask_fill_bad_input_refused():
     with pytest.raises(ValueError, match="n_random must be 1"):
-        cf.decode_nll(SCORER, windows(), "cf_valid", vocab_size=V, n_random=3, mask_id=MASK)
+        cf.decode_nll(SCORER, windows(), "cf_valid", cf.CFSettings(vocab_size=V, n_random=3, mask_id=MASK))
     with pytest.raises(ValueError, match="inside the vocabulary"):
-        cf.decode_nll(SCORER, windows(), "cf_valid", vocab_size=V, n_random=1, mask_id=1)
+        cf.decode_nll(SCORER, windows(), "cf_valid", cf.CFSettings(vocab_size=V, n_random=1, mask_id=1))
     with pytest.raises(ValueError, match="adaptive order"):
         cf.decoding_order("bidir_confidence", T)
 
@@ -116,7 +120,7 @@ def test_mask_fill_bad_input_refused():
 @pytest.mark.parametrize("decoder", ["bidir_l2r", "bidir_confidence"])
 def test_chain_rule_window_score_does_not_depend_on_batch(decoder):
     seqs = windows(5, seed=3)
-    together = cf.decode_nll(SCORER, seqs, decoder, vocab_size=V, n_random=1, mask_id=MASK)
+    together = cf.decode_nll(SCORER, seqs, decoder, cf.CFSettings(vocab_size=V, n_random=1, mask_id=MASK))
     for b in range(len(seqs)):
-        alone = cf.decode_nll(SCORER, seqs[b : b + 1], decoder, vocab_size=V, n_random=1, mask_id=MASK)
+        alone = cf.decode_nll(SCORER, seqs[b : b + 1], decoder, cf.CFSettings(vocab_size=V, n_random=1, mask_id=MASK))
         np.testing.assert_allclose(alone[0], together[b], rtol=1e-13, atol=0)

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from meadow_golf.train import core as trainer_core
+from meadow_golf.model import noise as noise_mod
+from meadow_golf.train import flags as train_flags
 from meadow_golf.train import train_cdm
 from meadow_golf.model.gpt import GPT, GPTConfig, state_dict_numpy
 
@@ -62,7 +63,7 @@ def test_mlx_model_matches_torch_with_a_mask_token():
 def test_plain_uniform_corruption_draws_as_before():
     """The default path draws rate, mask and noise in the original order (today's behaviour)."""
     x = torch.randint(0, 50, (3, 20), generator=torch.Generator().manual_seed(1))
-    noisy, mask, n_masked = train_cdm.cdm_corrupt(x, 50, torch.Generator().manual_seed(7))
+    noisy, mask, n_masked = noise_mod.corrupt_torch(x, 50, torch.Generator().manual_seed(7))
     gen = torch.Generator().manual_seed(7)
     rate = 0.15 + 0.35 * torch.rand((), generator=gen)
     want_mask = torch.rand((3, 20), generator=gen) < rate
@@ -72,12 +73,12 @@ def test_plain_uniform_corruption_draws_as_before():
 
 def test_absorbing_elbo_corruption():
     x = torch.randint(0, 50, (8, 64), generator=torch.Generator().manual_seed(1))
-    noisy, weight, denominator = train_cdm.cdm_corrupt(x, 50, torch.Generator().manual_seed(3),
+    noisy, weight, denominator = noise_mod.corrupt_torch(x, 50, torch.Generator().manual_seed(3),
                                                        noise="absorbing", loss="elbo")
     mask = weight > 0
     assert torch.all(noisy[mask] == 50) and torch.equal(noisy[~mask], x[~mask])
     u = torch.rand((), generator=torch.Generator().manual_seed(3)).item()
-    t = torch.tensor(trainer_core.elbo_times(u, 8))
+    t = torch.tensor(noise_mod.elbo_times(u, 8))
     np.testing.assert_allclose((weight * t[:, None]).numpy(), mask.float().numpy(), rtol=1e-6)
     assert float(denominator) == 8 * 64
     # Stratified: one time per interval of width 1/8, all in (0, 1].
@@ -86,26 +87,24 @@ def test_absorbing_elbo_corruption():
 
 def test_absorbing_plain_uses_the_original_rates():
     x = torch.zeros((4, 200), dtype=torch.long)
-    noisy, mask, n_masked = train_cdm.cdm_corrupt(x, 9, torch.Generator().manual_seed(0), noise="absorbing")
+    noisy, mask, n_masked = noise_mod.corrupt_torch(x, 9, torch.Generator().manual_seed(0), noise="absorbing")
     assert mask.dtype == torch.bool and torch.all(noisy[mask] == 9)
     assert 0.1 < mask.float().mean() < 0.55
 
 
 def test_mlx_absorbing_elbo_corruption():
     mx = pytest.importorskip("mlx.core")
-    from meadow_golf.train import train_cdm_mlx
-
     x = mx.zeros((4, 32), dtype=mx.int32)
-    noisy, weight = train_cdm_mlx.cdm_corrupt(x, 9, mx.random.key(0), noise="absorbing", loss="elbo")
+    noisy, weight = noise_mod.corrupt_mlx(x, 9, mx.random.key(0), noise="absorbing", loss="elbo")
     w, n = np.array(weight), np.array(noisy)
     assert np.all(n[w > 0] == 9) and np.all(n[w == 0] == 0)
     assert np.all(w[w > 0] >= 1.0)  # 1/t with t in (0, 1]
-    noisy, mask = train_cdm_mlx.cdm_corrupt(x, 9, mx.random.key(0))  # the original's path: a bool mask
+    noisy, mask = noise_mod.corrupt_mlx(x, 9, mx.random.key(0))  # the original's path: a bool mask
     assert np.array(mask).dtype == bool
 
 
 def flags(**changes):
-    args = trainer_core.build_parser().parse_args(["--data_dir", "x"])
+    args = train_flags.build_parser().parse_args(["--data_dir", "x"])
     for key, value in changes.items():
         setattr(args, key, value)
     return args
@@ -113,14 +112,14 @@ def flags(**changes):
 
 def test_flags_default_to_the_original_and_are_departures():
     args = flags()
-    assert (args.noise, args.cdm_loss) == ("uniform", "plain") and trainer_core.departures(args) == []
-    assert trainer_core.model_config(args, 16).mask_token is False
+    assert (args.noise, args.cdm_loss) == ("uniform", "plain") and train_flags.departures(args) == []
+    assert train_flags.model_config(args, 16).mask_token is False
     changed = flags(noise="absorbing", cdm_loss="elbo")
-    trainer_core.validate_args(changed)
-    assert {"noise=absorbing", "cdm_loss=elbo"} <= set(trainer_core.departures(changed))
-    assert trainer_core.model_config(changed, 16).mask_token is True
+    train_flags.validate_args(changed)
+    assert {"noise=absorbing", "cdm_loss=elbo"} <= set(train_flags.departures(changed))
+    assert train_flags.model_config(changed, 16).mask_token is True
     with pytest.raises(ValueError, match="needs --noise absorbing"):
-        trainer_core.validate_args(flags(cdm_loss="elbo"))
+        train_flags.validate_args(flags(cdm_loss="elbo"))
 
 
 def test_train_and_evaluate_an_absorbing_model(shakespeare_data, tmp_path, capsys):
@@ -153,3 +152,20 @@ def test_train_and_evaluate_an_absorbing_model(shakespeare_data, tmp_path, capsy
     rc = eval_cf.main(["--checkpoint", str(run / "final_model.npz"), "--data_dir", str(shakespeare_data),
                        "--json_out", str(out), "--fill", "mask", "--n_random", "3"])
     assert rc == 1 and capsys.readouterr().err.startswith("error:")
+
+
+def test_the_noise_kind_decides_the_mask_row_and_a_misfit_is_refused():
+    """--noise is passed as itself: the model gets a mask row exactly for absorbing noise
+    (noise.has_mask_token), a checkpoint's config tells its noise back, and a model whose rows do
+    not fit the noise it is asked to train with is refused before a step."""
+    assert [noise_mod.has_mask_token(n) for n in noise_mod.NOISES] == [False, True]
+    for kind in noise_mod.NOISES:
+        config = train_flags.model_config(flags(noise=kind), 16)
+        assert noise_mod.noise_of_config(config) == kind
+        noise_mod.check_noise_fits(config, kind)
+    with pytest.raises(ValueError, match="unknown noise"):
+        noise_mod.has_mask_token("gaussian")
+    plain = GPT(GPTConfig(**TINY))
+    with pytest.raises(ValueError, match="does not fit a model with mask_token=False"):
+        train_cdm.TorchStep(plain, plain, [], torch.Generator(), None, cdm_weight=0.3, noise="absorbing")
+

@@ -4,7 +4,7 @@ no partial or temporary file is left in the folder.
 
 A disk-full failure is simulated in two places: `fsync` fails (the data never reached the disk),
 or the write itself fails halfway through the payload. The second works through os.fdopen, which
-both atomic helpers (challenge_format.atomic_write_bytes, cell_status.write_json_atomic) use on
+both atomic helpers (challenge_format.atomic_write_bytes, cells.write_json_atomic) use on
 their temporary file. A writer that bypassed them would not fail at all, and its test would say so.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from meadow_golf.recipes import cell_status
+from meadow_golf.recipes import cells as cell_status
 from meadow_golf.eval import eval_cf
 from meadow_golf.eval import generate as gen_test
 from meadow_golf.eval import leakage as leakage_test
@@ -218,6 +218,8 @@ def test_prepared_folder(tmp_path, fail_writes, how, capsys):
 DIRECT_WRITERS_ALLOWED = {
     ("scripts/meadow_golf/data/corpus_fineweb.py", "place_file"): "fsyncs a copy inside the staging folder",
     ("scripts/meadow_golf/common/run_log.py", "__init__"): "append-only training logs",
+    ("scripts/meadow_golf/recipes/running.py", "in_process"): "append-only cell logs (a cell's stdout+stderr)",
+    ("scripts/meadow_golf/recipes/running.py", "in_child"): "append-only cell logs (a cell's stdout+stderr)",
 }
 # Serializers that take a target (call -> index of the target argument): the target must be an
 # in-memory buffer named `buf`, whose bytes then go to an atomic helper.

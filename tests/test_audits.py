@@ -67,22 +67,22 @@ def test_markov_bidirectional_is_exact_posterior():
 @pytest.mark.parametrize("stride,rounds", [(2, 2), (3, 2), (2, 3)])
 def test_order_audit_passes_valid_decoders(decoder, scorer, stride, rounds):
     seqs = np.random.default_rng(1).integers(0, 3, size=(3, 12))
-    report = audits.order_audit(scorer, seqs, decoder, vocab_size=3, stride=stride, rounds=rounds,
-                                n_random=2, n_trials=2)
+    report = audits.order_audit(scorer, seqs, decoder,
+                                cf.CFSettings(vocab_size=3, stride=stride, rounds=rounds, n_random=2), n_trials=2)
     assert report["passed"] and report["max_change"] == 0.0 and report["worst"] is None
     assert report["n_stages"] == len(cf.decoding_order(decoder, 11, stride, rounds))
 
 
 def test_order_audit_catches_cf_published():
     seqs = np.random.default_rng(2).integers(0, 3, size=(3, 10))
-    report = audits.order_audit(coupled_markov(), seqs, "cf_published", vocab_size=3)
+    report = audits.order_audit(coupled_markov(), seqs, "cf_published", cf.CFSettings(vocab_size=3))
     assert not report["passed"]
     assert report["max_change"] > 1.0  # the sticky chain makes the leak large
     # The culprit: a skeleton score (even position) changes when a later gap changes.
     assert report["worst"]["position"] % 2 == 0
     assert report["kind_max_change"]["later"] > 1.0
     # Where no token reads another, the published schedule has nothing to leak.
-    unigram = audits.order_audit(UnigramScorer([3, 1, 2]), seqs, "cf_published", vocab_size=3)
+    unigram = audits.order_audit(UnigramScorer([3, 1, 2]), seqs, "cf_published", cf.CFSettings(vocab_size=3))
     assert unigram["passed"] and unigram["max_change"] == 0.0
 
 
@@ -92,11 +92,11 @@ def test_order_audit_catches_leaky_backend(lookahead, kind):
     # lookahead 2: it reads x[i+1], a later token.
     seqs = np.random.default_rng(3).integers(0, 3, size=(2, 9))
     scorer = PeekingCausalScorer(coupled_markov(), lookahead)
-    report = audits.order_audit(scorer, seqs, "ar", vocab_size=3)
+    report = audits.order_audit(scorer, seqs, "ar", cf.CFSettings(vocab_size=3))
     assert not report["passed"] and report["worst"]["kind"] == kind
     if kind == "self":  # changing strictly later tokens alone cannot reveal it
         assert report["kind_max_change"]["later"] == 0.0
-    assert audits.normalization_audit(scorer, "ar", vocab_size=3, T=4)["total_prob"] > 1.5
+    assert audits.normalization_audit(scorer, "ar", cf.CFSettings(vocab_size=3), T=4)["total_prob"] > 1.5
 
 
 def _rounds_without_self_hiding(scorer, prev, x, schedule, fills, nll):
@@ -116,18 +116,18 @@ def test_order_audit_catches_leaky_decoder(monkeypatch):
     monkeypatch.setitem(cf.VALID, "cf_leaky", True)
     scorer = MixingScorer(3, seed=0)  # its bidirectional rows read their own position
     seqs = np.random.default_rng(4).integers(0, 3, size=(2, 10))
-    report = audits.order_audit(scorer, seqs, "cf_leaky", vocab_size=3, n_random=1)
+    report = audits.order_audit(scorer, seqs, "cf_leaky", cf.CFSettings(vocab_size=3, n_random=1))
     assert not report["passed"] and report["worst"]["kind"] == "self"
     assert report["kind_max_change"]["later"] == 0.0
-    norm = audits.normalization_audit(scorer, "cf_leaky", vocab_size=3, T=4, n_random=1)
+    norm = audits.normalization_audit(scorer, "cf_leaky", cf.CFSettings(vocab_size=3, n_random=1), T=4)
     assert norm["total_prob"] > 1.1
 
 
 def test_order_audit_reports_tolerance():
     seqs = np.random.default_rng(2).integers(0, 3, size=(2, 8))
-    report = audits.order_audit(coupled_markov(), seqs, "cf_published", vocab_size=3, tolerance=1e9)
+    report = audits.order_audit(coupled_markov(), seqs, "cf_published", cf.CFSettings(vocab_size=3), tolerance=1e9)
     assert report["passed"] and report["max_change"] > 1.0  # passes only by the tolerance
-    small = audits.order_audit(coupled_markov(), seqs, "cf_valid", vocab_size=3, max_rows=3)
+    small = audits.order_audit(coupled_markov(), seqs, "cf_valid", cf.CFSettings(vocab_size=3), max_rows=3)
     assert small["passed"] and small["max_change"] == 0.0  # chunked decoding changes nothing
 
 
@@ -143,7 +143,7 @@ def test_order_audit_reports_tolerance():
 @pytest.mark.parametrize("T", [4, 5])
 @pytest.mark.parametrize("scorer", [coupled_markov(), MixingScorer(3, seed=6)], ids=type)
 def test_valid_decoders_sum_to_one_with_one_fill(decoder, T, scorer):
-    report = audits.normalization_audit(scorer, decoder, vocab_size=3, T=T, n_random=1, seed=42)
+    report = audits.normalization_audit(scorer, decoder, cf.CFSettings(vocab_size=3, n_random=1, seed=42), T=T)
     assert report["n_sequences"] == 3**T
     assert abs(report["total_prob"] - 1.0) <= 1e-9
 
@@ -152,31 +152,32 @@ def test_valid_decoders_sum_to_one_with_one_fill(decoder, T, scorer):
 @pytest.mark.parametrize("stride,rounds", [(2, 2), (3, 2), (2, 3)])
 def test_valid_decoders_sum_at_most_one_with_fills(decoder, stride, rounds):
     for scorer in (coupled_markov(), MixingScorer(3, seed=6)):
-        report = audits.normalization_audit(scorer, decoder, vocab_size=3, T=5, n_random=3, seed=42,
-                                            stride=stride, rounds=rounds)
+        settings = cf.CFSettings(vocab_size=3, stride=stride, rounds=rounds, n_random=3, seed=42)
+        report = audits.normalization_audit(scorer, decoder, settings, T=5)
         assert report["total_prob"] <= 1.0 + 1e-9
 
 
 def test_cf_published_is_not_normalized():
     for T in (4, 5):
-        report = audits.normalization_audit(coupled_markov(), "cf_published", vocab_size=3, T=T, n_random=1)
+        report = audits.normalization_audit(coupled_markov(), "cf_published",
+                                            cf.CFSettings(vocab_size=3, n_random=1), T=T)
         assert report["total_prob"] > 1.5  # measured 1.63 (T=4) and 2.61 (T=5)
     # Without coupling between tokens the published schedule is a valid code.
-    unigram = audits.normalization_audit(UnigramScorer([1, 2, 3]), "cf_published", vocab_size=3, T=5)
+    unigram = audits.normalization_audit(UnigramScorer([1, 2, 3]), "cf_published", cf.CFSettings(vocab_size=3), T=5)
     assert abs(unigram["total_prob"] - 1.0) <= 1e-9
 
 
 def test_normalization_audit_batches_and_context():
     scorer = coupled_markov()
-    one = audits.normalization_audit(scorer, "cf_valid", vocab_size=3, T=5, n_random=3, batch_rows=7)
-    many = audits.normalization_audit(scorer, "cf_valid", vocab_size=3, T=5, n_random=3)
+    one = audits.normalization_audit(scorer, "cf_valid", cf.CFSettings(vocab_size=3, n_random=3), T=5, batch_rows=7)
+    many = audits.normalization_audit(scorer, "cf_valid", cf.CFSettings(vocab_size=3, n_random=3), T=5)
     assert one["total_prob"] == pytest.approx(many["total_prob"], rel=1e-12)
-    ctx = audits.normalization_audit(scorer, "ar", vocab_size=3, T=4, context_token=2)
+    ctx = audits.normalization_audit(scorer, "ar", cf.CFSettings(vocab_size=3), T=4, context_token=2)
     assert abs(ctx["total_prob"] - 1.0) <= 1e-9
     with pytest.raises(ValueError, match="max_sequences"):
-        audits.normalization_audit(scorer, "ar", vocab_size=3, T=20)
+        audits.normalization_audit(scorer, "ar", cf.CFSettings(vocab_size=3), T=20)
     with pytest.raises(ValueError, match="context_token"):
-        audits.normalization_audit(scorer, "ar", vocab_size=3, T=3, context_token=3)
+        audits.normalization_audit(scorer, "ar", cf.CFSettings(vocab_size=3), T=3, context_token=3)
 
 
 def test_all_sequences_enumerates_every_sequence_once():
@@ -227,9 +228,8 @@ def test_fill_mixture_is_one_normalized_code(decoder, stride, rounds):
     # A mixture of the F normalized one-fill codes is normalized: with F = 3 fills the sum is
     # exactly 1 (not only <= 1 as for the averaged decoder), whatever the scorer.
     for scorer in (coupled_markov(), MixingScorer(3, seed=6)):
-        report = audits.normalization_audit(scorer, decoder, vocab_size=3, T=5, n_random=3, seed=42,
-                                            stride=stride, rounds=rounds)
+        settings = cf.CFSettings(vocab_size=3, stride=stride, rounds=rounds, n_random=3, seed=42)
+        report = audits.normalization_audit(scorer, decoder, settings, T=5)
         assert abs(report["total_prob"] - 1.0) <= 1e-9
-        averaged = audits.normalization_audit(scorer, decoder.removesuffix("_mix"), vocab_size=3, T=5,
-                                              n_random=3, seed=42, stride=stride, rounds=rounds)
+        averaged = audits.normalization_audit(scorer, decoder.removesuffix("_mix"), settings, T=5)
         assert averaged["total_prob"] < report["total_prob"]  # AM-GM: the averaged code wastes mass

@@ -50,6 +50,22 @@ def test_registry():
                         "bidir_confidence": True}
 
 
+def test_decoder_fields_give_the_lists_the_tools_kept_by_hand():
+    """The fields of cf.DECODERS (valid, family, expensive, report_rank) reproduce, in their order,
+    the three lists that eval_cf.EXPENSIVE_DECODERS and summarize's VALID_DECODERS / BIDIR_DECODERS
+    wrote out by hand before issue 18 (copied here from that code)."""
+    assert cf.decoders_where(expensive=True) == ("cf_bidir_skeleton", "cf_bidir_skeleton_mix", "bidir_l2r",
+                                                 "bidir_confidence")
+    assert cf.decoders_where(valid=True) == ("ar", "cf_valid", "cf_bidir_skeleton", "cf_valid_mix",
+                                             "cf_bidir_skeleton_mix", "bidir_l2r", "bidir_confidence")
+    assert cf.decoders_where(family="bidir") == ("bidir_l2r", "bidir_confidence")
+    assert cf.decoders_where(valid=False) == ("cf_published",)
+    assert cf.decoders_where() == tuple(sorted(cf.DECODERS, key=lambda n: cf.DECODERS[n].report_rank))
+    assert len({d.report_rank for d in cf.DECODERS.values()}) == len(cf.DECODERS)  # a total order
+    with pytest.raises(ValueError, match="unknown decoder family"):
+        cf.decoders_where(family="mixture")
+
+
 # ----------------------------------------------------------------------------- hand-computed case
 
 
@@ -120,8 +136,8 @@ HAND_EXPECTED = {
 @pytest.mark.parametrize("n_random", [1, 2])
 @pytest.mark.parametrize("decoder", ["ar", "cf_published", "cf_valid", "cf_bidir_skeleton"])
 def test_hand_computed_case(decoder, n_random):
-    parts = cf.decode_parts(CopyScorer(), HAND_SEQ, decoder, stride=2, rounds=2,
-                            n_random=n_random, seed=42, vocab_size=3)
+    parts = cf.decode_parts(CopyScorer(), HAND_SEQ, decoder,
+                            cf.CFSettings(vocab_size=3, stride=2, rounds=2, n_random=n_random, seed=42))
     np.testing.assert_allclose(parts["nll"][0], HAND_EXPECTED[n_random][decoder], rtol=0, atol=1e-12)
     assert parts["nll"].dtype == np.float64
     if decoder == "ar":
@@ -191,8 +207,8 @@ def test_matches_slow_reference(decoder, T, stride, rounds, n_random):
     V = 7
     scorer = MixingScorer(V, seed=T + stride)
     seqs = np.random.default_rng(T * 100 + stride).integers(0, V, size=(4, T + 1))
-    got = cf.decode_nll(scorer, seqs, decoder, stride=stride, rounds=rounds, n_random=n_random,
-                        seed=5, vocab_size=V)
+    got = cf.decode_nll(scorer, seqs, decoder,
+                        cf.CFSettings(vocab_size=V, stride=stride, rounds=rounds, n_random=n_random, seed=5))
     for b in range(len(seqs)):
         want = reference_nll(scorer, seqs[b].tolist(), decoder, stride, rounds, n_random, 5, V)
         np.testing.assert_allclose(got[b], want, rtol=1e-12, atol=1e-12)
@@ -218,8 +234,8 @@ def test_each_target_scored_once_in_place(decoder):
     T, stride, rounds = 11, 2, 2
     scorer = TaggingScorer()
     seqs = np.random.default_rng(0).integers(0, 5, size=(3, T + 1))
-    parts = cf.decode_parts(scorer, seqs, decoder, stride=stride, rounds=rounds, n_random=1,
-                            seed=1, vocab_size=5)
+    parts = cf.decode_parts(scorer, seqs, decoder,
+                            cf.CFSettings(vocab_size=5, stride=stride, rounds=rounds, n_random=1, seed=1))
     nll = parts["nll"]
     call = np.rint(nll // 1000).astype(int) - 1
     row = np.rint(nll % 1000).astype(int)
@@ -255,7 +271,7 @@ def test_mean_over_fills_is_mean_of_nll(decoder):
     # With n_random = 2, a gap's NLL is the mean of the two tags of its round's two calls.
     scorer = TaggingScorer()
     seqs = np.zeros((2, 6), dtype=np.int64)
-    nll = cf.decode_nll(scorer, seqs, decoder, n_random=2, seed=0, vocab_size=3)
+    nll = cf.decode_nll(scorer, seqs, decoder, cf.CFSettings(vocab_size=3, n_random=2, seed=0))
     n_pass1 = {"cf_published": 1, "cf_valid": 2, "cf_bidir_skeleton": 6}[decoder]
     # Round 0 = {1} comes from calls n_pass1 + 1, n_pass1 + 2 (1-based tags).
     assert nll[0, 1] == pytest.approx((1000 * (n_pass1 + 1) + 1 + 1000 * (n_pass1 + 2) + 1) / 2)
@@ -282,7 +298,7 @@ def test_fills_do_not_depend_on_tokens_or_batch(decoder):
     batch_b = (batch_a[[0, 1, 0, 1, 0]] + np.arange(1, 6)[:, None]) % V  # other tokens, other B
     rec_a, rec_b = RecordingScorer(MixingScorer(V)), RecordingScorer(MixingScorer(V))
     for rec, batch in ((rec_a, batch_a), (rec_b, batch_b)):
-        cf.decode_nll(rec, batch, decoder, n_random=2, seed=11, vocab_size=V)
+        cf.decode_nll(rec, batch, decoder, cf.CFSettings(vocab_size=V, n_random=2, seed=11))
     assert len(rec_a.calls) == len(rec_b.calls)
     n_filled = 0
     for inputs_a, inputs_b in zip(rec_a.calls, rec_b.calls):
@@ -304,32 +320,32 @@ def test_window_score_does_not_depend_on_batch(decoder):
     V = 5
     scorer = MarkovScorer.sticky(V, seed=2)
     seqs = np.random.default_rng(4).integers(0, V, size=(5, 13))
-    together = cf.decode_nll(scorer, seqs, decoder, vocab_size=V)
+    together = cf.decode_nll(scorer, seqs, decoder, cf.CFSettings(vocab_size=V))
     for b in range(len(seqs)):
-        alone = cf.decode_nll(scorer, seqs[b : b + 1], decoder, vocab_size=V)
+        alone = cf.decode_nll(scorer, seqs[b : b + 1], decoder, cf.CFSettings(vocab_size=V))
         np.testing.assert_allclose(alone[0], together[b], rtol=1e-13, atol=0)
 
 
 def test_cf_decoders_share_pass2_and_unigram_makes_all_equal():
     V = 6
     seqs = np.random.default_rng(8).integers(0, V, size=(3, 15))
-    parts = {d: cf.decode_parts(MixingScorer(V), seqs, d, vocab_size=V) for d in CF_DECODERS}
+    parts = {d: cf.decode_parts(MixingScorer(V), seqs, d, cf.CFSettings(vocab_size=V)) for d in CF_DECODERS}
     gaps = parts["cf_valid"]["pass2"]
     for d in CF_DECODERS:
         np.testing.assert_array_equal(parts[d]["nll"][:, gaps], parts["cf_valid"]["nll"][:, gaps])
     # A scorer that reads no other token gives every decoder the same code lengths.
     unigram = UnigramScorer([1, 2, 3, 4, 5, 6])
-    ar = cf.decode_nll(unigram, seqs, "ar", vocab_size=V)
+    ar = cf.decode_nll(unigram, seqs, "ar", cf.CFSettings(vocab_size=V))
     for d in CF_DECODERS:
-        np.testing.assert_allclose(cf.decode_nll(unigram, seqs, d, vocab_size=V), ar, rtol=1e-15)
+        np.testing.assert_allclose(cf.decode_nll(unigram, seqs, d, cf.CFSettings(vocab_size=V)), ar, rtol=1e-15)
 
 
 def test_decode_nll_is_decode_parts_nll():
     V = 4
     seqs = np.random.default_rng(1).integers(0, V, size=(2, 8))
-    kwargs = dict(stride=3, rounds=2, n_random=2, seed=9, vocab_size=V)
-    nll = cf.decode_nll(MixingScorer(V), seqs, "cf_valid", **kwargs)
-    np.testing.assert_array_equal(nll, cf.decode_parts(MixingScorer(V), seqs, "cf_valid", **kwargs)["nll"])
+    settings = cf.CFSettings(stride=3, rounds=2, n_random=2, seed=9, vocab_size=V)
+    nll = cf.decode_nll(MixingScorer(V), seqs, "cf_valid", settings)
+    np.testing.assert_array_equal(nll, cf.decode_parts(MixingScorer(V), seqs, "cf_valid", settings)["nll"])
     assert nll.shape == (2, 7) and nll.dtype == np.float64 and np.isfinite(nll).all()
 
 
@@ -357,7 +373,7 @@ def test_argument_validation(kwargs, message):
     args.update(kwargs)
     seqs, decoder = args.pop("seqs"), args.pop("decoder")
     with pytest.raises(ValueError, match=message):
-        cf.decode_nll(MixingScorer(4), seqs, decoder, **args)
+        cf.decode_nll(MixingScorer(4), seqs, decoder, cf.CFSettings(**args))
 
 
 def test_decoding_order_validates():
@@ -369,7 +385,8 @@ def test_decoding_order_validates():
 
 def test_scorer_shape_is_checked():
     with pytest.raises(ValueError, match="scorer returned shape"):
-        cf.decode_nll(lambda i, c, t: np.zeros((1, 1)), np.zeros((2, 5), dtype=np.int64), "ar", vocab_size=3)
+        cf.decode_nll(lambda i, c, t: np.zeros((1, 1)), np.zeros((2, 5), dtype=np.int64), "ar",
+                      cf.CFSettings(vocab_size=3))
 
 
 # ----------------------------------------------------------------------------- fill mixture
@@ -382,7 +399,8 @@ def per_fill_window_nll(scorer, seqs, base, n_random, seed, V, stride=2, rounds=
     T = seqs.shape[1] - 1
     fills = cf.draw_fills(seed, T, rounds, n_random, V)
     return np.stack([
-        cf.decode_nll(scorer, seqs, base, stride=stride, rounds=rounds, n_random=1, vocab_size=V,
+        cf.decode_nll(scorer, seqs, base,
+                      cf.CFSettings(vocab_size=V, stride=stride, rounds=rounds, n_random=1),
                       fills=fills[:, f : f + 1]).sum(axis=1)
         for f in range(n_random)
     ])
@@ -397,9 +415,9 @@ def test_mixture_is_brute_force_mixture_of_fill_codes(decoder, stride, rounds, n
     scorer = MixingScorer(V, seed=3)
     seqs = np.random.default_rng(5).integers(0, V, size=(5, T + 1))
     base = decoder.removesuffix("_mix")
-    kwargs = dict(stride=stride, rounds=rounds, n_random=n_random, seed=7, vocab_size=V)
-    mix = cf.decode_nll(scorer, seqs, decoder, **kwargs).sum(axis=1)
-    averaged = cf.decode_nll(scorer, seqs, base, **kwargs).sum(axis=1)
+    settings = cf.CFSettings(stride=stride, rounds=rounds, n_random=n_random, seed=7, vocab_size=V)
+    mix = cf.decode_nll(scorer, seqs, decoder, settings).sum(axis=1)
+    averaged = cf.decode_nll(scorer, seqs, base, settings).sum(axis=1)
     fill_nll = per_fill_window_nll(scorer, seqs, base, n_random, 7, V, stride, rounds)
     # -log (1/F) sum_f exp(-NLL_f), from the per-fill codes only.
     want = -(logsumexp(-fill_nll, axis=0) - math.log(n_random))
@@ -417,11 +435,11 @@ def test_mixture_is_brute_force_mixture_of_fill_codes(decoder, stride, rounds, n
 def test_mixture_with_one_fill_is_the_averaged_decoder(decoder):
     V = 5
     seqs = np.random.default_rng(6).integers(0, V, size=(3, 10))
-    kwargs = dict(n_random=1, seed=3, vocab_size=V)
+    settings = cf.CFSettings(n_random=1, seed=3, vocab_size=V)
     for key in ("nll", "pass1", "pass2"):
-        np.testing.assert_array_equal(cf.decode_parts(MixingScorer(V), seqs, decoder, **kwargs)[key],
+        np.testing.assert_array_equal(cf.decode_parts(MixingScorer(V), seqs, decoder, settings)[key],
                                       cf.decode_parts(MixingScorer(V), seqs, decoder.removesuffix("_mix"),
-                                                      **kwargs)[key])
+                                                      settings)[key])
 
 
 @pytest.mark.parametrize("decoder", MIX_DECODERS)
@@ -431,9 +449,10 @@ def test_mixture_pass1_is_the_skeletons_own_mixture(decoder):
     V, T, F = 5, 9, 3
     scorer = MixingScorer(V, seed=1)
     seqs = np.random.default_rng(2).integers(0, V, size=(4, T + 1))
-    parts = cf.decode_parts(scorer, seqs, decoder, n_random=F, seed=4, vocab_size=V)
+    parts = cf.decode_parts(scorer, seqs, decoder, cf.CFSettings(vocab_size=V, n_random=F, seed=4))
     fills = cf.draw_fills(4, T, 2, F, V)
-    skeleton_nll = np.stack([cf.decode_nll(scorer, seqs, decoder, n_random=1, seed=4, vocab_size=V,
+    skeleton_nll = np.stack([cf.decode_nll(scorer, seqs, decoder,
+                                           cf.CFSettings(vocab_size=V, n_random=1, seed=4),
                                            fills=fills[:, f : f + 1])[:, parts["pass1"]].sum(axis=1)
                              for f in range(F)])
     want = -np.log(np.exp(-skeleton_nll).mean(axis=0))
@@ -452,7 +471,7 @@ def test_mixture_is_stable_for_long_windows():
         return 1000.0 * inner(inputs, is_causal, targets)
 
     seqs = np.random.default_rng(3).integers(0, V, size=(3, 33))
-    mix = cf.decode_nll(scorer, seqs, "cf_valid_mix", n_random=3, seed=1, vocab_size=V).sum(axis=1)
+    mix = cf.decode_nll(scorer, seqs, "cf_valid_mix", cf.CFSettings(vocab_size=V, n_random=3, seed=1)).sum(axis=1)
     fill_nll = per_fill_window_nll(scorer, seqs, "cf_valid", 3, 1, V)
     assert fill_nll.min() > 1e4 and (np.exp(-fill_nll) == 0).all()
     np.testing.assert_allclose(mix, -(logsumexp(-fill_nll, axis=0) - math.log(3)), rtol=1e-12)
@@ -464,7 +483,7 @@ def test_mixture_runs_no_forward_of_its_own():
     for base in ("cf_valid", "cf_bidir_skeleton"):
         inner = RecordingScorer(MixingScorer(V))
         memo = cf.MemoScorer(inner)
-        cf.decode_nll(memo, seqs, base, n_random=3, vocab_size=V)
+        cf.decode_nll(memo, seqs, base, cf.CFSettings(vocab_size=V, n_random=3))
         n_forwards = len(inner.calls)
-        cf.decode_nll(memo, seqs, base + "_mix", n_random=3, vocab_size=V)
+        cf.decode_nll(memo, seqs, base + "_mix", cf.CFSettings(vocab_size=V, n_random=3))
         assert len(inner.calls) == n_forwards

@@ -17,7 +17,7 @@ PACKAGE = ROOT / "scripts" / "meadow_golf"
 
 # meadow_golf module name -> the function that builds its parser (every CLI of the project).
 PARSERS = {
-    "train.core": "build_parser",  # train_cdm.py and train_cdm_mlx.py
+    "train.flags": "build_parser",  # train_cdm.py and train_cdm_mlx.py
     "eval.eval_cf": "build_parser",
     "eval.leakage": "build_parser",
     "eval.generate": "build_parser",
@@ -25,7 +25,7 @@ PARSERS = {
     "tools.profile_step": "build_parser",
     "tools.entropy_floor": "build_parser",
     "original.audit_table": "build_parser",
-    "recipes.cell_status": "build_parser",
+    "recipes.cli": "build_parser",  # every experiment's plan.py
     "data.prepare_data": "build_parser",
     "report.summarize": "build_parser",
     "original.fetch": "build_parser",

@@ -16,7 +16,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 
 from meadow_golf.eval import eval_cf
 from meadow_golf.eval import generate as gen_test
@@ -24,6 +23,7 @@ from meadow_golf.eval import leakage as leakage_test
 from meadow_golf.data.challenge_format import read_shard, write_shard
 from meadow_golf.model.checkpoint import save_npz, save_torch_checkpoint
 from meadow_golf.model.gpt import state_dict_numpy
+from meadow_golf.eval.backends import load_backend
 
 CLIS = {"eval_cf": eval_cf.main, "leakage_test": leakage_test.main, "gen_test": gen_test.main}
 # Small, valid settings for each CLI; a case appends the flags it changes (argparse: the last one wins).
@@ -41,7 +41,7 @@ def tokenizer_of(data_dir: Path) -> Path:
 
 def save_random_model(folder: Path, vocab: int) -> tuple[Path, Path]:
     """(.npz, step .pt) of a tiny random-init model with this vocabulary."""
-    model, config = leakage_test.random_init_model(vocab, seed=0, device=torch.device("cpu"))
+    model, config = leakage_test.random_init_model(vocab, 0, load_backend("torch", "cpu"))
     npz, pt = folder / f"model_v{vocab}.npz", folder / f"step_v{vocab}.pt"
     save_npz(npz, state_dict_numpy(model), config.to_dict())
     save_torch_checkpoint(pt, {"model": {k: v.detach().clone() for k, v in model.state_dict().items()},
@@ -61,7 +61,7 @@ def inputs(shakespeare_data, tiny_sp_model, tmp_path_factory) -> SimpleNamespace
     truncated_pt.write_bytes(pt.read_bytes()[: pt.stat().st_size // 3])
     # Weights without the model config, as a backend's own save_weights would write them.
     weights_only = root / "weights_only.npz"
-    np.savez(weights_only, **state_dict_numpy(leakage_test.random_init_model(vocab, 0, torch.device("cpu"))[0]))
+    np.savez(weights_only, **state_dict_numpy(leakage_test.random_init_model(vocab, 0, load_backend("torch", "cpu"))[0]))
     mlx_step = root / "step_2.safetensors"
     mlx_step.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
 

@@ -109,7 +109,7 @@ def test_every_decoder_on_the_same_windows(shakespeare_data, tiny_run, tmp_path,
             # Each window scored on its own (batch of one) gives the same per-window NLL: the
             # scores do not depend on which windows share a batch.
             alone = cf.decode_nll(TorchScorer(model, torch.device("cpu")), windows[:1], name,
-                                  vocab_size=model.config.vocab_size)
+                                  cf.CFSettings(vocab_size=model.config.vocab_size))
             assert nll[0] == pytest.approx(alone.sum(), rel=1e-6)
 
 
@@ -231,7 +231,7 @@ def test_fill_mixture_shares_forwards_and_is_the_mixture_per_window():
     V, T, F, seed = 6, 12, 3, 5
     windows = np.random.default_rng(0).integers(0, V, size=(5, T + 1))
     target_bytes = np.ones((5, T), dtype=np.int64)
-    cf_kwargs = dict(stride=2, rounds=2, n_random=F, seed=seed)
+    settings = cf.CFSettings(vocab_size=V, stride=2, rounds=2, n_random=F, seed=seed)
     calls = {}
     per_window = {}
     for names in (["ar", "cf_valid", "cf_bidir_skeleton"],
@@ -244,13 +244,13 @@ def test_fill_mixture_shares_forwards_and_is_the_mixture_per_window():
             return inner(inputs, is_causal, targets)
 
         per_window = {}
-        result = eval_cf.score_decoders(scorer, windows, target_bytes, names, batch_size=2, vocab_size=V,
-                                        cf_kwargs=cf_kwargs, per_window=per_window)
+        result = eval_cf.score_decoders(scorer, windows, target_bytes, names, batch_size=2, settings=settings,
+                                        per_window=per_window)
         calls[len(names)] = count["n"]
     assert calls[5] == calls[3]
     fills = cf.draw_fills(seed, T, 2, F, V)
     for base in ("cf_valid", "cf_bidir_skeleton"):
-        fill_nll = np.stack([cf.decode_nll(MixingScorer(V, seed=1), windows, base, n_random=1, vocab_size=V,
+        fill_nll = np.stack([cf.decode_nll(MixingScorer(V, seed=1), windows, base, settings.replace(n_random=1),
                                            fills=fills[:, f : f + 1]).sum(axis=1) for f in range(F)])
         want = -(logsumexp(-fill_nll, axis=0) - math.log(F))
         np.testing.assert_allclose(per_window[f"nll_{base}_mix"], want, rtol=1e-12)

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+from meadow_golf.model import noise as noise_mod
 from meadow_golf.train import train_cdm
 from meadow_golf.model.checkpoint import load_npz
 from conftest import TINY_TRAIN_FLAGS
@@ -78,10 +79,10 @@ def test_fused_forward_gives_each_row_its_own_mode():
 
 def test_noise_does_not_depend_on_the_number_of_ranks():
     x = torch.randint(0, 50, (8, 20), generator=torch.Generator().manual_seed(0))
-    one, mask_one, n_one = train_cdm.cdm_corrupt(x, 50, torch.Generator().manual_seed(3))
+    one, mask_one, n_one = noise_mod.corrupt_torch(x, 50, torch.Generator().manual_seed(3))
     for world in (2, 4):
         rows = 8 // world
-        parts = [train_cdm.cdm_corrupt(x[r * rows:(r + 1) * rows], 50, torch.Generator().manual_seed(3), r, world)
+        parts = [noise_mod.corrupt_torch(x[r * rows:(r + 1) * rows], 50, torch.Generator().manual_seed(3), r, world)
                  for r in range(world)]
         assert torch.equal(torch.cat([p[0] for p in parts]), one)
         assert torch.equal(torch.cat([p[1] for p in parts]), mask_one)
@@ -187,13 +188,13 @@ def test_memo_scorer_gives_the_same_numbers_with_10_of_17_forwards():
 
     windows = np.random.default_rng(0).integers(0, 11, (6, 17))
     nbytes = np.ones((6, 16), dtype=np.int64)
-    kwargs = dict(stride=2, rounds=2, n_random=3, seed=42)
+    settings = cf.CFSettings(vocab_size=11, stride=2, rounds=2, n_random=3, seed=42)
     counting = Counting(MixingScorer(11))
     memo = eval_cf.score_decoders(counting, windows, nbytes, ["ar", "cf_published", "cf_valid"], batch_size=3,
-                                  vocab_size=11, cf_kwargs=kwargs)
+                                  settings=settings)
     assert counting.calls == 2 * 10  # two batches
     for name in ("ar", "cf_published", "cf_valid"):
-        direct = cf.decode_nll(MixingScorer(11), windows, name, vocab_size=11, **kwargs)
+        direct = cf.decode_nll(MixingScorer(11), windows, name, settings)
         assert memo[name]["nll_sum"] == pytest.approx(float(direct.sum()), rel=1e-12)
 
 

@@ -11,6 +11,7 @@ import sentencepiece as spm
 import torch
 
 from meadow_golf.eval import generate as gen_test
+from meadow_golf.eval.backends import load_backend
 
 SPANS, ROUNDS, N_WINDOWS = [1, 3, 8], [1, 2, 4], 5
 
@@ -50,7 +51,7 @@ def test_fill_spans_commits_the_right_amount_each_round():
     for rounds, expected_commits, expected_forwards in ((1, [15], 1), (2, [9, 6], 2), (4, [6, 3, 3, 3], 4),
                                                         (8, [3, 3, 0, 3, 3, 0, 3, 0], 5)):
         model = OracleModel(truth, 10)
-        fills, commits, forwards = gen_test.fill_spans(model, torch.device("cpu"), truth, starts, noise, rounds, 10)
+        fills, commits, forwards = gen_test.fill_spans(model, load_backend("torch", "cpu"), truth, starts, noise, rounds, 10)
         np.testing.assert_array_equal(fills, truth[np.arange(3)[:, None], starts[:, None] + np.arange(5)])
         assert commits == expected_commits and forwards == expected_forwards == model.calls
 

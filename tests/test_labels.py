@@ -1,34 +1,44 @@
 """Labels that say what was done: a cell trained with no clock (BUDGET_SECS=0) is recorded and
-printed as MATCH=steps (recipe_lib.sh, cell_status.py), and a cell claimed under the old label
-`wallclock` is still accepted (and relabelled) when its recipe is the same."""
+printed as MATCH=steps (meadow_golf.recipes), and a cell claimed under the old label `wallclock` is
+still accepted (and relabelled) when its recipe is the same."""
 
 from __future__ import annotations
 
+import io
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from meadow_golf.recipes import cell_status
+from meadow_golf.recipes import cells as cell_status
+from meadow_golf.recipes.presets import RecipeError
+from meadow_golf.recipes.settings import resolve
+from meadow_golf.recipes.steps import Recipe
+from recipe_run import plan_module
 
 REPO = Path(__file__).resolve().parents[1]
 EXP = REPO / "experiments" / "2026-04-09_matched_ablation"
 
 
-def recipe(tmp_path, **env) -> subprocess.CompletedProcess:
-    """recipe_init + plan + print_recipe of run_6, without training: the settings it resolves."""
+class Resolved:
+    def __init__(self, returncode: int, stdout: str = "", stderr: str = ""):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def recipe(tmp_path, **env) -> Resolved:
+    """run_6's settings, plan and printed table, without training: the settings it resolves."""
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
     (data / "meta.json").write_text("{}")
-    # Sourced from `bash -c`, not from a recipe file: RECIPE_EXP_DIR names the experiment.
-    script = (f'set -euo pipefail; RECIPE_EXP_DIR="{EXP}"; source "{REPO / "scripts" / "recipe_lib.sh"}"; '
-              'recipe_init ablation6; plan_ablation6; '
-              'print_recipe T; echo "MATCH_IS=$MATCH"')
-    full_env = {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "DATA_DIR": str(data),
-                "CKPT_DIR": str(tmp_path / "cells"), **env}
-    return subprocess.run(["bash", "-c", script], env=full_env, capture_output=True, text=True, timeout=60)
+    full_env = {"DATA_DIR": str(data), "CKPT_DIR": str(tmp_path / "cells"), **env}
+    out = io.StringIO()
+    try:
+        settings = resolve(full_env, EXP, "ablation6")
+        Recipe(settings, plan_module("matched_ablation").plan_ablation6(settings), out).print_table("T")
+    except RecipeError as e:
+        return Resolved(1, out.getvalue(), f"error: {e}\n")
+    return Resolved(0, out.getvalue() + f"MATCH_IS={settings.match}\n")
 
 
 @pytest.mark.parametrize("env, match", [
@@ -55,8 +65,15 @@ def test_match_steps_with_a_clock_is_refused(tmp_path):
 
 
 def claim(cell, match, recipe_flags=("--steps", "4", "--train_budget_secs", "0")):
-    return cell_status.main(["claim", str(cell), "--name", cell.name, "--scale", "5L", "--backend", "torch",
-                             "--preset", "smoke", "--match", match, "--", *recipe_flags])
+    """cells.claim as a recipe calls it: 0 and its word on stdout, or 1 and the error on stderr."""
+    meta = {"name": cell.name, "scale": "5L", "backend": "torch", "preset": "smoke", "match": match,
+            "matched_to": "", "recipe": list(recipe_flags)}
+    try:
+        print(cell_status.claim(cell, meta))
+    except cell_status.CellError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def test_old_wallclock_label_is_kept_and_relabelled(tmp_path, capsys):

@@ -12,6 +12,7 @@ import torch
 
 from meadow_golf.eval import cf
 from meadow_golf.eval import leakage as leakage_test
+from meadow_golf.eval.backends import load_backend
 
 # Small audits: order audit on 2 windows of 8 targets, normalization over 3**4 sequences.
 SMALL = ["--audit_seq_len", "8", "--norm_vocab", "3", "--norm_len", "4", "--device", "cpu"]
@@ -113,9 +114,9 @@ def test_a_leaky_backend_is_caught_through_the_hook(tmp_path, capsys):
 
 
 def test_restricted_scorer_is_a_normalized_conditional():
-    model, _ = leakage_test.random_init_model(16, 0, torch.device("cpu"))
+    model, _ = leakage_test.random_init_model(16, 0, load_backend("torch", "cpu"))
     ids = np.array([5, 9, 2])
-    scorer = leakage_test.RestrictedVocabScorer(model, torch.device("cpu"), ids)
+    scorer = leakage_test.RestrictedVocabScorer(model, load_backend("torch", "cpu"), ids)
     inputs = np.random.default_rng(0).integers(0, 3, size=(2, 5))
     for is_causal in (True, False):
         total = sum(np.exp(scorer(inputs, is_causal, np.full((2, 5), t))) for t in range(3))
@@ -167,17 +168,17 @@ def test_per_fill_audit_fails_the_leaks_on_a_toy_scorer(leaky_decoder):
     from meadow_golf.eval.toy_scorers import MarkovScorer
 
     toy = MarkovScorer.sticky(3, stay=0.8, seed=1)
-    kwargs = dict(vocab_size=3, T=4, n_random=3, seed=42)
-    published = audits.per_fill_normalization_audit(toy, "cf_published", **kwargs)
-    leaky = audits.per_fill_normalization_audit(toy, leaky_decoder, **kwargs)
-    valid = audits.per_fill_normalization_audit(toy, "cf_valid", **kwargs)
+    settings = cf.CFSettings(vocab_size=3, n_random=3, seed=42)
+    published = audits.per_fill_normalization_audit(toy, "cf_published", settings, T=4)
+    leaky = audits.per_fill_normalization_audit(toy, leaky_decoder, settings, T=4)
+    valid = audits.per_fill_normalization_audit(toy, "cf_valid", settings, T=4)
     assert not published["passed"] and not leaky["passed"]
     assert published["max_abs_deviation"] > 1e-3 and leaky["max_abs_deviation"] > 1e-3
     assert valid["passed"] and valid["max_abs_deviation"] <= 1e-12
     # Each fill alone is the one-fill decode with that fill: fill 1's total, recomputed by hand.
     fills = cf.draw_fills(42, 4, 2, 3, 3)
     seqs = np.concatenate([np.zeros((81, 1), dtype=np.int64), audits.all_sequences(3, 4)], axis=1)
-    nll = cf.decode_nll(toy, seqs, "cf_published", n_random=1, vocab_size=3, fills=fills[:, 1:2])
+    nll = cf.decode_nll(toy, seqs, "cf_published", cf.CFSettings(vocab_size=3, n_random=1), fills=fills[:, 1:2])
     assert published["fill_totals"][1] == pytest.approx(np.exp(-nll.sum(axis=1)).sum(), rel=1e-12)
 
 

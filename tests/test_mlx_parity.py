@@ -36,6 +36,7 @@ from meadow_golf.model import gpt as M  # noqa: E402
 from meadow_golf.model import gpt_mlx as MM  # noqa: E402
 from meadow_golf.train import optim_mlx  # noqa: E402
 from meadow_golf.eval import torch_backend  # noqa: E402
+from meadow_golf.model import noise as noise_mod  # noqa: E402
 from meadow_golf.train import train_cdm  # noqa: E402
 from meadow_golf.train import train_cdm_mlx  # noqa: E402
 from meadow_golf.data.challenge_format import load_byte_tables  # noqa: E402
@@ -180,7 +181,7 @@ def fixed_corruption(x: np.ndarray, seed: int = 4):
 
 def torch_train_step(tm, x, y, noisy, mask, weight, monkeypatch, retro_alpha=0.0):
     """train_cdm.train_step with its corruption replaced by the given one."""
-    monkeypatch.setattr(train_cdm, "cdm_corrupt", lambda *_: (torch.as_tensor(noisy), torch.as_tensor(mask),
+    monkeypatch.setattr(train_cdm, "corrupt_torch", lambda *_, **__: (torch.as_tensor(noisy), torch.as_tensor(mask),
                                                                    torch.as_tensor(mask).sum()))
     tm.zero_grad(set_to_none=True)
     ar, cdm = train_cdm.train_step(tm, torch.as_tensor(x), torch.as_tensor(y), cdm_weight=weight,
@@ -236,7 +237,7 @@ def test_passes_per_step(weight, retro_alpha, expected):
     chunk = tokens(TINY, (B, T + 1))
     x, y = chunk[:, :-1], chunk[:, 1:]
     if weight > 0:
-        noisy, mask = train_cdm_mlx.cdm_corrupt(*as_mx(x), TINY.vocab_size, mx.random.key(0))
+        noisy, mask = noise_mod.corrupt_mlx(*as_mx(x), TINY.vocab_size, mx.random.key(0))
         out = step(*as_mx(x, y), noisy, mask)
     else:
         out = step(*as_mx(x, y))
@@ -249,8 +250,8 @@ def test_corruption_is_keyed_and_has_one_rate_per_step():
     x = mx.array(tokens(TINY, (64, 128)).astype(np.int32))
     rates = []
     for seed in range(12):
-        n1, m1 = train_cdm_mlx.cdm_corrupt(x, 64, mx.random.key(seed))
-        n2, m2 = train_cdm_mlx.cdm_corrupt(x, 64, mx.random.key(seed))
+        n1, m1 = noise_mod.corrupt_mlx(x, 64, mx.random.key(seed))
+        n2, m2 = noise_mod.corrupt_mlx(x, 64, mx.random.key(seed))
         assert mx.array_equal(n1, n2).item() and mx.array_equal(m1, m2).item()
         assert mx.array_equal(mx.where(m1, x, n1), x).item()  # unmasked positions untouched
         rates.append(m1.astype(mx.float32).mean().item())
@@ -335,9 +336,9 @@ def test_mlx_scorer_matches_torch_scorer_through_decode_nll():
     t_scorer = torch_backend.TorchScorer(tm, torch.device("cpu"))
     m_scorer = mlx_backend.MLXScorer(mm)
     for decoder in sorted(cf.DECODERS):
-        kwargs = dict(stride=2, rounds=2, n_random=2, seed=3, vocab_size=TINY.vocab_size)
-        ref = cf.decode_nll(t_scorer, seqs, decoder, **kwargs)
-        out = cf.decode_nll(m_scorer, seqs, decoder, **kwargs)
+        settings = cf.CFSettings(stride=2, rounds=2, n_random=2, seed=3, vocab_size=TINY.vocab_size)
+        ref = cf.decode_nll(t_scorer, seqs, decoder, settings)
+        out = cf.decode_nll(m_scorer, seqs, decoder, settings)
         assert out.dtype == np.float64 and np.isfinite(out).all()
         np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5, err_msg=decoder)
 
@@ -464,9 +465,10 @@ def test_compiled_step_and_scorer_match_eager(monkeypatch):
                 assert all(np.array_equal(c[k], before[k]) for k in c)
         mx.enable_compile()
         seqs = tokens(TINY, (2, T + 1), seed=21)
-        comp = cf.decode_nll(mlx_backend.MLXScorer(m_comp), seqs, "cf_valid", vocab_size=TINY.vocab_size)
+        comp = cf.decode_nll(mlx_backend.MLXScorer(m_comp), seqs, "cf_valid", cf.CFSettings(vocab_size=TINY.vocab_size))
         mx.disable_compile()
-        eager = cf.decode_nll(mlx_backend.MLXScorer(m_comp), seqs, "cf_valid", vocab_size=TINY.vocab_size)
+        eager = cf.decode_nll(mlx_backend.MLXScorer(m_comp), seqs, "cf_valid",
+                              cf.CFSettings(vocab_size=TINY.vocab_size))
         np.testing.assert_allclose(comp, eager, rtol=1e-5, atol=1e-5)
     finally:
         mx.disable_compile()

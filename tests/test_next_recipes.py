@@ -1,41 +1,48 @@
-"""The recipes of the two 2026-12-01 experiments: their plans (recipe_lib.sh: plan_noise, plan_wgrid,
-plan_wgrid_seeds, plan_scale and the size-named scales), their refusals, cell_status.py
-best-weight, and one end-to-end run of each recipe in the smoke preset whose JSON is checked:
-the noise ablation's absorbing cells carry the ELBO, and the grid's extra seeds are those of the
-weight with the lowest final_val_bpb in the grid's own results.json files."""
+"""The recipes of the two 2026-12-01 experiments: their plans (plan_noise in the absorbing-noise
+folder's plan.py; plan_wgrid, plan_wgrid_seeds and plan_scale in the share-ratio folder's; the
+size-named scales), their refusals, best-weight, and one run of each recipe in the smoke preset
+(in this process) whose JSON is checked: the noise ablation's absorbing cells carry the ELBO, and
+the grid's extra seeds are those of the weight with the lowest final_val_bpb in the grid's own
+results.json files."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from meadow_golf.recipes import cell_status
+from meadow_golf.recipes import cells as cell_status
+from meadow_golf.recipes.plans import plan_scales
+from meadow_golf.recipes.presets import RecipeError, scale_flags
+from meadow_golf.recipes.settings import resolve
+from recipe_run import EXPERIMENTS, plan_module, recipe
 
-ROOT = Path(__file__).resolve().parents[1]
-LIB = ROOT / "scripts" / "recipe_lib.sh"
-# Sourced from `bash -c`, not from a recipe file: RECIPE_EXP_DIR names the experiment whose entry scripts run.
-EXP = ROOT / "experiments" / "2026-04-09_matched_ablation"
-NOISE = ROOT / "experiments" / "2026-12-01_absorbing_noise" / "run_noise.sh"
-WGRID = ROOT / "experiments" / "2026-12-01_share_ratio_and_scale" / "run_wgrid.sh"
-SCALE = ROOT / "experiments" / "2026-12-01_share_ratio_and_scale" / "run_scale.sh"
+PLANS = {"plan_noise": "absorbing_noise", "plan_wgrid": "share_ratio_and_scale", "plan_scale": "share_ratio_and_scale"}
 
 
-def plan(tmp_path, plan_fn: str, **env) -> subprocess.CompletedProcess:
-    """recipe_init + a plan, without training: prints each plan entry and each scale's flags."""
+class Planned:
+    def __init__(self, returncode, stdout="", stderr=""):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def plan(tmp_path, plan_fn: str, **env) -> Planned:
+    """A recipe's settings + a plan, without training: each plan entry and each scale's flags, in the
+    bash recipes' old `name|scale|weight|seed|matched_to[|noise]` form."""
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
     (data / "meta.json").write_text("{}")
-    script = (f'set -euo pipefail; RECIPE_EXP_DIR="{EXP}"; source "{LIB}"; recipe_init t; {plan_fn}; '
-              'for e in "${PLAN[@]}"; do echo "ENTRY $e"; done; '
-              'for s in $(plan_scales); do echo "FLAGS $s: $(scale_flags "$s")"; done')
-    full_env = {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "DATA_DIR": str(data),
-                "CKPT_DIR": str(tmp_path / "cells"), **env}
-    return subprocess.run(["bash", "-c", script], env=full_env, capture_output=True, text=True, timeout=60)
+    experiment = PLANS[plan_fn]
+    try:
+        settings = resolve({"DATA_DIR": str(data), "CKPT_DIR": str(tmp_path / "cells"), **env},
+                           EXPERIMENTS[experiment], "t")
+        cells = getattr(plan_module(experiment), plan_fn)(settings)
+    except RecipeError as e:
+        return Planned(1, "", f"error: {e}\n")
+    lines = [f"ENTRY {c.name}|{c.scale}|{c.weight}|{c.seed}|{c.matched_to}"
+             + (f"|{c.noise or ''}" if plan_fn == "plan_noise" else "") for c in cells]
+    lines += [f"FLAGS {s}: {' '.join(scale_flags(settings.preset, s))}" for s in plan_scales(cells)]
+    return Planned(0, "\n".join(lines) + "\n")
 
 
 def entries(proc) -> list[str]:
@@ -110,31 +117,28 @@ def test_best_weight_is_the_lowest_final_val_bpb_among_shared_cells(tmp_path, ca
     cells = [grid_cell(tmp_path, "w0", 0, 2.40),  # the control is lowest, and is not a candidate
              grid_cell(tmp_path, "w0.1", 0.1, 2.52), grid_cell(tmp_path, "w1.0", 1.0, 2.47, written="1.0"),
              grid_cell(tmp_path, "w0.3", 0.3, 2.50)]
-    assert cell_status.main(["best-weight", *map(str, cells)]) == 0
-    assert capsys.readouterr().out.strip() == "1.0"  # as the recipe wrote it, so cell names match the grid's
+    assert cell_status.best_weight(cells) == "1.0"  # as the recipe wrote it, so cell names match the grid's
 
 
 def test_best_weight_needs_every_cell_trained(tmp_path, capsys):
     done = grid_cell(tmp_path, "w0.3", 0.3, 2.5)
     (tmp_path / "w0.5").mkdir()
-    assert cell_status.main(["best-weight", str(done), str(tmp_path / "w0.5")]) == 1
-    assert capsys.readouterr().err.strip() == (f"error: {tmp_path / 'w0.5'}: not trained yet (no results.json); "
-                                               "the best weight needs the whole grid")
+    with pytest.raises(cell_status.CellError) as refused:
+        cell_status.best_weight([done, tmp_path / "w0.5"])
+    assert str(refused.value) == (f"{tmp_path / 'w0.5'}: not trained yet (no results.json); "
+                                  "the best weight needs the whole grid")
 
 
 # ----------------------------------------------------------------------------- end to end (smoke)
 
 
-def run_recipe(script: Path, tmp_path: Path, data: Path, **env) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PRESET": "smoke", "PYTHON": sys.executable, "DATA_DIR": str(data),
-                "CKPT_DIR": str(tmp_path / "cells"), "LOG_DIR": str(tmp_path / "logs"),
-                "OUT_DIR": str(tmp_path / "out"), "HEARTBEAT_SECS": "0", **env}
-    return subprocess.run(["bash", str(script)], env=full_env, capture_output=True, text=True, timeout=900)
+def run_recipe(experiment: str, name: str, tmp_path: Path, data: Path, **env):
+    return recipe(experiment, name, False, PRESET="smoke", DATA_DIR=str(data), CKPT_DIR=str(tmp_path / "cells"),
+                  LOG_DIR=str(tmp_path / "logs"), OUT_DIR=str(tmp_path / "out"), **env)
 
 
-@pytest.mark.slow
 def test_noise_recipe_end_to_end(shakespeare_data, tmp_path):
-    proc = run_recipe(NOISE, tmp_path, shakespeare_data, ELBO_SAMPLES="2", NOISE_WEIGHTS="1.0")
+    proc = run_recipe("absorbing_noise", "run_noise", tmp_path, shakespeare_data, ELBO_SAMPLES="2", NOISE_WEIGHTS="1.0")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     cells = tmp_path / "cells"
     assert sorted(p.name for p in cells.iterdir()) == ["2L32_w0_s1337", "2L32_w1.0_s1337", "2L32_w1.0_s1337_abs"]
@@ -146,13 +150,12 @@ def test_noise_recipe_end_to_end(shakespeare_data, tmp_path):
     summary = json.loads((tmp_path / "out" / "results.json").read_text())
     assert {e["cell"] for e in summary["bidirectional"]} == {"2L32_w0_s1337", "2L32_w1.0_s1337", "2L32_w1.0_s1337_abs"}
     # A second run finds every cell trained and evaluated: nothing is redone.
-    again = run_recipe(NOISE, tmp_path, shakespeare_data, ELBO_SAMPLES="2", NOISE_WEIGHTS="1.0")
+    again = run_recipe("absorbing_noise", "run_noise", tmp_path, shakespeare_data, ELBO_SAMPLES="2", NOISE_WEIGHTS="1.0")
     assert again.returncode == 0 and "[start]" not in again.stdout and again.stdout.count("[skip ]") == 6
 
 
-@pytest.mark.slow
 def test_wgrid_recipe_adds_seeds_of_the_best_weight(shakespeare_data, tmp_path):
-    proc = run_recipe(WGRID, tmp_path, shakespeare_data, GRID_WEIGHTS="0 0.3 1.0", EXTRA_SEEDS="42",
+    proc = run_recipe("share_ratio_and_scale", "run_wgrid", tmp_path, shakespeare_data, GRID_WEIGHTS="0 0.3 1.0", EXTRA_SEEDS="42",
                       DECODERS="ar,cf_valid")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     cells = tmp_path / "cells"

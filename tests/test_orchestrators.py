@@ -1,7 +1,9 @@
-"""The matched-ablation orchestrators (run_6.sh, eval_6.sh, run_seeds.sh, eval_seeds.sh, and the
-quickstart built on the same recipe_lib.sh) end to end in PRESET=smoke on the shakespeare fixture:
-the cells and JSON they produce, the per-cell lines, skipping finished cells and resuming an
-interrupted one, MATCH=tokens, the preset table, and one `error:` line for bad settings."""
+"""The matched-ablation recipes (run_6, eval_6, run_seeds, eval_seeds and the quickstart, all in
+experiments/2026-04-09_matched_ablation/plan.py) in PRESET=smoke on the shakespeare fixture, run in
+this process as their bash entry points run them: the cells and JSON they produce, the per-cell
+lines, skipping finished cells and resuming an interrupted one, MATCH=tokens, the preset table,
+and one `error:` line for bad settings. The SIGKILL soak runs the bash entry point (a process
+group to kill); the quickstart's end-to-end run is in test_quickstart.py."""
 
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ import random
 import re
 import shutil
 import signal
-import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,30 +23,17 @@ import pytest
 
 from meadow_golf.model.checkpoint import load_npz
 from kill_harness import run_with_kills
+from recipe_run import dirs, recipe
 
 REPO = Path(__file__).resolve().parents[1]
 EXP = REPO / "experiments" / "2026-04-09_matched_ablation"
 DECODERS = ("ar", "cf_published", "cf_valid", "cf_valid_mix", "cf_bidir_skeleton", "cf_bidir_skeleton_mix")
 CELLS6 = ("5L_w0.3_s1337", "5L_w1.0_s1337", "5L_w0_s1337", "11L_w0.3_s1337", "11L_w1.0_s1337", "11L_w0_s1337")
-# Settings the scripts read: cleared so that the caller's environment cannot leak into a test.
-SETTINGS = ("PRESET", "BACKEND", "MATCH", "MATCH_WEIGHT", "DATA_DIR", "TOKENIZER", "CKPT_DIR", "LOG_DIR", "OUT_DIR",
-            "BUDGET_SECS", "STEPS", "DEVICE", "NPROC", "COMPILE", "FUSE_PASSES", "EVAL_N_SEQS", "THREADS", "PYTHON", "VERBOSE",
-            "SCALES", "WEIGHTS", "SEED", "SEED_SCALE", "SEED_WEIGHT", "SEEDS", "CONTROL_SEEDS", "RUN_DIR", "HEARTBEAT_SECS",
-            "CDM_WEIGHT", "SCALE")
 
 
-def orchestrate(script: str, check: bool = True, **settings) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
-    env.update({"PRESET": "smoke", "PYTHON": sys.executable, **settings})
-    proc = subprocess.run(["bash", str(EXP / script)], env=env, capture_output=True, text=True, timeout=900)
-    if check:
-        assert proc.returncode == 0, f"{script} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc
-
-
-def dirs(root: Path, data_dir: Path, cells: Path | None = None) -> dict:
-    return {"DATA_DIR": str(data_dir), "CKPT_DIR": str(cells or root / "cells"), "LOG_DIR": str(root / "logs"),
-            "OUT_DIR": str(root / "out")}
+def orchestrate(script: str, check: bool = True, **settings):
+    """The recipe behind experiments/2026-04-09_matched_ablation/<script> (run_6.sh -> run_6)."""
+    return recipe("matched_ablation", script.removesuffix(".sh"), check, **{"PRESET": "smoke", **settings})
 
 
 def results(cell: Path) -> dict:
@@ -139,8 +128,10 @@ def test_random_kills_during_the_sweep_change_no_result(ablation6, tmp_path):
     results.json values, weights and eval_cf.json numbers."""
     root, settings, _, _ = ablation6
     rng = random.Random(11)
-    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
-    env.update({"PRESET": "smoke", "PYTHON": sys.executable, **dirs(tmp_path, Path(settings["DATA_DIR"]))})
+    # The bash entry point itself (a process group that a preempted pod loses at once).
+    env = {k: os.environ[k] for k in ("PATH", "HOME") if k in os.environ}
+    env.update({"PRESET": "smoke", "PYTHON": sys.executable, "HEARTBEAT_SECS": "0",
+                **dirs(tmp_path, Path(settings["DATA_DIR"]))})
     kills = 0
     for script, n in (("run_6.sh", 6), ("eval_6.sh", 3)):
         report = run_with_kills(["bash", str(EXP / script)], env, kills=n, rng=rng, delay=(0.5, 4.0), timeout=600)
@@ -259,45 +250,37 @@ def test_bad_values_are_one_error_line(shakespeare_data, tmp_path, settings, mes
     assert message in proc.stderr
 
 
-def trainer_pids(marker: str) -> list[int]:
-    """PIDs of running train_cdm.py processes whose command line contains marker (Linux /proc)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if "train_cdm.py" in cmdline and marker in cmdline:
-                pids.append(int(entry.name))
-    return pids
-
-
-@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux /proc")
 def test_sigterm_to_a_cell_stops_the_recipe_and_a_rerun_resumes(shakespeare_data, tmp_path):
-    """A pod's SIGTERM reaching the trainer: it checkpoints and exits 0, the recipe stops with a
-    [stop ] line and exit 143 (not "done"), and the same command then finishes the cell."""
+    """A pod's SIGTERM reaching the recipe while a cell trains (in this process, so the trainer's
+    own handler takes it): the trainer checkpoints and returns, the recipe stops with a [stop ]
+    line and exit 143 (not "done"), and the same command then finishes the cell."""
     settings = dict(SCALES="5L", WEIGHTS="0.3", STEPS="300", **dirs(tmp_path, shakespeare_data))
-    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
-    env.update({"PRESET": "smoke", "PYTHON": sys.executable, **settings})
-    proc = subprocess.Popen(["bash", str(EXP / "run_6.sh")], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
     cell = tmp_path / "cells" / "5L_w0.3_s1337"
-    sent = False
-    deadline = time.monotonic() + 300
-    while proc.poll() is None and time.monotonic() < deadline:
-        log = cell / "train_log.jsonl"
-        if not sent and log.is_file() and log.read_text().count('"event": "train"') >= 3:
-            for pid in trainer_pids(str(cell)):
-                os.kill(pid, signal.SIGTERM)
-                sent = True
-        time.sleep(0.01)
-    out, err = proc.communicate(timeout=60)
-    assert sent, out + err
+    sent = threading.Event()
+
+    def send_when_training():
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not sent.is_set():
+            log = cell / "train_log.jsonl"
+            if log.is_file() and log.read_text().count('"event": "train"') >= 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+                sent.set()
+            time.sleep(0.01)
+
+    # A SIGTERM that arrives after the trainer restored the handlers must not end the test run.
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    watcher = threading.Thread(target=send_when_training, daemon=True)
+    watcher.start()
+    try:
+        proc = orchestrate("run_6.sh", check=False, **settings)
+    finally:
+        sent.set()
+        watcher.join()
+        signal.signal(signal.SIGTERM, previous)
     if proc.returncode == 0:
         pytest.skip("the cell finished before the signal arrived")
-    assert proc.returncode == 143, out + err
-    assert "[stop ] 5L_w0.3_s1337: stopped by a signal" in err
+    assert proc.returncode == 143, proc.stdout + proc.stderr
+    assert "[stop ] 5L_w0.3_s1337: stopped by a signal" in proc.stderr
     assert not (cell / "results.json").exists() and list(cell.glob("step_*.pt"))
     again = orchestrate("run_6.sh", **settings)
     assert "resuming from its newest step checkpoint" in again.stdout
@@ -324,36 +307,6 @@ def test_mlx_backend_runs_and_evaluates(shakespeare_data, tmp_path):
         cell = tmp_path / "cells" / name
         assert results(cell)["steps"] == 4 and list(cell.glob("step_*.safetensors"))
         assert json.loads((cell / "eval_cf.json").read_text())["consistency"]["run"] is False
-
-
-@pytest.mark.slow
-def test_quickstart_end_to_end(shakespeare_data, tmp_path):
-    """scripts/quickstart.sh with a 1-second budget on the prepared fixture (no install step)."""
-    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
-    env.update(MEADOW_SKIP_INSTALL="1", PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-               DATA_DIR=str(shakespeare_data), RUN_DIR=str(tmp_path / "qs"), BUDGET_SECS="1", EVAL_N_SEQS="2")
-    proc = subprocess.run(["bash", str(REPO / "scripts" / "quickstart.sh")], env=env, capture_output=True, text=True,
-                          timeout=900)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    for name in ("5L_w0.3_s1337", "5L_w0_s1337"):
-        assert (tmp_path / "qs" / "cells" / name / "eval_cf.json").is_file()
-    assert (tmp_path / "qs" / "results.md").read_text() in proc.stdout
-    assert "| 3L-d128 w=0 (control) | 5L | 1337 |" in proc.stdout  # named by its size; the H100 name beside
-    # Issue 13 items 12-13: the printed runs table names each row by the size it trains (3L d=128
-    # under PRESET=cpu, read from its results.json), the H100 scale only under "stands in for",
-    # and its BPB columns say lower is better; the plot is written.
-    lines = proc.stdout.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| run | stands in for |"))
-    header = [c.strip() for c in lines[start].strip("|").split("|")]
-    assert "Pure-AR BPB (lower is better)" in header
-    table = [[c.strip() for c in line.strip("|").split("|")] for line in lines[start + 2:start + 4]]
-    assert sorted(r[0] for r in table) == ["3L-d128 w=0 (control)", "3L-d128 w=0.3"]
-    for row in table:
-        cfg = results(tmp_path / "qs" / "cells" / ("5L_w0_s1337" if "control" in row[0] else "5L_w0.3_s1337"))
-        model = cfg["config"]["model"]
-        assert row[0].startswith(f"{model['num_layers']}L-d{model['model_dim']} ") and row[1] == "5L"
-    assert "results.png: written" in proc.stdout
-    assert (tmp_path / "qs" / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 PLAN_LINE = re.compile(r"^\[plan \] (train|eval) cell (\d+)/(\d+) (\S+); elapsed (\d+) s; (.*)$")
@@ -386,12 +339,70 @@ def test_recipe_shows_cell_k_of_n_an_eta_and_a_heartbeat(shakespeare_data, tmp_p
     assert [(m.group(1), m.group(2)) for m in map(PLAN_LINE.match, ev.splitlines()) if m] == [("eval", "1"), ("eval", "2")]
 
 
-def test_a_failing_cell_keeps_its_exit_status(shakespeare_data, tmp_path):
-    """The trainer now runs in the background: its exit status must still be the recipe's."""
-    fake = tmp_path / "python"
-    fake.write_text(f'#!/bin/bash\ncase "$1" in *train_cdm.py) echo boom; exit 7 ;; esac\nexec {sys.executable} "$@"\n')
-    fake.chmod(0o755)
-    proc = orchestrate("run_6.sh", check=False, SCALES="5L", WEIGHTS="0.3", PYTHON=str(fake),
-                       **dirs(tmp_path, shakespeare_data))
+def test_heartbeat_before_the_first_output_line_does_not_repeat_the_command(tmp_path, monkeypatch, capsys):
+    """Issue 18 item 8: until an evaluation printed its first progress line, every `[beat ]` quoted
+    the log's last line, the command line the recipe had written at its top, for minutes. Now a
+    beat before the first output line says there is none yet; after it, the beat quotes it."""
+    import io
+    import types
+
+    from meadow_golf.recipes.running import Runner
+
+    def slow_main(argv):
+        time.sleep(2.6)
+        print("progress:batches 1/4 windows:8/32")
+        time.sleep(1.6)
+        return 0
+
+    monkeypatch.setitem(sys.modules, "slow_cell_for_test", types.SimpleNamespace(main=slow_main))
+    out = io.StringIO()
+    log = tmp_path / "logs" / "c.eval.log"
+    rc = Runner(out, heartbeat_secs=1).in_process(log, "c", ["python", "eval_cf.py", "--n_seqs", "32"],
+                                                  "slow_cell_for_test", ["--n_seqs", "32"])
+    beats = [line for line in out.getvalue().splitlines() if line.startswith("[beat ]")]
+    assert rc == 0 and len(beats) >= 3, out.getvalue()
+    assert all("eval_cf.py --n_seqs 32" not in b for b in beats)  # never the command line
+    assert beats[0].startswith("[beat ] c: 1 s in; no output yet")
+    assert beats[-1] == f"[beat ] c: {beats[-1].split(': ')[1].split(' s in')[0]} s in; log: progress:batches 1/4 windows:8/32"
+    assert log.read_text().splitlines()[0].endswith("python eval_cf.py --n_seqs 32")  # the command stays in the log
+
+
+def test_a_failing_cell_keeps_its_exit_status(shakespeare_data, tmp_path, monkeypatch):
+    """A trainer that exits 7: the recipe stops with 7, naming the cell and quoting its log."""
+    from meadow_golf.train import train_cdm
+
+    def boom(argv):
+        print("boom")
+        return 7
+
+    monkeypatch.setattr(train_cdm, "main", boom)
+    proc = orchestrate("run_6.sh", check=False, SCALES="5L", WEIGHTS="0.3", **dirs(tmp_path, shakespeare_data))
     assert proc.returncode == 7, proc.stdout + proc.stderr
     assert "error: training 5L_w0.3_s1337 failed (exit status 7)" in proc.stderr and "boom" in proc.stderr
+
+
+def test_smoke_cells_start_no_process(shakespeare_data, tmp_path, monkeypatch):
+    """Issue 18 item 8: PRESET=smoke took 185 s, about 20 s of process start-up per cell (five
+    Python processes each). Cells now train and evaluate in the recipe's own process: a plan of
+    two cells, trained and evaluated, starts no process at all."""
+    import subprocess
+
+    real = subprocess.Popen
+    pythons = []
+
+    class NoPython(real):  # git (the run's commit) may run; a Python interpreter may not
+        def __init__(self, args, *rest, **kwargs):
+            cmd = [str(a) for a in (args if isinstance(args, (list, tuple)) else [args])]
+            if any("python" in Path(c).name or c == sys.executable for c in cmd[:1]):
+                pythons.append(cmd)
+            super().__init__(args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", NoPython)
+    settings = dict(SCALES="5L", WEIGHTS="0.3 0", **dirs(tmp_path, shakespeare_data))
+    started = time.monotonic()
+    orchestrate("run_6.sh", **settings)
+    orchestrate("eval_6.sh", **settings)
+    print(f"smoke two cells trained+evaluated in process: {time.monotonic() - started:.1f} s")
+    assert pythons == []
+    for name in ("5L_w0.3_s1337", "5L_w0_s1337"):
+        assert (tmp_path / "cells" / name / "eval_cf.json").is_file()

@@ -21,11 +21,13 @@ from meadow_golf.model import checkpoint
 from meadow_golf.eval import eval_cf
 from meadow_golf.eval import generate as gen_test
 from meadow_golf.eval import leakage as leakage_test
-from meadow_golf.model.checkpoint import CheckpointError, expected_shapes, original_name, read_checkpoint, save_npz
+from meadow_golf.model.checkpoint import CheckpointError, original_name, read_checkpoint, save_npz
+from meadow_golf.model.config import param_shapes
 from meadow_golf.model.gpt import GPT, GPTConfig, load_state_numpy, state_dict_numpy
+from meadow_golf.eval.backends import load_backend
 
 FIXTURE = Path(__file__).parent / "fixtures" / "original_recipe"
-CPU = torch.device("cpu")
+CPU = load_backend("torch", "cpu")
 # The fixture's config (trajectory_w0.3.json) in GPTConfig's terms.
 CONFIG_KEYS = ("vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_heads", "mlp_mult", "bigram_dim",
                "bigram_buckets", "xsa_last_n", "logit_softcap", "rope_base", "qk_gain_init")
@@ -122,14 +124,31 @@ def test_config_inferred_from_the_shapes(tmp_path):
     assert GPTConfig.from_dict(read_checkpoint(path, xsa_last_n=0).config) == other
 
 
-@pytest.mark.parametrize("config", [
+SHAPE_CONFIGS = [
     fixture_config(),
     GPTConfig(vocab_size=50, num_layers=1, model_dim=32, num_heads=2, num_kv_heads=2, bigram_dim=4, xsa_last_n=1),
     GPTConfig(vocab_size=50, num_layers=5, model_dim=48, num_heads=6, num_kv_heads=3, mlp_mult=4, bigram_dim=4),
-])
-def test_expected_shapes_are_the_models_state_dict(config):
+    # Every optional component off, and the absorbing noise's mask row on.
+    GPTConfig(vocab_size=50, num_layers=3, model_dim=32, num_heads=4, num_kv_heads=2, bigram_dim=0, xsa_last_n=0,
+              smear_gate=False, unet_skips=False, layer_scale=False, resid_mix=False, qk_norm=False, mask_token=True),
+]
+
+
+@pytest.mark.parametrize("config", SHAPE_CONFIGS)
+def test_param_shapes_are_the_torch_models_state_dict(config):
     state = GPT(config).state_dict()
-    assert {k: tuple(v.shape) for k, v in state.items()} == expected_shapes(config.to_dict())
+    assert {k: tuple(v.shape) for k, v in state.items()} == param_shapes(config)
+
+
+@pytest.mark.parametrize("config", SHAPE_CONFIGS)
+def test_param_shapes_are_the_mlx_models_parameters(config):
+    pytest.importorskip("mlx.core")
+    from mlx.utils import tree_flatten
+
+    from meadow_golf.model.gpt_mlx import GPT as MLXGPT
+
+    params = dict(tree_flatten(MLXGPT(config).parameters()))
+    assert {k: tuple(v.shape) for k, v in params.items()} == param_shapes(config)
 
 
 def test_original_arch_shorthand(tmp_path):

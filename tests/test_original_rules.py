@@ -19,7 +19,7 @@ import torch
 
 from meadow_golf.data import loader as data_mod
 from meadow_golf.train import train_cdm
-from meadow_golf.train import core as trainer_core
+from meadow_golf.train import flags as train_flags
 from conftest import TINY_TRAIN_FLAGS
 from meadow_golf.model.gpt import GPT, GPTConfig, param_groups
 from meadow_golf.train.optim import clip_matrix_grad
@@ -138,4 +138,4 @@ def test_rule_flags_are_checked_before_training(shakespeare_data, tmp_path, caps
                          "--checkpoint_dir", str(tmp_path / "x"), *flags])
     assert rc == 1 and message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
-    assert trainer_core.ORIGINAL_RULES["muon_clip"] == 0.3
+    assert train_flags.ORIGINAL_RULES["muon_clip"] == 0.3

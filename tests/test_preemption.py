@@ -26,7 +26,7 @@ from meadow_golf.train import train_cdm
 from meadow_golf.model.checkpoint import load_npz, load_torch_checkpoint
 from conftest import TINY_TRAIN_FLAGS
 from kill_harness import run_with_kills
-from meadow_golf.train.core import newest_step_checkpoint
+from meadow_golf.train.run_folder import newest_step_checkpoint
 
 # The entry scripts the recipes run (the code: scripts/meadow_golf/train_cdm*.py).
 EXP = Path(__file__).resolve().parents[1] / "experiments" / "2026-04-09_matched_ablation"

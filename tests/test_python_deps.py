@@ -64,12 +64,25 @@ def test_prepare_data_without_numpy_is_one_line(tmp_path):
     assert not (tmp_path / "data").exists()
 
 
+def test_install_hints_name_the_extra_with_a_trainer(tmp_path):
+    """Issue 18 item 2: the hints said `pip install -e .`, which leaves torch missing (an extra).
+    A hint without a named extra now gives the torch extra, and the mlx one for a Mac."""
+    line = missing_line(["sentencepiece"])
+    assert "pip install -e '.[torch]'" in line and "pip install -e '.[mlx]'" in line
+    assert "pip install -e ." not in line.replace("pip install -e '.[", "")
+    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "prepare_data.py"), "shakespeare", "--out",
+                          str(tmp_path / "data")], env=env_without(tmp_path, "sentencepiece"),
+                         capture_output=True, text=True, timeout=60)
+    assert_one_line(res, "sentencepiece", "pip install -e '.[torch]'")
+
+
 @pytest.mark.parametrize("recipe", ["run_6.sh", "eval_seeds.sh"])
 def test_recipe_without_torch_stops_before_the_first_cell(tmp_path, recipe):
     env = env_without(tmp_path, "torch", PRESET="smoke", CKPT_DIR=str(tmp_path / "cells"),
                       LOG_DIR=str(tmp_path / "logs"), OUT_DIR=str(tmp_path / "out"))
     res = subprocess.run(["bash", str(EXP / recipe)], env=env, capture_output=True, text=True, timeout=60)
-    assert_one_line(res, "torch", "PYTHON=")
+    # Issue 18 item 2: the hint names the extra that installs torch, not `pip install -e .`.
+    assert_one_line(res, "torch", "PYTHON=", "pip install -e '.[torch]'")
     assert not (tmp_path / "cells").exists() and not (tmp_path / "logs").exists()
 
 

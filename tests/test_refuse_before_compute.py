@@ -17,16 +17,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from meadow_golf.eval import eval_cf
 from meadow_golf.eval import generate as gen_test
 from meadow_golf.eval import leakage as leakage_test
 from meadow_golf.train import train_cdm
-from meadow_golf.train import core as trainer_core
+from meadow_golf.train import run_folder
 from meadow_golf.data.challenge_format import read_shard, write_shard
 from meadow_golf.model.checkpoint import load_torch_checkpoint, save_npz
 from meadow_golf.model.gpt import state_dict_numpy
+from meadow_golf.eval.backends import load_backend
 
 # Where a .npz or an artifact keeps the tokenizer record (checkpoint.TOKENIZER_KEY), spelled out here
 # as the file format it is.
@@ -162,7 +162,7 @@ def test_garbage_resume_checkpoint_leaves_nothing_behind(shakespeare_data, tmp_p
 def test_resume_command_makes_every_path_absolute_and_drops_resume_and_overwrite():
     argv = ["exp/train_cdm.py", "--data_dir", "data/sp1024", "--checkpoint_dir=runs/a", "--resume", "runs/a/step_2.pt",
             "--tokenizer_path", "~/tok.model", "--save_path", "../out.npz", "--steps", "4", "--overwrite"]
-    got = trainer_core.resume_command(argv, cwd="/base/dir")
+    got = run_folder.resume_command(argv, cwd="/base/dir")
     home = str(Path("~").expanduser())
     tail = ("/base/dir/exp/train_cdm.py --data_dir /base/dir/data/sp1024 --checkpoint_dir=/base/dir/runs/a "
             f"--tokenizer_path {home}/tok.model --save_path /base/out.npz --steps 4 --resume auto")
@@ -284,7 +284,7 @@ def test_every_saved_file_records_the_tokenizer(finished_run, shakespeare_data):
 
 
 def random_checkpoint(folder: Path, vocab: int, tokenizer: dict | None) -> Path:
-    model, config = leakage_test.random_init_model(vocab, seed=0, device=torch.device("cpu"))
+    model, config = leakage_test.random_init_model(vocab, 0, load_backend("torch", "cpu"))
     path = folder / f"model_{'none' if tokenizer is None else tokenizer['sha256'][:4]}.npz"
     save_npz(path, state_dict_numpy(model), config.to_dict(), tokenizer=tokenizer)
     return path

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from meadow_golf.model import noise as noise_mod
 from meadow_golf.train import train_cdm
-from meadow_golf.train import core as trainer_core
+from meadow_golf.train import flags as train_flags
+from meadow_golf.train import schedule as train_schedule
 from meadow_golf.model.checkpoint import load_npz, load_torch_checkpoint
 from meadow_golf.model.gpt import GPT, GPTConfig, load_state_numpy
 from meadow_golf.train.optim import newton_schulz_orthogonalize
@@ -108,8 +110,8 @@ def test_corruption_rate_and_determinism():
     x = torch.randint(0, 100, (64, 128))
     rates = []
     for seed in range(20):
-        noisy, mask, n_masked = train_cdm.cdm_corrupt(x, 100, torch.Generator().manual_seed(seed))
-        noisy2, mask2, _ = train_cdm.cdm_corrupt(x, 100, torch.Generator().manual_seed(seed))
+        noisy, mask, n_masked = noise_mod.corrupt_torch(x, 100, torch.Generator().manual_seed(seed))
+        noisy2, mask2, _ = noise_mod.corrupt_torch(x, 100, torch.Generator().manual_seed(seed))
         assert torch.equal(noisy, noisy2) and torch.equal(mask, mask2)
         assert int(n_masked) == int(mask.sum())
         assert torch.equal(noisy[~mask], x[~mask])
@@ -132,36 +134,36 @@ def test_newton_schulz_is_near_orthogonal():
 
 
 def test_progress_lr_schedule_warms_down_to_zero():
-    assert trainer_core.lr_multiplier(0.0, 0.2) == 1.0
-    assert trainer_core.lr_multiplier(0.8, 0.2) == pytest.approx(1.0)
-    assert trainer_core.lr_multiplier(0.9, 0.2) == pytest.approx(0.5)
-    assert trainer_core.lr_multiplier(1.0, 0.2) == 0.0
+    assert train_schedule.lr_multiplier(0.0, 0.2) == 1.0
+    assert train_schedule.lr_multiplier(0.8, 0.2) == pytest.approx(1.0)
+    assert train_schedule.lr_multiplier(0.9, 0.2) == pytest.approx(0.5)
+    assert train_schedule.lr_multiplier(1.0, 0.2) == 0.0
 
 
 def test_original_lr_schedule_matches_the_recorded_multipliers():
     """The fixture's 60 lr_mul values, recorded from the original's schedule (--steps 60,
     warmdown 12, no budget), and the time rule by hand."""
     traj = json.loads((FIXTURE / "trajectory_w0.3.json").read_text())
-    ours = [trainer_core.original_lr_multiplier(k, traj["K"], traj["warmdown_steps"]) for k in range(traj["K"])]
+    ours = [train_schedule.original_lr_multiplier(k, traj["K"], traj["warmdown_steps"]) for k in range(traj["K"])]
     assert ours == [s["lr_mul"] for s in traj["steps"]]
     # The original recipe: --steps 9999, warmdown 1000 (never reached in 540 s), 80 s time rule.
-    assert trainer_core.original_lr_multiplier(5000, 9999, 1000, remaining_secs=100.0) == 1.0
-    assert trainer_core.original_lr_multiplier(5000, 9999, 1000, remaining_secs=20.0) == 0.25
-    assert trainer_core.original_lr_multiplier(9000, 9999, 1000, remaining_secs=70.0) == 0.875
-    assert trainer_core.original_lr_multiplier(9499, 9999, 1000, remaining_secs=70.0) == 0.5  # step rule wins
-    assert trainer_core.original_lr_multiplier(100, 9999, 1000, remaining_secs=-1.0) == 1.0  # overshoot: rule off
+    assert train_schedule.original_lr_multiplier(5000, 9999, 1000, remaining_secs=100.0) == 1.0
+    assert train_schedule.original_lr_multiplier(5000, 9999, 1000, remaining_secs=20.0) == 0.25
+    assert train_schedule.original_lr_multiplier(9000, 9999, 1000, remaining_secs=70.0) == 0.875
+    assert train_schedule.original_lr_multiplier(9499, 9999, 1000, remaining_secs=70.0) == 0.5  # step rule wins
+    assert train_schedule.original_lr_multiplier(100, 9999, 1000, remaining_secs=-1.0) == 1.0  # overshoot: rule off
 
 
 def test_ema_timing_is_the_originals():
     """Created after the update of step int(0.8 * steps), averaged in after every later one."""
     args = train_cdm.build_parser().parse_args(["--data_dir", "x", "--steps", "60"])
-    assert trainer_core.ema_start_step(args) == 48
-    assert [k for k in range(60) if trainer_core.ema_due(args, k)] == list(range(48, 60))
+    assert train_schedule.ema_start_step(args) == 48
+    assert [k for k in range(60) if train_schedule.ema_due(args, k)] == list(range(48, 60))
     args = train_cdm.build_parser().parse_args(["--data_dir", "x"])  # the recipe's nominal 9999 steps
-    assert trainer_core.ema_start_step(args) == 7999
-    assert trainer_core.departures(args) == []
+    assert train_schedule.ema_start_step(args) == 7999
+    assert train_flags.departures(args) == []
     args = train_cdm.build_parser().parse_args(["--data_dir", "x", "--ema_decay", "0", "--clock", "train_only"])
-    assert trainer_core.departures(args) == ["ema_decay=0.0", "clock=train_only"]
+    assert train_flags.departures(args) == ["ema_decay=0.0", "clock=train_only"]
 
 
 def test_short_run_lowers_loss_and_writes_everything(shakespeare_data, tmp_path):

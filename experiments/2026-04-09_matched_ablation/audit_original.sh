@@ -68,7 +68,7 @@ esac
 # Dependencies first, so a pod without them stops before a long download.
 command -v "$PYTHON" >/dev/null 2>&1 || die "PYTHON=$PYTHON: not found (activate the project's venv or set PYTHON)"
 missing="$("$PYTHON" -c 'import importlib.util as u; print(" ".join(m for m in ("torch", "numpy", "sentencepiece", "huggingface_hub") if u.find_spec(m) is None))')"
-[[ -z "$missing" ]] || die "missing Python packages: $missing; get them with: pip install -e $ROOT (or pip install torch numpy sentencepiece huggingface_hub)"
+[[ -z "$missing" ]] || die "missing Python packages: $missing; get them with: pip install -e '.[torch]' in $ROOT (or pip install torch numpy sentencepiece huggingface_hub)"
 # The flags are defined in the package module; $EXP_DIR/eval_cf.py only calls its main().
 EVAL_CF_CODE="$ROOT/scripts/meadow_golf/eval/eval_cf.py"
 grep -q -- '--original_arch' "$EVAL_CF_CODE" && grep -q -- '--protocol' "$EVAL_CF_CODE" ||

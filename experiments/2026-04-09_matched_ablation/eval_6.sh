@@ -7,7 +7,7 @@
 #
 #   PRESET=smoke bash experiments/2026-04-09_matched_ablation/eval_6.sh
 #
-# Environment (defaults in brackets; see scripts/recipe_lib.sh's header for the full list and presets):
+# Environment (defaults in brackets; the full list: scripts/meadow_golf/recipes/settings.py; presets: presets.py):
 #   PRESET [cpu] h100|mac|cpu|smoke   BACKEND [torch; mlx for mac]   MATCH [wallclock; steps when BUDGET_SECS=0] wallclock|steps|tokens
 #   MATCH_WEIGHT [0.3]   SCALES [5L 11L]   WEIGHTS [0 0.3 1.0]   SEED [1337]
 #   DATA_DIR [preset]   TOKENIZER [from meta.json]   CKPT_DIR [runs/matched_ablation/$PRESET/cells]
@@ -16,11 +16,7 @@
 #   DEVICE [preset]   EVAL_N_SEQS [preset]   THREADS [1 for cpu, smoke]   NPROC [1; evaluation runs one process]   PYTHON [python]   VERBOSE [0]
 #   (BUDGET_SECS, STEPS, COMPILE are accepted and only shown in the table)
 set -euo pipefail
-# shellcheck source=scripts/recipe_lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/recipe_lib.sh"
-
-recipe_init ablation6
-plan_ablation6
-print_recipe "eval_6 (evaluate the 6-run matched ablation)"
-eval_plan
-summarize_plan "Matched ablation (PRESET=$PRESET, BACKEND=$BACKEND, MATCH=$MATCH)"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+export PYTHONPATH="$HERE/../../scripts${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's package first
+command -v "${PYTHON:-python}" >/dev/null || { echo "error: PYTHON=${PYTHON:-python}: not found (activate the project's venv or set PYTHON)" >&2; exit 1; }
+exec "${PYTHON:-python}" "$HERE/plan.py" eval_6

@@ -1,8 +1,12 @@
 """Span fill and causal sampling from a checkpoint. The code: scripts/meadow_golf/eval/generate.py."""
 
 import sys
-
-from meadow_golf.eval.generate import main
+from pathlib import Path
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Without the install the checkout's package is used (an installed one comes first); entry.run
+    # names the install command when a package is missing.
+    sys.path.append(str(Path(__file__).resolve().parents[2] / "scripts"))
+    from meadow_golf.common.entry import run
+
+    sys.exit(run("meadow_golf.eval.generate", ("torch", "mlx")))

@@ -9,8 +9,8 @@
 #   PRESET=smoke bash experiments/2026-04-09_matched_ablation/run_6.sh
 #   PRESET=h100 DATA_DIR=data/v4096 bash experiments/2026-04-09_matched_ablation/run_6.sh
 #
-# Environment (defaults in brackets; the full list, the preset table and the matching rules are
-# in scripts/recipe_lib.sh's header, and the table is printed at start):
+# Environment (defaults in brackets; the full list and the matching rules are in
+# scripts/meadow_golf/recipes/settings.py, the preset table in presets.py, and the table is printed at start):
 #   PRESET [cpu] h100|mac|cpu|smoke   BACKEND [torch; mlx for mac] torch|mlx   MATCH [wallclock; steps when BUDGET_SECS=0] wallclock|steps|tokens
 #   MATCH_WEIGHT [0.3]   SCALES [5L 11L]   WEIGHTS [0 0.3 1.0]   SEED [1337]
 #   DATA_DIR [preset]   TOKENIZER [from meta.json]   CKPT_DIR [runs/matched_ablation/$PRESET/cells]
@@ -18,11 +18,7 @@
 #   BUDGET_SECS [preset]   STEPS [preset]   DEVICE [preset]   NPROC [1; >1: torchrun, torch only]
 #   COMPILE [0]   EVAL_N_SEQS [preset]   THREADS [1 for cpu, smoke]   PYTHON [python]   VERBOSE [0]
 set -euo pipefail
-# shellcheck source=scripts/recipe_lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/recipe_lib.sh"
-
-recipe_init ablation6
-plan_ablation6
-print_recipe "run_6 (train the 6-run matched ablation)"
-train_plan
-summarize_plan "Matched ablation (PRESET=$PRESET, BACKEND=$BACKEND, MATCH=$MATCH): training"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+export PYTHONPATH="$HERE/../../scripts${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's package first
+command -v "${PYTHON:-python}" >/dev/null || { echo "error: PYTHON=${PYTHON:-python}: not found (activate the project's venv or set PYTHON)" >&2; exit 1; }
+exec "${PYTHON:-python}" "$HERE/plan.py" run_6

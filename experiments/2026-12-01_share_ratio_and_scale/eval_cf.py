@@ -1,8 +1,12 @@
 """Score a checkpoint with Pure-AR and the CF decoders on the same windows. The code: scripts/meadow_golf/eval/eval_cf.py."""
 
 import sys
-
-from meadow_golf.eval.eval_cf import main
+from pathlib import Path
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Without the install the checkout's package is used (an installed one comes first); entry.run
+    # names the install command when a package is missing.
+    sys.path.append(str(Path(__file__).resolve().parents[2] / "scripts"))
+    from meadow_golf.common.entry import run
+
+    sys.exit(run("meadow_golf.eval.eval_cf", ("torch", "mlx")))

@@ -10,7 +10,8 @@
 #   PRESET=cpu BUDGET_SECS=0 STEPS=120 bash experiments/2026-12-01_share_ratio_and_scale/run_wgrid.sh
 #   PRESET=h100 bash experiments/2026-12-01_share_ratio_and_scale/run_wgrid.sh      # 10 x 540 s at 11L
 #
-# Environment (defaults in brackets; the full list and the preset table: scripts/recipe_lib.sh):
+# Environment (defaults in brackets; the full list: scripts/meadow_golf/recipes/settings.py;
+# the preset table: presets.py; the cells: plan.py here):
 #   PRESET [cpu] h100|mac|cpu|smoke   GRID_SCALE [11L; 3L96 on cpu; 2L32 on smoke]
 #   GRID_WEIGHTS [0 0.1 0.15 0.2 0.3 0.5 0.7 1.0]   SEED [1337]   EXTRA_SEEDS [42] ("" = none)
 #   DECODERS [ar,cf_published,cf_valid,cf_valid_mix]   DATA_DIR [preset]
@@ -19,17 +20,7 @@
 #   BUDGET_SECS, STEPS, DEVICE, EVAL_N_SEQS [preset]   MATCH [wallclock; steps when BUDGET_SECS=0]
 #   COMPARE_TO []   THREADS   PYTHON [python]   VERBOSE [0]
 set -euo pipefail
-DECODERS="${DECODERS:-ar,cf_published,cf_valid,cf_valid_mix}"
-RUNS_NAME=share_ratio_and_scale
-# shellcheck source=scripts/recipe_lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/recipe_lib.sh"
-
-recipe_init wgrid
-plan_wgrid
-print_recipe "run_wgrid (the share-ratio grid at $GRID_SCALE)"
-train_plan
-plan_wgrid_seeds
-echo "[plan ] seed cells: $(plan_names)"
-train_plan
-eval_plan
-summarize_plan "Share-ratio grid (PRESET=$PRESET, $GRID_SCALE, MATCH=$MATCH)"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+export PYTHONPATH="$HERE/../../scripts${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's package first
+command -v "${PYTHON:-python}" >/dev/null || { echo "error: PYTHON=${PYTHON:-python}: not found (activate the project's venv or set PYTHON)" >&2; exit 1; }
+exec "${PYTHON:-python}" "$HERE/plan.py" run_wgrid

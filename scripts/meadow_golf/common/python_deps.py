@@ -18,6 +18,7 @@ from meadow_golf.common.cli_help import HelpFormatter
 
 # What a pod or laptop user runs once, from the repository root (scripts/venv.sh does the same).
 SETUP = "python3 -m venv .venv && . .venv/bin/activate && pip install -e {spec}"
+TORCH_SPEC, MLX_SPEC = "'.[torch]'", "pip install -e '.[mlx]'"
 
 
 def missing(modules: list[str]) -> list[str]:
@@ -35,10 +36,15 @@ def missing(modules: list[str]) -> list[str]:
 
 def missing_line(names: list[str], extra: str | None = None, python_label: str | None = None) -> str:
     """One error line: which modules are missing for which interpreter, and how to get them."""
-    spec = f"'.[{extra}]'" if extra else "."
     who = python_label or sys.executable
+    if extra:
+        how = SETUP.format(spec=f"'.[{extra}]'")
+    else:
+        # The base install has no trainer: torch (or, on an Apple-silicon Mac, mlx) is an extra,
+        # and a hint of `pip install -e .` left the next step without it.
+        how = f"{SETUP.format(spec=TORCH_SPEC)} (on an Apple-silicon Mac: {MLX_SPEC})"
     return (f"error: {who} cannot import {', '.join(names)}; set up the environment from the repository root "
-            f"with: {SETUP.format(spec=spec)} (or activate the .venv that scripts/venv.sh made)")
+            f"with: {how} (or activate the .venv that scripts/venv.sh made)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,7 +24,7 @@ import numpy as np
 from meadow_golf.eval import cf
 
 
-def _decode_in_chunks(scorer, seqs, scored_targets, decoder, max_rows, **cf_kwargs) -> np.ndarray:
+def _decode_in_chunks(scorer, seqs, scored_targets, decoder, max_rows, settings: cf.CFSettings) -> np.ndarray:
     """decode_nll over row chunks, the scorer always asked about `scored_targets`.
 
     Chunking is sound because a window's score ignores the other rows of its batch. Replacing
@@ -39,7 +39,7 @@ def _decode_in_chunks(scorer, seqs, scored_targets, decoder, max_rows, **cf_kwar
             return scorer(inputs, is_causal, fixed_targets)
 
         chunk = seqs[start : start + max_rows]
-        parts.append(cf.decode_nll(scorer_of_fixed_targets, chunk, decoder, **cf_kwargs))
+        parts.append(cf.decode_nll(scorer_of_fixed_targets, chunk, decoder, settings))
     return np.concatenate(parts, axis=0)
 
 
@@ -56,17 +56,12 @@ def order_audit(
     scorer,
     seqs,
     decoder: str,
+    settings: cf.CFSettings,
     *,
-    vocab_size: int,
     n_trials: int = 2,
-    seed: int = 42,
-    stride: int = 2,
-    rounds: int = 2,
-    n_random: int = 3,
     perturb_seed: int = 0,
     tolerance: float = 1e-6,
     max_rows: int = 4096,
-    mask_id: int | None = None,
 ) -> dict:
     """Check that every score reads only tokens of strictly earlier stages.
 
@@ -78,18 +73,19 @@ def order_audit(
                log-prob of the ORIGINAL targets; the NLL of stages <= k must not change. This
                catches a token that reads itself or another token of its own stage, which no
                change of later tokens alone can reveal.
-    `seed` is the fill seed passed to cf (like n_random, stride, rounds); `perturb_seed` draws
-    the replacement tokens. All copies are decoded in batches of at most max_rows rows.
+    `settings` is what cf decodes with (vocabulary, schedule, fills); `perturb_seed` draws the
+    replacement tokens. All copies are decoded in batches of at most max_rows rows.
     A numpy scorer gives bit-identical numbers, so max_change is exactly 0 for a valid
     decoder; `tolerance` only allows for float noise of accelerator backends across batches.
     """
     seqs = np.ascontiguousarray(np.asarray(seqs), dtype=np.int64)
     if seqs.ndim != 2:
         raise ValueError(f"seqs must be (B, T+1), got shape {seqs.shape}")
+    vocab_size = settings.vocab_size
     if vocab_size < 2:
         raise ValueError("the order audit needs vocab_size >= 2 to change a token")
     B, T = seqs.shape[0], seqs.shape[1] - 1
-    stages = cf.decoding_order(decoder, T, stride, rounds)
+    stages = cf.decoding_order(decoder, T, settings.stride, settings.rounds)
     stage_of = np.empty(T, dtype=np.int64)
     for k, stage in enumerate(stages):
         stage_of[stage] = k
@@ -111,11 +107,7 @@ def order_audit(
             scored_targets.append(original_targets)
             checks.append((trial, k, "self", stage_of <= k))
 
-    cf_kwargs = dict(stride=stride, rounds=rounds, n_random=n_random, seed=seed, vocab_size=vocab_size,
-                     mask_id=mask_id)
-    nll = _decode_in_chunks(
-        scorer, np.concatenate(copies), np.concatenate(scored_targets), decoder, max_rows, **cf_kwargs
-    )
+    nll = _decode_in_chunks(scorer, np.concatenate(copies), np.concatenate(scored_targets), decoder, max_rows, settings)
     base = nll[:B]
 
     max_change, worst = 0.0, None
@@ -149,14 +141,10 @@ def order_audit(
 def adaptive_order_audit(
     scorer,
     seqs,
+    settings: cf.CFSettings,
     *,
-    vocab_size: int,
-    n_random: int = 1,
-    seed: int = 42,
-    rounds: int = 2,
     perturb_seed: int = 0,
     tolerance: float = 1e-6,
-    mask_id: int | None = None,
 ) -> dict:
     """The order audit of bidir_confidence, whose order is chosen per window while decoding.
 
@@ -168,13 +156,14 @@ def adaptive_order_audit(
                tokens are scored; again nothing up to step k may change.
     Exactly 0 for a numpy scorer; `tolerance` allows for accelerator float noise.
     """
+    vocab_size, n_random = settings.vocab_size, settings.n_random
     seqs = np.ascontiguousarray(np.asarray(seqs), dtype=np.int64)
     if seqs.ndim != 2 or vocab_size < 2:
         raise ValueError("seqs must be (B, T+1) and vocab_size >= 2")
     x = seqs[:, 1:]
     B, T = x.shape
     # The fills decode_parts draws for the same seed (rounds only shapes the draw; row 0 is used).
-    fills = cf.make_fills(seed, T, rounds, n_random, vocab_size, mask_id)
+    fills = settings.fills(T)
     rng = np.random.default_rng(perturb_seed)
     rows = np.arange(B)[:, None]
     max_change, order_moved, worst = 0.0, False, None
@@ -217,17 +206,12 @@ def all_sequences(vocab_size: int, T: int) -> np.ndarray:
 def normalization_audit(
     scorer,
     decoder: str,
+    settings: cf.CFSettings,
     *,
-    vocab_size: int,
     T: int,
     context_token: int = 0,
-    n_random: int = 3,
-    seed: int = 42,
-    stride: int = 2,
-    rounds: int = 2,
     batch_rows: int = 8192,
     max_sequences: int = 2_000_000,
-    mask_id: int | None = None,
 ) -> dict:
     """Sum of exp(-total NLL) over all V**T target sequences (column 0 = context_token).
 
@@ -237,6 +221,7 @@ def normalization_audit(
     sum is <= 1 (AM-GM). A sum above 1 means the NLL is not a code length. The fills are the
     same for every enumerated sequence because cf draws them from `seed` alone.
     """
+    vocab_size = settings.vocab_size
     n_sequences = vocab_size**T
     if n_sequences > max_sequences:
         raise ValueError(f"{vocab_size}**{T} = {n_sequences} sequences > max_sequences={max_sequences}")
@@ -244,9 +229,7 @@ def normalization_audit(
         raise ValueError(f"context_token must lie in [0, {vocab_size}), got {context_token}")
     targets = all_sequences(vocab_size, T)
     seqs = np.concatenate([np.full((n_sequences, 1), context_token, dtype=np.int64), targets], axis=1)
-    cf_kwargs = dict(stride=stride, rounds=rounds, n_random=n_random, seed=seed, vocab_size=vocab_size,
-                     mask_id=mask_id)
-    total, largest = _kraft_sum(scorer, seqs, decoder, batch_rows, cf_kwargs)
+    total, largest = _kraft_sum(scorer, seqs, decoder, batch_rows, settings)
     return dict(
         decoder=decoder,
         total_prob=total,
@@ -254,16 +237,16 @@ def normalization_audit(
         max_sequence_prob=largest,
         vocab_size=vocab_size,
         T=T,
-        n_random=n_random,
+        n_random=settings.n_random,
         claimed_valid=cf.VALID[decoder],
     )
 
 
-def _kraft_sum(scorer, seqs, decoder, batch_rows, cf_kwargs) -> tuple[float, float]:
+def _kraft_sum(scorer, seqs, decoder, batch_rows, settings: cf.CFSettings, fills=None) -> tuple[float, float]:
     """(sum over rows of exp(-total NLL), the largest single term)."""
     batch_sums, largest = [], 0.0
     for start in range(0, seqs.shape[0], batch_rows):
-        nll = cf.decode_nll(scorer, seqs[start : start + batch_rows], decoder, **cf_kwargs)
+        nll = cf.decode_nll(scorer, seqs[start : start + batch_rows], decoder, settings, fills=fills)
         probs = np.exp(-nll.sum(axis=1))
         batch_sums.append(float(probs.sum()))
         largest = max(largest, float(probs.max()))
@@ -273,18 +256,13 @@ def _kraft_sum(scorer, seqs, decoder, batch_rows, cf_kwargs) -> tuple[float, flo
 def per_fill_normalization_audit(
     scorer,
     decoder: str,
+    settings: cf.CFSettings,
     *,
-    vocab_size: int,
     T: int,
     context_token: int = 0,
-    n_random: int = 3,
-    seed: int = 42,
-    stride: int = 2,
-    rounds: int = 2,
     tolerance: float = 1e-9,
     batch_rows: int = 8192,
     max_sequences: int = 2_000_000,
-    mask_id: int | None = None,
 ) -> dict:
     """The sharp normalization audit: each of the n_random fill realizations, as its own code.
 
@@ -296,20 +274,20 @@ def per_fill_normalization_audit(
     normalization_audit (the F-fill mean, sum <= 1) is weaker: a leak that raises one fill's
     sum and lowers another's can hide under it; this audit cannot miss it.
     """
+    vocab_size, n_random = settings.vocab_size, settings.n_random
     n_sequences = vocab_size**T
     if n_sequences > max_sequences:
         raise ValueError(f"{vocab_size}**{T} = {n_sequences} sequences > max_sequences={max_sequences}")
     if not 0 <= context_token < vocab_size:
         raise ValueError(f"context_token must lie in [0, {vocab_size}), got {context_token}")
     # A mask fill (mask_id, absorbing noise) has one realization: n_random must be 1.
-    fills = cf.make_fills(seed, T, rounds, n_random, vocab_size, mask_id)
+    fills = settings.fills(T)
     seqs = np.concatenate([np.full((n_sequences, 1), context_token, dtype=np.int64), all_sequences(vocab_size, T)],
                           axis=1)
     totals = []
     for f in range(n_random):
-        cf_kwargs = dict(stride=stride, rounds=rounds, n_random=1, seed=seed, vocab_size=vocab_size,
-                         fills=fills[:, f : f + 1], mask_id=mask_id)
-        totals.append(_kraft_sum(scorer, seqs, decoder, batch_rows, cf_kwargs)[0])
+        one_fill = settings.replace(n_random=1)
+        totals.append(_kraft_sum(scorer, seqs, decoder, batch_rows, one_fill, fills=fills[:, f : f + 1])[0])
     deviation = max(abs(total - 1.0) for total in totals)
     return dict(
         decoder=decoder,

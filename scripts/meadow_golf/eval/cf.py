@@ -77,70 +77,11 @@ from typing import Callable
 
 import numpy as np
 
+# The schedule and the fills are cf_schedule.py's; cf's users reach them here as cf.make_schedule etc.
+from meadow_golf.eval.cf_schedule import (CFSettings, Schedule, draw_fills, make_fills, make_schedule,  # noqa: F401
+                                          mask_fills)
+
 Scorer = Callable[[np.ndarray, bool, np.ndarray], np.ndarray]
-
-
-# ----------------------------------------------------------------------------- schedule
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """Target positions of each CF part for T targets, stride s and r rounds."""
-
-    T: int
-    stride: int
-    rounds: int
-    skeleton: np.ndarray  # (n_skeleton,) int64, increasing: 0, s, 2s, ...
-    round_positions: tuple[np.ndarray, ...]  # rounds arrays, round k = gaps with index % r == k
-
-    @property
-    def gaps(self) -> np.ndarray:
-        """All gap positions, increasing."""
-        return np.setdiff1d(np.arange(self.T), self.skeleton)
-
-    def hidden_from_round(self, k: int) -> np.ndarray:
-        """Positions of round k and all later rounds (not yet decoded when round k is scored)."""
-        return np.sort(np.concatenate(self.round_positions[k:]))
-
-
-def make_schedule(T: int, stride: int, rounds: int) -> Schedule:
-    positions = np.arange(T, dtype=np.int64)
-    is_skeleton = positions % stride == 0
-    gaps = positions[~is_skeleton]
-    gap_round = np.arange(gaps.size) % rounds
-    return Schedule(
-        T=T,
-        stride=stride,
-        rounds=rounds,
-        skeleton=positions[is_skeleton],
-        round_positions=tuple(gaps[gap_round == k] for k in range(rounds)),
-    )
-
-
-def draw_fills(seed: int, T: int, rounds: int, n_random: int, vocab_size: int) -> np.ndarray:
-    """Random fill tokens, int64 (1 + rounds, n_random, T); see the module docstring.
-
-    Drawn from a stream seeded by `seed` alone: the same for every window, batch and decoder.
-    """
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, vocab_size, size=(1 + rounds, n_random, T), dtype=np.int64)
-
-
-def mask_fills(T: int, rounds: int, mask_id: int) -> np.ndarray:
-    """The absorbing-noise fill, int64 (1 + rounds, 1, T): every hidden position holds the mask
-    token. It is data-independent like draw_fills, and there is ONE fill realization, so a CF
-    decoder with a mask fill is a single product of normalized conditionals (n_random = 1)."""
-    return np.full((1 + rounds, 1, T), mask_id, dtype=np.int64)
-
-
-def make_fills(seed: int, T: int, rounds: int, n_random: int, vocab_size: int,
-               mask_id: int | None = None) -> np.ndarray:
-    """draw_fills(seed, ...) for random fill, mask_fills(...) when mask_id is given (n_random must be 1)."""
-    if mask_id is None:
-        return draw_fills(seed, T, rounds, n_random, vocab_size)
-    if n_random != 1:
-        raise ValueError(f"a mask fill has one realization: n_random must be 1, got {n_random}")
-    return mask_fills(T, rounds, mask_id)
 
 
 # ----------------------------------------------------------------------------- scorer calls
@@ -411,8 +352,13 @@ def _order_cf_mix(schedule: Schedule) -> list[list[int]]:
     return [[p] for stage in _order_cf(schedule) for p in stage]
 
 
+FAMILIES = ("ar", "cf", "bidir")
+
+
 @dataclass(frozen=True)
 class Decoder:
+    """A decoder, declared once: what eval_cf runs and what the reports read (decoders_where)."""
+
     name: str
     definition: str
     valid: bool  # True: the NLL is a valid code length (Kraft sum <= 1)
@@ -420,18 +366,31 @@ class Decoder:
     # The decoding order it claims, the same for every window; None for an adaptive order that
     # depends on the decoded tokens (bidir_confidence: audits.adaptive_order_audit checks it).
     order: Callable[[Schedule], list[list[int]]] | None
+    # ar: the causal chain rule; cf: coarse-to-fine (skeleton, then gaps by rounds); bidir: the
+    # bidirectional pass's own chain rule (METHOD.md §8, reported beside the ELBO).
+    family: str = "cf"
+    # True: many more forwards than ar (one per skeleton token or per target), so eval_cf runs it
+    # only when --decoders names it.
+    expensive: bool = False
+    # Position in the reports' tables and tie-breaks (smaller first); independent of this dict's order.
+    report_rank: int = 0
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"decoder {self.name}: family {self.family!r} not in {FAMILIES}")
 
 
 DECODERS: dict[str, Decoder] = {
     d.name: d
     for d in (
-        Decoder("ar", "causal forward of the full true prefix", True, _ar, _order_ar),
+        Decoder("ar", "causal forward of the full true prefix", True, _ar, _order_ar, family="ar", report_rank=0),
         Decoder(
             "cf_published",
             "METHOD.md §5: skeleton by causal forward of the full true prefix, gaps by rounds",
             False,
             _cf_published,
             _order_cf,
+            report_rank=1,
         ),
         Decoder(
             "cf_valid",
@@ -439,6 +398,7 @@ DECODERS: dict[str, Decoder] = {
             True,
             _cf_valid,
             _order_cf,
+            report_rank=2,
         ),
         Decoder(
             "cf_bidir_skeleton",
@@ -447,6 +407,8 @@ DECODERS: dict[str, Decoder] = {
             True,
             _cf_bidir_skeleton,
             _order_cf,
+            expensive=True,
+            report_rank=3,
         ),
         Decoder(
             "bidir_l2r",
@@ -454,6 +416,9 @@ DECODERS: dict[str, Decoder] = {
             True,
             _bidir_l2r,
             _order_ar,
+            family="bidir",
+            expensive=True,
+            report_rank=6,
         ),
         Decoder(
             "bidir_confidence",
@@ -462,6 +427,9 @@ DECODERS: dict[str, Decoder] = {
             True,
             _bidir_confidence,
             None,
+            family="bidir",
+            expensive=True,
+            report_rank=7,
         ),
         Decoder(
             "cf_valid_mix",
@@ -469,6 +437,7 @@ DECODERS: dict[str, Decoder] = {
             True,
             _cf_valid_mix,
             _order_cf_mix,
+            report_rank=4,
         ),
         Decoder(
             "cf_bidir_skeleton_mix",
@@ -476,10 +445,27 @@ DECODERS: dict[str, Decoder] = {
             True,
             _cf_bidir_skeleton_mix,
             _order_cf_mix,
+            expensive=True,
+            report_rank=5,
         ),
     )
 }
 VALID: dict[str, bool] = {name: d.valid for name, d in DECODERS.items()}
+
+
+def decoders_where(*, valid: bool | None = None, family: str | None = None,
+                   expensive: bool | None = None) -> tuple[str, ...]:
+    """The names of the decoders with the given fields (None: any), in report order (report_rank).
+
+    What eval_cf (expensive=True: opt-in only) and the reports (valid=True: the code lengths;
+    family="bidir": the bidirectional pass's table) read, so a new decoder is declared in DECODERS
+    alone."""
+    if family is not None and family not in FAMILIES:
+        raise ValueError(f"unknown decoder family {family!r}; known: {FAMILIES}")
+    chosen = [d for d in DECODERS.values()
+              if (valid is None or d.valid == valid) and (family is None or d.family == family)
+              and (expensive is None or d.expensive == expensive)]
+    return tuple(d.name for d in sorted(chosen, key=lambda d: d.report_rank))
 
 
 # ----------------------------------------------------------------------------- public API
@@ -514,26 +500,25 @@ def decode_parts(
     scorer: Scorer,
     seqs: np.ndarray,
     decoder: str,
+    settings: CFSettings,
     *,
-    stride: int = 2,
-    rounds: int = 2,
-    n_random: int = 3,
-    seed: int = 42,
-    vocab_size: int,
     fills: np.ndarray | None = None,
-    mask_id: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-target NLL of `decoder` and which pass scored each target.
 
     Returns {"nll": float64 (B, T), "pass1": bool (T,), "pass2": bool (T,)}; the two masks
     partition the target positions (for ar, pass 1 is everything). One scorer call per
     pass / round / fill over the whole batch (cf_bidir_skeleton: per skeleton token too).
-    fills: an explicit fill array (1 + rounds, n_random, T) instead of draw_fills(seed, ...);
-    n_random must equal its second axis. The normalization audit uses it to score each fill
-    realization f of a draw as its own one-fill code (fills[:, f:f+1]).
-    mask_id: absorbing noise; every hidden position holds this token (mask_fills), n_random must
-    be 1 and an explicit fills array may contain it. The targets stay in [0, vocab_size).
+    settings: the vocabulary, schedule and fills (CFSettings). fills: an explicit fill array
+    (1 + rounds, n_random, T) instead of settings.fills(T); settings.n_random must equal its
+    second axis. The normalization audit uses it to score each fill realization f of a draw as
+    its own one-fill code (fills[:, f:f+1]).
+    settings.mask_id: absorbing noise; every hidden position holds this token (mask_fills),
+    n_random must be 1 and an explicit fills array may contain it. The targets stay in
+    [0, vocab_size).
     """
+    vocab_size, stride, rounds, n_random = settings.vocab_size, settings.stride, settings.rounds, settings.n_random
+    mask_id = settings.mask_id
     seqs = np.asarray(seqs)
     if seqs.ndim != 2 or not np.issubdtype(seqs.dtype, np.integer):
         raise ValueError(f"seqs must be a 2-D integer array (B, T+1), got {seqs.dtype} {seqs.shape}")
@@ -550,7 +535,7 @@ def decode_parts(
     if mask_id is not None and mask_id < vocab_size:
         raise ValueError(f"mask_id {mask_id} lies inside the vocabulary [0, {vocab_size})")
     if fills is None:
-        fills = make_fills(seed, T, rounds, n_random, vocab_size, mask_id)
+        fills = settings.fills(T)
     else:
         fills = np.asarray(fills)
         if fills.shape != (1 + rounds, n_random, T) or not np.issubdtype(fills.dtype, np.integer):
@@ -569,17 +554,9 @@ def decode_nll(
     scorer: Scorer,
     seqs: np.ndarray,
     decoder: str,
+    settings: CFSettings,
     *,
-    stride: int = 2,
-    rounds: int = 2,
-    n_random: int = 3,
-    seed: int = 42,
-    vocab_size: int,
     fills: np.ndarray | None = None,
-    mask_id: int | None = None,
 ) -> np.ndarray:
     """float64 (B, T): the NLL in nats `decoder` assigns to each target seqs[:, 1:]."""
-    return decode_parts(
-        scorer, seqs, decoder, stride=stride, rounds=rounds, n_random=n_random, seed=seed,
-        vocab_size=vocab_size, fills=fills, mask_id=mask_id,
-    )["nll"]
+    return decode_parts(scorer, seqs, decoder, settings, fills=fills)["nll"]

@@ -64,7 +64,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import json
 import math
 import sys
 import time
@@ -73,12 +72,18 @@ from pathlib import Path
 import numpy as np
 
 from meadow_golf.eval import cf
-from meadow_golf.eval import cf_original
 from meadow_golf.eval import elbo as elbo_mod
-from meadow_golf.data import loader as data_mod
 from meadow_golf.data.challenge_format import atomic_write_bytes, bits_per_byte
-from meadow_golf.model.checkpoint import ORIGINAL_ARCHS, CheckpointError, check_arch_flags, read_checkpoint
-from meadow_golf.eval.backends import BACKENDS, as_backend, load_backend
+from meadow_golf.model.checkpoint import CheckpointError
+from meadow_golf.eval.backends import load_backend
+from meadow_golf.eval.eval_cf_original import evaluate_original, original_lines
+from meadow_golf.eval.eval_common import (EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, WINDOW_STREAM, OneLineParser,
+                                          Progress, UsageError, add_backend_flags, add_checkpoint_flags,
+                                          check_checkpoint_flags, check_paths, check_tokenizer, default_json_path,
+                                          error_line, full_val_offsets, gather_windows, load_checkpoint, load_data,
+                                          parse_decoders, print_tokenizer_note, random_offsets, report_header,
+                                          windows_digest, write_json)
+from meadow_golf.common.paths import check_writable_file
 from meadow_golf.common.run_log import git_commit, versions
 from meadow_golf.common.cli_help import HelpFormatter
 
@@ -86,13 +91,11 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_DECODERS = ("ar", "cf_published", "cf_valid")
 DEFAULT_BATCH_SIZE = 16
 PROTOCOLS = ("shared", "original")
-# cf_bidir_skeleton costs one forward per skeleton token: opt-in only (--decoders). Its mixture
-# reuses its forwards when both are listed, but alone it runs all of them.
-EXPENSIVE_DECODERS = ("cf_bidir_skeleton", "cf_bidir_skeleton_mix", "bidir_l2r", "bidir_confidence")
+# The decoders of many forwards (cf.Decoder.expensive: one per skeleton token or per target): opt-in
+# only (--decoders). cf_bidir_skeleton_mix reuses cf_bidir_skeleton's forwards when both are listed,
+# but alone it runs all of them.
+EXPENSIVE_DECODERS = cf.decoders_where(expensive=True)
 FILLS = ("auto", "random", "mask")
-# The window offsets get their own stream: default_rng([seed, WINDOW_STREAM]) is unrelated to
-# default_rng(seed), which cf.draw_fills uses for the random fill.
-WINDOW_STREAM = 0x77696E64  # "wind"
 # Why a decoder that cf.VALID marks invalid is not a code length, for the printed label.
 INVALID_REASONS = {
     "cf_published": "pass 1 conditions on tokens decoded later",
@@ -103,196 +106,12 @@ INVALID_REASONS = {
 CONSISTENCY_RTOL = {"float32": 1e-9, "bf16": 2e-3}
 
 
-# Exit codes of eval_cf.py, leakage_test.py and gen_test.py.
-EXIT_OK = 0
-EXIT_BAD_INPUT = 1  # one `error: ...` line on stderr, nothing written
-EXIT_CHECK_FAILED = 2  # the run completed and wrote its JSON, but a check it makes failed
-
-
-class UsageError(ValueError):
-    """Bad command-line input (reported as one `error:` line)."""
-
-
-def error_line(e: BaseException) -> str:
-    """The `error: ...` line for a bad input. Messages from libraries (sentencepiece, torch) may
-    span several lines; the contract is one line, so whitespace runs are folded."""
-    return "error: " + " ".join(str(e).split())
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad command line as UsageError (one `error:` line from main)
-    instead of printing the usage block and exiting."""
-
-    def error(self, message):
-        raise UsageError(message)
-
-
-# ----------------------------------------------------------------------------- shared helpers
-# Also used by leakage_test.py and gen_test.py.
-
-
 def not_valid_label(decoder: str) -> str:
     reason = INVALID_REASONS.get(decoder, "cf.VALID marks this decoder as invalid; see leakage_test.py")
     return f"(NOT a valid code length: {reason})"
 
 
-def window_rng(seed: int) -> np.random.Generator:
-    return np.random.default_rng([seed, WINDOW_STREAM])
-
-
-def random_offsets(n_tokens: int, window_len: int, n_windows: int, seed: int, where: str = "the data") -> np.ndarray:
-    """n_windows offsets drawn uniformly (with replacement) so that each window fits."""
-    if n_tokens < window_len:
-        raise UsageError(f"{where}: windows of {window_len} tokens do not fit in its {n_tokens} validation tokens")
-    return window_rng(seed).integers(0, n_tokens - window_len + 1, size=n_windows, dtype=np.int64)
-
-
-def full_val_offsets(n_tokens: int, seq_len: int, where: str = "the data") -> np.ndarray:
-    """Offsets of every non-overlapping window k = tokens[k*T : k*T+T+1] (as ar_nll_sum)."""
-    n_windows = (n_tokens - 1) // seq_len
-    if n_windows < 1:
-        raise UsageError(f"{where}: windows of {seq_len + 1} tokens do not fit in its {n_tokens} validation tokens")
-    return np.arange(n_windows, dtype=np.int64) * seq_len
-
-
-def gather_windows(tokens: np.ndarray, offsets: np.ndarray, window_len: int) -> np.ndarray:
-    """int64 (N, window_len): tokens[o : o + window_len] for each offset o."""
-    return np.asarray(tokens, dtype=np.int64)[offsets[:, None] + np.arange(window_len)[None, :]]
-
-
-def windows_digest(windows: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(windows, dtype="<i8").tobytes()).hexdigest()
-
-
-def add_checkpoint_flags(p: argparse.ArgumentParser) -> None:
-    """The flags that complete an original record's checkpoint (see checkpoint.read_checkpoint)."""
-    p.add_argument("--xsa_last_n", type=int, default=None,
-                   help="original (config-less) checkpoints: XSA on the last N blocks (the shapes cannot show it)")
-    p.add_argument("--original_arch", default=None, choices=sorted(ORIGINAL_ARCHS),
-                   help="original checkpoints: the record's 5L (xsa 2, d 256) or 11L (xsa 4, d 512) model; "
-                        "the shapes must agree")
-
-
-def add_backend_flags(p: argparse.ArgumentParser) -> None:
-    """--backend and --device, the same in the three evaluators."""
-    p.add_argument("--backend", default="torch", choices=BACKENDS,
-                   help="framework that runs the model: torch (default) or mlx (imports no torch)")
-    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"],
-                   help="auto: torch picks cuda, then mps, then cpu; mlx uses its default device")
-
-
-def check_checkpoint_flags(args) -> None:
-    try:
-        check_arch_flags(args.xsa_last_n, args.original_arch)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-
-
-def load_checkpoint(path: str, backend, xsa_last_n: int | None = None, original_arch: str | None = None):
-    """(model, config, how it was read) from a .npz or .pt, ours (the stored config builds the
-    model) or the original record's (config from the shapes and the two flags).
-
-    backend: a backends.EvalBackend, or a torch device (then the torch backend on it)."""
-    backend = as_backend(backend)
-    try:
-        loaded = read_checkpoint(Path(path), xsa_last_n=xsa_last_n, original_arch=original_arch)
-        model, config = backend.build(loaded.config, loaded.weights)
-        return model, config, loaded.describe()
-    except CheckpointError:
-        raise
-    except (ValueError, TypeError, KeyError, RuntimeError, ArithmeticError) as e:
-        # The file was read, but its config or weights do not make this model (another model's
-        # checkpoint, unknown config keys, missing or mis-shaped weights).
-        raise CheckpointError(f"{path}: does not make a model ({type(e).__name__}: {e})") from None
-
-
-def load_data(data_dir: str, tokenizer_path: str | None, model_vocab: int, val_tokens: int,
-              first_shard: bool = False):
-    """(byte tables, tokenizer path, validation tokens), with the vocabularies cross-checked.
-
-    first_shard: the whole of fineweb_val_000000.bin and nothing else, as the original record's
-    evaluator read it (val_tokens is then ignored)."""
-    shards = data_mod.list_shards(data_dir, "val")  # a missing folder or no shards: say so before anything else
-    tokenizer = data_mod.resolve_tokenizer(data_dir, tokenizer_path)
-    tables = data_mod.load_byte_tables(tokenizer)
-    data_mod.check_vocab(data_dir, tables, tokenizer, model_vocab)
-    # check_vocab made the tokenizer's vocabulary the smaller one. Bytes come from its tables, so
-    # every validation id must be one of its pieces (and so also fits the model).
-    if first_shard:
-        shard = Path(data_dir) / cf_original.VAL_SHARD
-        if shard not in shards:
-            raise data_mod.ShardError(f"{shard}: not found (the original protocol reads this shard)")
-        tokens = np.asarray(data_mod.read_shard(shard), dtype=np.int64)
-        data_mod.check_token_range(tokens, tables.vocab_size, str(shard))
-        return tables, tokenizer, tokens
-    tokens = data_mod.load_validation(data_dir, val_tokens, tables.vocab_size)
-    return tables, tokenizer, tokens
-
-
-def check_tokenizer(checkpoint: str, checkpoint_format: dict, tokenizer: Path, tables) -> dict:
-    """The checkpoint's recorded tokenizer against the data's (by the sha256 of the .model file).
-
-    A mismatch is refused (CheckpointError naming both): ids would be read as other pieces and the
-    bytes of METHOD.md §2 counted for other text. A checkpoint that records none (written before
-    the record existed, or the original's) is accepted; the returned dict's note says so and
-    main prints it after the report."""
-    data = data_mod.tokenizer_identity(tokenizer, tables.vocab_size)
-    recorded = checkpoint_format.get("tokenizer")
-    if recorded is None:
-        return {"checked": False, "data": data, "checkpoint": None,
-                "note": f"{checkpoint} records no tokenizer, so it was not checked against the data's "
-                        f"{data_mod.describe_tokenizer(data)}"}
-    if recorded.get("sha256") != data["sha256"]:
-        raise CheckpointError(f"{checkpoint}: trained with tokenizer {data_mod.describe_tokenizer(recorded)}, but the "
-                              f"data's tokenizer is {data_mod.describe_tokenizer(data)}")
-    return {"checked": True, "data": data, "checkpoint": recorded, "note": None}
-
-
-def print_tokenizer_note(result: dict) -> None:
-    note = (result.get("tokenizer_check") or {}).get("note")
-    if note:
-        print(f"note: {note}", file=sys.stderr)
-
-
-def write_json(path: Path, payload: dict) -> None:
-    atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
-
-
-def default_json_path(checkpoint: str, suffix: str) -> Path:
-    """JSON next to the checkpoint: runs/x/final_model.npz -> runs/x/final_model.<suffix>.json."""
-    path = Path(checkpoint)
-    return path.with_name(f"{path.stem}.{suffix}.json")
-
-
-class Progress:
-    """A progress line with ETA every `every` steps (and at the last one), on stderr."""
-
-    def __init__(self, total: int, label: str, every: int = 4):
-        self.total, self.label, self.every = total, label, max(1, every)
-        self.start = time.perf_counter()
-
-    def update(self, done: int, detail: str = "") -> None:
-        if done % self.every and done != self.total:
-            return
-        elapsed = time.perf_counter() - self.start
-        eta = elapsed / done * (self.total - done) if done else float("nan")
-        print(f"progress:{self.label} {done}/{self.total} {detail}elapsed_s:{elapsed:.1f} eta_s:{eta:.1f}",
-              file=sys.stderr, flush=True)
-
-
 # ----------------------------------------------------------------------------- arguments
-
-
-def parse_decoders(text: str) -> list[str]:
-    if text == "all":
-        return list(cf.DECODERS)
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in cf.DECODERS]
-    if not names or unknown:
-        raise UsageError(f"--decoders: unknown {unknown or 'empty list'}; known: {', '.join(cf.DECODERS)} or all")
-    if len(set(names)) != len(names):
-        raise UsageError(f"--decoders lists a decoder twice: {text}")
-    return names
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -369,15 +188,6 @@ def validate_args(args) -> list[str]:
     return parse_decoders(args.decoders if args.decoders is not None else ",".join(DEFAULT_DECODERS))
 
 
-def check_paths(checkpoint: str | None, json_out: str | None) -> None:
-    """Before anything is loaded: the checkpoint exists, and --json_out can be a file."""
-    if checkpoint is not None and not Path(checkpoint).is_file():
-        raise UsageError(f"{checkpoint}: checkpoint not found" if not Path(checkpoint).exists()
-                         else f"{checkpoint}: checkpoint is not a file")
-    if json_out is not None and Path(json_out).is_dir():
-        raise UsageError(f"--json_out {json_out} is a folder, not a file")
-
-
 # ----------------------------------------------------------------------------- scoring
 
 
@@ -444,7 +254,7 @@ def per_window_sums(parts: dict) -> dict[str, np.ndarray]:
 
 
 def score_decoders(scorer, windows: np.ndarray, target_bytes: np.ndarray, decoders: list[str], *,
-                   batch_size: int, vocab_size: int, cf_kwargs: dict, per_window: dict | None = None) -> dict:
+                   batch_size: int, settings: cf.CFSettings, per_window: dict | None = None) -> dict:
     """Every decoder on every batch of windows; a batch is scored by all decoders in turn, through
     one cf.MemoScorer per batch, so a forward two decoders share (ar = cf_published's pass 1, the
     pass-2 rounds of every CF decoder) runs once. A decoder's `seconds` include only the forwards
@@ -462,7 +272,7 @@ def score_decoders(scorer, windows: np.ndarray, target_bytes: np.ndarray, decode
         batch = windows[start : start + batch_size]
         for name in decoders:
             t0 = time.perf_counter()
-            parts = cf.decode_parts(scorer, batch, name, vocab_size=vocab_size, **cf_kwargs)
+            parts = cf.decode_parts(scorer, batch, name, settings)
             totals[name]["seconds"] += time.perf_counter() - t0
             accumulate(totals[name], parts, target_bytes[start : start + batch_size], batch)
             for suffix, sums in per_window_sums(parts).items():
@@ -629,21 +439,21 @@ def evaluate(args, decoders: list[str]) -> dict:
 
     fill, n_random = resolve_fill(args, config)
     mask_id = config.mask_id if fill == "mask" else None
-    cf_kwargs = dict(stride=args.stride, rounds=args.rounds, n_random=n_random, seed=args.seed, mask_id=mask_id)
+    settings = cf.CFSettings(vocab_size=config.vocab_size, stride=args.stride, rounds=args.rounds, n_random=n_random,
+                             seed=args.seed, mask_id=mask_id)
     scorer = backend.scorer(model)
     # Per-window sums let any statistic (bootstrap CIs over windows, paired differences between
     # cells on the same windows) be recomputed later without rerunning the model.
     per_window = {"offsets": offsets, "seed": np.int64(args.seed),
                   "bytes": target_bytes.sum(axis=1, dtype=np.int64)}
-    results = score_decoders(scorer, windows, target_bytes, decoders, batch_size=args.batch_size,
-                             vocab_size=config.vocab_size, cf_kwargs=cf_kwargs, per_window=per_window)
+    results = score_decoders(scorer, windows, target_bytes, decoders, batch_size=args.batch_size, settings=settings,
+                             per_window=per_window)
     elbo_result = None
     if args.elbo_samples:
         elbo_result = score_elbo(scorer, windows, target_bytes, args.elbo_samples, seed=args.seed,
                                  mask_id=config.mask_id, batch_size=args.batch_size, per_window=per_window)
     ar_result = results["ar"] if "ar" in results else score_decoders(
-        scorer, windows, target_bytes, ["ar"], batch_size=args.batch_size, vocab_size=config.vocab_size,
-        cf_kwargs=cf_kwargs)["ar"]
+        scorer, windows, target_bytes, ["ar"], batch_size=args.batch_size, settings=settings)["ar"]
     consistency = consistency_check(model, backend, tokens, windows, offsets, T, args.batch_size, args.full_val,
                                     ar_result)
     return {
@@ -673,96 +483,6 @@ def evaluate(args, decoders: list[str]) -> dict:
     }
 
 
-# ----------------------------------------------------------------------------- --protocol original
-
-
-def evaluate_original(args) -> dict:
-    """cf_original.run through the backend's scorer, one window per forward, plus what ran it."""
-    t_start = time.perf_counter()
-    backend = load_backend(args.backend, args.device)
-    model, config, checkpoint_format = load_checkpoint(args.checkpoint, backend, args.xsa_last_n, args.original_arch)
-    tables, tokenizer, val = load_data(args.data_dir, args.tokenizer_path, config.vocab_size, 0, first_shard=True)
-    tokenizer_check = check_tokenizer(args.checkpoint, checkpoint_format, tokenizer, tables)
-    settings = cf_original.Settings(n_seqs=args.n_seqs, seq_len=args.seq_len, stride=args.stride, rounds=args.rounds,
-                                    n_random=args.n_random, seed=args.seed, vocab_size=config.vocab_size)
-    try:
-        settings.check(len(val))
-    except ValueError as e:
-        raise UsageError(f"{Path(args.data_dir) / cf_original.VAL_SHARD} (--seq_len {args.seq_len}): {e}") from None
-    bars: dict[str, Progress] = {}
-
-    def on_window(stage: str, done: int, total: int) -> None:
-        if done == 0:  # the stage starts: its clock (and so its ETA) starts here
-            bars[stage] = Progress(total, stage, every=max(1, total // 20))
-        else:
-            bars[stage].update(done)
-
-    result = cf_original.run(backend.scorer(model), val, tables, settings, on_window=on_window)
-    precision = backend.precision
-    result.update({
-        **report_header(args, model, config, backend, checkpoint_format, tokenizer, tokenizer_check),
-        "val_shard": str(Path(args.data_dir) / cf_original.VAL_SHARD),
-        "precision_detail": ("float32 forward and log-softmax" if precision == "float32" else
-                             "bf16 forward (torch_backend.autocast_for, or MLX's bfloat16 compute dtype) with a "
-                             "float32 tied head, softcap and log-softmax; the original ran its forward in bf16 "
-                             "too, tied head and softcap included, so the two agree only to bf16 rounding"),
-        "batch_size": 1,
-        "seconds": time.perf_counter() - t_start,
-        "git_commit": git_commit(REPO_ROOT),
-        "versions": versions(),
-    })
-    return result
-
-
-def report_header(args, model, config, backend, checkpoint_format, tokenizer, tokenizer_check) -> dict:
-    """What both protocols' JSON says about what was scored and what scored it."""
-    return {
-        "tool": "eval_cf",
-        "checkpoint": str(args.checkpoint),
-        "checkpoint_format": checkpoint_format,
-        "config": config.to_dict(),
-        "params": backend.num_params(model),
-        "data_dir": str(args.data_dir),
-        "tokenizer": str(tokenizer),
-        "tokenizer_check": tokenizer_check,
-        "backend": backend.name,
-        "device": backend.device_label,
-        "precision": backend.precision,
-    }
-
-
-def original_lines(r: dict) -> list[str]:
-    """The report of --protocol original. Every line with cf_total or a part of it carries the
-    NOT-a-code-length label; the Pure-AR line says its bytes are clamped."""
-    valid, why = r["valid_code_length"], r["valid_code_length_reasons"]
-
-    def label(key: str) -> str:
-        return "valid code length" if valid[key] else f"NOT a valid code length: {why[key]}"
-
-    clamp = ("computed with clamped bytes max(b, 1) per token, not the challenge's byte count; "
-             + ("the clamp changed no token here, a valid code length" if valid["pure_ar_bpb"]
-                else f"NOT a valid code length: {why['pure_ar_bpb']}"))
-    t = r["totals"]
-    return [
-        f"protocol:original (the published protocol: the original record's eval_cf_ablation.py) "
-        f"checkpoint:{r['checkpoint']} format:{r['checkpoint_format']['format']} backend:{r['backend']} "
-        f"device:{r['device']} precision:{r['precision']} batch:1",
-        f"n_seqs:{r['n_seqs']} seq_len:{r['seq_len']} stride:{r['stride']} rounds:{r['rounds']} "
-        f"n_random:{r['n_random']} seed:{r['seed']} fill_vocab:{r['fill_vocab_size']} "
-        f"val_tokens:{r['val_tokens']} (whole first validation shard)",
-        f"published pure_ar_bpb:{r['pure_ar_bpb']:.6f} ({clamp})",
-        f"pure_ar_bpb_unclamped_bytes:{r['pure_ar_bpb_unclamped_bytes']:.6f} (same windows, the challenge's "
-        f"byte count; {label('pure_ar_bpb_unclamped_bytes')})",
-        f"published cf_ar_part:{r['cf_ar_part']:.6f} (pass 1, {t['pass1_ar_nll']:.4f} nats; "
-        f"{label('cf_ar_part')})",
-        f"published cf_cdm_part:{r['cf_cdm_part']:.6f} (pass 2, {t['pass2_cdm_nll']:.4f} nats; "
-        f"{label('cf_cdm_part')})",
-        f"published cf_total:{r['cf_total']:.6f} (over {t['bytes_clamped']:.0f} clamped bytes; {label('cf_total')})",
-        f"published cf_vs_ar_pct:{r['cf_vs_ar_pct']:+.2f}% ({label('cf_vs_ar_pct')})",
-        f"seconds:{r['seconds']:.1f} json:{r['json_out']}",
-    ]
-
-
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -770,6 +490,10 @@ def main(argv=None) -> int:
         original = args.protocol == "original"
         json_out = Path(args.json_out) if args.json_out else default_json_path(
             args.checkpoint, "eval_cf_original" if original else "eval_cf")
+        # Before any scoring: the files the results go to can be written.
+        check_writable_file(json_out, "--json_out")
+        if not original:
+            check_writable_file(per_window_path(json_out), "--json_out's per-window file")
         result = evaluate_original(args) if original else evaluate(args, decoders)
         result["json_out"] = str(json_out)
         if not original:

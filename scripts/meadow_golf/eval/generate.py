@@ -31,12 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-from meadow_golf.eval.backends import as_backend, load_backend
+from meadow_golf.eval.backends import load_backend
 from meadow_golf.model.checkpoint import CheckpointError
-from meadow_golf.eval.eval_cf import (EXIT_BAD_INPUT, EXIT_OK, OneLineParser, UsageError, add_backend_flags,
-                                 add_checkpoint_flags, check_checkpoint_flags, check_paths, check_tokenizer,
-                                 default_json_path, error_line, gather_windows, load_checkpoint, load_data,
-                                 print_tokenizer_note, random_offsets, write_json)
+from meadow_golf.common.paths import check_writable_file
+from meadow_golf.eval.eval_common import (EXIT_BAD_INPUT, EXIT_OK, OneLineParser, UsageError, add_backend_flags,
+                                     add_checkpoint_flags, check_checkpoint_flags, check_paths, check_tokenizer,
+                                     default_json_path, error_line, gather_windows, load_checkpoint, load_data,
+                                     print_tokenizer_note, random_offsets, write_json)
 from meadow_golf.common.run_log import git_commit, versions
 from meadow_golf.common.cli_help import HelpFormatter
 
@@ -67,10 +68,9 @@ def fill_spans(model, backend, windows: np.ndarray, starts: np.ndarray, noise: n
     windows (B, T) int64, starts (B,), noise (B, L) random ids put in the span before round 0.
     Predictions are restricted to ids < predict_vocab (the tokenizer's pieces). Returns
     (fills (B, L), positions committed in each round summed over the batch, forwards run).
-    backend: a backends.EvalBackend, or a torch device (the torch backend on it). The choice of
-    what to commit runs on the host in numpy, the same for either backend.
+    backend: a backend_base.EvalBackend. The choice of what to commit runs on the host in numpy, the
+    same for either backend.
     """
-    backend = as_backend(backend)
     B, L = noise.shape
     rows = np.arange(B)[:, None]
     positions = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(L)[None, :]
@@ -155,7 +155,6 @@ def sample(model, backend, prompt_ids: list[int], max_new_tokens: int, temperatu
     numpy's (default_rng(seed), inverse CDF of the float64 softmax), so the same logits give the
     same samples on either backend.
     """
-    backend = as_backend(backend)
     rng = np.random.default_rng(seed)
     x = np.array([prompt_ids] * n_samples, dtype=np.int64)
     for _ in range(max_new_tokens):
@@ -268,6 +267,8 @@ def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         validate_args(args)
+        json_out = Path(args.json_out) if args.json_out else default_json_path(args.checkpoint, "gen_test")
+        check_writable_file(json_out, "--json_out")  # before any model is loaded or sampled
         t0 = time.perf_counter()
         backend = load_backend(args.backend, args.device)
         model, config, checkpoint_format = load_checkpoint(args.checkpoint, backend, args.xsa_last_n,
@@ -275,7 +276,6 @@ def main(argv=None) -> int:
         tables, tokenizer, tokens = load_data(args.data_dir, args.tokenizer_path, config.vocab_size, 0)
         tokenizer_check = check_tokenizer(args.checkpoint, checkpoint_format, tokenizer, tables)
         sp = load_sentencepiece(tokenizer)
-        json_out = Path(args.json_out) if args.json_out else default_json_path(args.checkpoint, "gen_test")
         # Predictions come from the tokenizer's pieces only, so every output decodes to text.
         predict_vocab = tables.vocab_size
         result = dict(tool="gen_test", checkpoint=str(args.checkpoint), checkpoint_format=checkpoint_format,

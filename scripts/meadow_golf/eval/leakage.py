@@ -38,13 +38,14 @@ import numpy as np
 
 from meadow_golf.eval import audits
 from meadow_golf.eval import cf
-from meadow_golf.eval.backends import as_backend, load_backend
+from meadow_golf.eval.backends import load_backend
 from meadow_golf.model.checkpoint import CheckpointError
-from meadow_golf.eval.eval_cf import (EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, OneLineParser, Progress, UsageError,
-                                 add_backend_flags, add_checkpoint_flags,
-                                 check_checkpoint_flags, check_paths, default_json_path, error_line, gather_windows,
-                                 check_tokenizer, load_checkpoint, load_data, parse_decoders, print_tokenizer_note,
-                                 random_offsets, write_json)
+from meadow_golf.common.paths import check_writable_file
+from meadow_golf.eval.eval_common import (EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, OneLineParser, Progress, UsageError,
+                                     add_backend_flags, add_checkpoint_flags,
+                                     check_checkpoint_flags, check_paths, default_json_path, error_line, gather_windows,
+                                     check_tokenizer, load_checkpoint, load_data, parse_decoders, print_tokenizer_note,
+                                     random_offsets, write_json)
 from meadow_golf.model.config import GPTConfig, optimizer_group
 from meadow_golf.common.run_log import git_commit, versions
 from meadow_golf.eval.toy_scorers import MarkovScorer, max_logp_by_enumeration
@@ -69,7 +70,7 @@ EXPECTED_FAILURE_REASON = {
 # ----------------------------------------------------------------------------- models and scorers
 
 
-def random_init_model(vocab_size: int, seed: int, backend=None, *, device=None) -> tuple[object, GPTConfig]:
+def random_init_model(vocab_size: int, seed: int, backend) -> tuple[object, GPTConfig]:
     """A tiny GPT whose matrices (the Muon group and the token embedding) are all drawn at random.
 
     The output projections, MLP down projections and the bigram table start at zero, which
@@ -81,10 +82,8 @@ def random_init_model(vocab_size: int, seed: int, backend=None, *, device=None) 
     sqrt(d)) are O(1), not O(0.01): a change of context then moves the scores by amounts far
     above float noise.
 
-    backend: a backends.EvalBackend, or a torch device (the torch backend on it); `device=` is its
-    name from before --backend existed, still accepted for existing callers.
+    backend: a backend_base.EvalBackend (backends.load_backend).
     """
-    backend = as_backend(backend if backend is not None else device)
     config = GPTConfig(vocab_size=vocab_size, **TINY_RANDOM_CONFIG)
     weights = backend.init_weights(config)
     rng = np.random.default_rng(seed)
@@ -112,7 +111,7 @@ class RestrictedVocabScorer:
             raise UsageError("the normalization alphabet needs at least two distinct token ids")
         if token_ids.min() < 0 or token_ids.max() >= model.config.vocab_size:
             raise UsageError(f"alphabet ids must lie in [0, {model.config.vocab_size}) (the model vocabulary)")
-        self.model, self.backend, self.token_ids = model, as_backend(backend), token_ids
+        self.model, self.backend, self.token_ids = model, backend, token_ids
 
     def max_logp(self, inputs: np.ndarray, is_causal: bool) -> np.ndarray:
         """The largest log-probability over the restricted alphabet (bidir_confidence's choice)."""
@@ -171,7 +170,7 @@ def attention_check(model, backend, base_row: np.ndarray, vocab_size: int, seed:
     batch = np.stack([first, second])
     out = {}
     for mode, is_causal in (("causal", True), ("bidirectional", False)):
-        logits = as_backend(backend).logits(model, batch, is_causal)
+        logits = backend.logits(model, batch, is_causal)
         out[mode] = dict(zip(("prefix_max_change", "suffix_max_change"),
                              audits.prefix_change(logits[0], logits[1], ATTENTION_SPLIT)))
     out["split"], out["length"] = ATTENTION_SPLIT, ATTENTION_LEN
@@ -201,23 +200,21 @@ def classify(decoder: str, passed: bool) -> tuple[str, str, bool]:
     return "FAIL", EXPECTED_FAILURE_REASON.get(decoder, "expected: the decoder does not claim to be valid"), False
 
 
-def order_audit(scorer, seqs, name: str, *, vocab_size: int, n_random: int, tolerance: float, stride: int,
-                rounds: int, seed: int) -> dict:
+def order_audit(scorer, seqs, name: str, settings: cf.CFSettings, *, tolerance: float) -> dict:
     """audits.order_audit for a decoder with one decoding order; audits.adaptive_order_audit for
     one whose order is chosen per window while it decodes (cf.DECODERS[name].order is None)."""
     if cf.DECODERS[name].order is None:
-        return audits.adaptive_order_audit(scorer, seqs, vocab_size=vocab_size, n_random=n_random, seed=seed,
-                                           rounds=rounds, tolerance=tolerance)
-    return audits.order_audit(scorer, seqs, name, vocab_size=vocab_size, n_random=n_random, tolerance=tolerance,
-                              stride=stride, rounds=rounds, seed=seed)
+        return audits.adaptive_order_audit(scorer, seqs, settings, tolerance=tolerance)
+    return audits.order_audit(scorer, seqs, name, settings, tolerance=tolerance)
 
 
 def run_checks(model, backend, args, decoders: list[str], val_tokens, scorer_hook=None, tables=None) -> dict:
     """All checks; scorer_hook(scorer) -> scorer may wrap the model's scorers (tests inject leaks)."""
     hook = scorer_hook or (lambda scorer: scorer)
     vocab = model.config.vocab_size
-    cf_kwargs = dict(stride=args.stride, rounds=args.rounds, seed=args.seed)
-    backend = as_backend(backend)
+    # The decodes' settings; each audit gives its own vocabulary.
+    settings = cf.CFSettings(vocab_size=vocab, stride=args.stride, rounds=args.rounds, n_random=args.n_random,
+                             seed=args.seed)
     tolerance = args.tolerance if args.tolerance is not None else ORDER_TOL[backend.precision]
     rows, results = [], {}
 
@@ -248,8 +245,7 @@ def run_checks(model, backend, args, decoders: list[str], val_tokens, scorer_hoo
     model_scorer = hook(backend.scorer(model))
     results["order_audit_model"] = {}
     for name in decoders:
-        audit = order_audit(model_scorer, seqs, name, vocab_size=vocab, n_random=args.n_random,
-                            tolerance=tolerance, **cf_kwargs)
+        audit = order_audit(model_scorer, seqs, name, settings, tolerance=tolerance)
         results["order_audit_model"][name] = audit
         add_row("order (model)", name, audit["passed"], audit["max_change"], "max change (nats)")
 
@@ -261,8 +257,7 @@ def run_checks(model, backend, args, decoders: list[str], val_tokens, scorer_hoo
     results["order_audit_toy"], results["normalization_model"], results["normalization_toy"] = {}, {}, {}
     results["normalization_alphabet"] = alphabet
     for name in decoders:
-        audit = order_audit(toy, toy_seqs, name, vocab_size=V, n_random=args.n_random, tolerance=tolerance,
-                            **cf_kwargs)
+        audit = order_audit(toy, toy_seqs, name, settings.replace(vocab_size=V), tolerance=tolerance)
         results["order_audit_toy"][name] = audit
         add_row("order (toy Markov)", name, audit["passed"], audit["max_change"], "max change (nats)")
     F = args.n_random
@@ -270,13 +265,13 @@ def run_checks(model, backend, args, decoders: list[str], val_tokens, scorer_hoo
                                  ("toy Markov", toy, results["normalization_toy"])):
         for name in decoders:
             # The sharp line: each fill realization is its own code and must sum to 1, two-sided.
-            per_fill = audits.per_fill_normalization_audit(scorer, name, vocab_size=V, T=T, n_random=F,
-                                                           tolerance=NORMALIZATION_TOL, **cf_kwargs)
+            per_fill = audits.per_fill_normalization_audit(scorer, name, settings.replace(vocab_size=V), T=T,
+                                                           tolerance=NORMALIZATION_TOL)
             store[f"{name}/per_fill"] = per_fill
             add_row(f"normalization per fill ({label}, V={V}, T={T}, {F} fills)", name, per_fill["passed"],
                     per_fill["max_abs_deviation"], "max |sum - 1| over fills")
             # The weaker line: the F-fill mean is at most 1 (AM-GM).
-            norm = audits.normalization_audit(scorer, name, vocab_size=V, T=T, n_random=F, **cf_kwargs)
+            norm = audits.normalization_audit(scorer, name, settings.replace(vocab_size=V), T=T)
             norm["passed"] = normalization_passed(norm)
             store[f"{name}/n_random={F}"] = norm
             add_row(f"normalization AM-GM bound ({label}, V={V}, T={T}, n_random={F})", name, norm["passed"],
@@ -377,6 +372,10 @@ def main(argv=None, scorer_hook=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         decoders = validate_args(args)
+        json_out = Path(args.json_out) if args.json_out else (
+            None if args.random_init else default_json_path(args.checkpoint, "leakage"))
+        if json_out:
+            check_writable_file(json_out, "--json_out")  # before any model is loaded or scored
         backend = load_backend(args.backend, args.device)
         if args.random_init:
             model, config = random_init_model(args.vocab_size, args.seed, backend)
@@ -391,8 +390,6 @@ def main(argv=None, scorer_hook=None) -> int:
             tables, tokenizer, val_tokens = load_data(args.data_dir, args.tokenizer_path, config.vocab_size, 0)
             if not args.random_init:
                 tokenizer_check = check_tokenizer(args.checkpoint, checkpoint_format, tokenizer, tables)
-        json_out = Path(args.json_out) if args.json_out else (
-            None if args.random_init else default_json_path(args.checkpoint, "leakage"))
         result = run_checks(model, backend, args, decoders, val_tokens, scorer_hook, tables)
         result.update(tool="leakage_test", model_source=source, config=config.to_dict(),
                       params=backend.num_params(model), tokenizer_check=tokenizer_check,

@@ -38,7 +38,7 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
-from meadow_golf.eval.backends import EvalBackend
+from meadow_golf.eval.backend_base import EvalBackend
 from meadow_golf.data.challenge_format import atomic_write_bytes
 from meadow_golf.model.checkpoint import (CheckpointError, check_arch_flags, check_config_against_flags, error_reason,
                                     load_weights)
@@ -247,7 +247,7 @@ def _compiled_token_nll(model: GPT):
 
 
 class MLXEval(EvalBackend):
-    """The evaluators' MLX backend (contract in backends.py). device: auto | cpu | mps | cuda; it
+    """The evaluators' MLX backend (contract in backend_base.py). device: auto | cpu | mps | cuda; it
     becomes MLX's default device (MLX has no per-array device). The compute dtype follows it as in
     the trainer: bfloat16 on a GPU (precision "bf16", like torch's autocast on CUDA), float32 on
     the CPU."""

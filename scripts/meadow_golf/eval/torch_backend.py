@@ -1,7 +1,7 @@
 """PyTorch glue shared by the trainer and the evaluators: device choice, precision, model
 loading from a checkpoint's own config, the Pure-AR validation pass, and the log-prob scorer
 that the backend-independent decoders (cf.py) call; TorchEval is the evaluators' --backend torch
-(the contract is in backends.py).
+(the contract is in backend_base.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from meadow_golf.eval.backends import EvalBackend
+from meadow_golf.eval.backend_base import EvalBackend
 from meadow_golf.model.checkpoint import LoadedCheckpoint, read_checkpoint
 from meadow_golf.data.loader import validation_result, validation_windows
 from meadow_golf.model.gpt import GPT, GPTConfig, load_state_numpy, state_dict_numpy
@@ -132,7 +132,7 @@ class TorchScorer:
 
 
 class TorchEval(EvalBackend):
-    """The evaluators' PyTorch backend (contract in backends.py). device: a torch.device, or a
+    """The evaluators' PyTorch backend (contract in backend_base.py). device: a torch.device, or a
     name for resolve_device (auto | cuda | mps | cpu)."""
 
     name = "torch"

@@ -1,1 +1,2 @@
-"""The model floor: GPTConfig, the torch GPT and its MLX twin (same flat parameter names), checkpoint files."""
+"""The model floor: GPTConfig and its parameter shapes, the denoising noise, the torch GPT and its MLX twin
+(same flat parameter names), checkpoint files."""

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from meadow_golf.data.challenge_format import atomic_write_bytes
+from meadow_golf.model.config import GPTConfig, param_shapes
 
 CONFIG_KEY = "__config__"
 # The tokenizer the weights were trained with ({"path", "sha256", "vocab_size"} as JSON), next to
@@ -286,38 +287,6 @@ def strip_prefixes(name: str) -> str:
     return name
 
 
-def expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:
-    """Every parameter of the original architecture (all components on) under our names, with its
-    shape, for a config of the original's kind. The same table as model.py's docstring; a test
-    checks it against GPT(config).state_dict()."""
-    V, d, L = config["vocab_size"], config["model_dim"], config["num_layers"]
-    H, kv = config["num_heads"], config["num_kv_heads"]
-    kv_dim, hidden = kv * (d // H), config["mlp_mult"] * d
-    shapes = {
-        "tok_emb.weight": (V + int(config.get("mask_token", False)), d),
-        "bigram.embed.weight": (config["bigram_buckets"], config["bigram_dim"]),
-        "bigram.proj.weight": (d, config["bigram_dim"]),
-        "bigram.scale": (),
-        "smear.gate": (d,),
-    }
-    if L // 2 > 0:
-        shapes["skip_weights"] = (L // 2, d)
-    for i in range(L):
-        shapes.update({
-            f"blocks.{i}.attn_scale": (d,),
-            f"blocks.{i}.mlp_scale": (d,),
-            f"blocks.{i}.resid_mix": (2, d),
-            f"blocks.{i}.attn.q.weight": (d, d),
-            f"blocks.{i}.attn.k.weight": (kv_dim, d),
-            f"blocks.{i}.attn.v.weight": (kv_dim, d),
-            f"blocks.{i}.attn.proj.weight": (d, d),
-            f"blocks.{i}.attn.q_gain": (H,),
-            f"blocks.{i}.mlp.up.weight": (hidden, d),
-            f"blocks.{i}.mlp.down.weight": (d, hidden),
-        })
-    return shapes
-
-
 def _shape(a: np.ndarray) -> str:
     return "(" + ", ".join(str(n) for n in a) + ("," if len(a) == 1 else "") + ")"
 
@@ -371,8 +340,11 @@ def original_config(path, weights: dict[str, np.ndarray], xsa_last_n: int) -> di
 def check_original_tensors(path, weights: dict[str, np.ndarray], config: dict) -> None:
     """Exactly the tensors of `config`'s original architecture, each of its shape, or one
     CheckpointError naming the first tensor (under the original's name) that is missing,
-    unexpected or mis-shaped."""
-    expected = expected_shapes(config)
+    unexpected or mis-shaped. The expected tensors are config.param_shapes's (the model's own table)."""
+    try:
+        expected = param_shapes(GPTConfig.from_dict(config))
+    except ValueError as e:  # the shapes gave a config the model cannot be built from
+        raise CheckpointError(f"{path}: {e}") from None
     missing = [original_name(n) for n in expected if n not in weights]
     unexpected = sorted(original_name(n) for n in weights if n not in expected)
     if missing or unexpected:

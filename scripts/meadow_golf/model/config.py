@@ -94,6 +94,38 @@ class GPTConfig:
         return cls(**d)
 
 
+def param_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
+    """Every parameter of the model a config builds, by name, with its shape: the one shape table
+    (gpt.py's docstring lists the same names) that both model definitions build and that the
+    checkpoint checks read (checkpoint.check_original_tensors). Torch-free, so the MLX side reads
+    it too; tests check it against the torch and the MLX model for configs with every component
+    on and off. A component switched off has no parameters."""
+    V, d, L, H = config.embed_rows, config.model_dim, config.num_layers, config.num_heads
+    kv_dim, hidden = config.num_kv_heads * config.head_dim, config.mlp_mult * d
+    shapes: dict[str, tuple[int, ...]] = {"tok_emb.weight": (V, d)}
+    if config.bigram_dim > 0:
+        shapes.update({"bigram.embed.weight": (config.bigram_buckets, config.bigram_dim),
+                       "bigram.proj.weight": (d, config.bigram_dim), "bigram.scale": ()})
+    if config.smear_gate:
+        shapes["smear.gate"] = (d,)
+    if config.unet_skips and L // 2 > 0:
+        shapes["skip_weights"] = (L // 2, d)
+    for i in range(L):
+        shapes.update({f"blocks.{i}.attn_scale": (d,), f"blocks.{i}.mlp_scale": (d,)})
+        if config.resid_mix:
+            shapes[f"blocks.{i}.resid_mix"] = (2, d)
+        shapes.update({
+            f"blocks.{i}.attn.q.weight": (d, d),
+            f"blocks.{i}.attn.k.weight": (kv_dim, d),
+            f"blocks.{i}.attn.v.weight": (kv_dim, d),
+            f"blocks.{i}.attn.proj.weight": (d, d),
+            f"blocks.{i}.attn.q_gain": (H,),
+            f"blocks.{i}.mlp.up.weight": (hidden, d),
+            f"blocks.{i}.mlp.down.weight": (d, hidden),
+        })
+    return shapes
+
+
 # The configurations of the original ablation (METHOD.md §3) and a plain baseline for comparison.
 # These are shared instances: derive variants with dataclasses.replace(PRESETS[name], ...).
 PRESETS: dict[str, GPTConfig] = {

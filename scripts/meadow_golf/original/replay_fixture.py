@@ -44,6 +44,15 @@ INIT_ONLY_KEYS = ("tied_embed_init_std", "seed")
 # reductions), whose float32 rounding differs and grows over 60 steps: looser, stated bounds.
 TOLERANCES = {"torch": {"loss": 1e-5, "weight": 1e-4}, "mlx": {"loss": 2e-4, "weight": 2e-3}}
 LR_TOL = 1e-12
+# tok_emb is the one tensor Adam trains row by row. A row of a token seen in few batches gets
+# gradients near float32 noise, and Adam scales them up to steps of the learning rate's order, so
+# the last bits of a reduction (which depend on the CPU's kernels: AVX2, AVX-512, MKL's path)
+# move such rows far more than any other tensor. Measured on the torch replay (60 steps, one
+# thread): tok_emb 1.7e-5 .. 1.6e-4 over five kernel configurations (the recording's machine,
+# this project's AVX-512 machine under ATEN_CPU_CAPABILITY=default/avx2/avx512 and MKL AVX2),
+# while every other tensor stayed within 2.7e-5. Its bound is 3x the largest spread seen; every
+# other tensor keeps the fixture's own bound.
+TENSOR_WEIGHT_TOL = {"torch": {"tok_emb.weight": 5e-4}, "mlx": {}}
 
 
 class FixtureError(ValueError):
@@ -93,7 +102,7 @@ def load_fixture(folder: Path) -> dict:
 def trainer_args(traj: dict):
     """The trainer's own flags with its own defaults, set to this trajectory: --steps K, its
     warmdown, no time budget, its EMA start."""
-    from meadow_golf.train.core import build_parser
+    from meadow_golf.train.flags import build_parser
 
     argv = ["--data_dir", "unused", "--device", "cpu", "--train_budget_secs", "0", "--steps", str(traj["K"]),
             "--warmdown_steps", str(traj["warmdown_steps"]), "--cdm_weight", str(traj["W"])]
@@ -121,7 +130,7 @@ def replay_torch(fx: dict, traj: dict) -> dict:
     from meadow_golf.train import train_cdm
     from meadow_golf.model.gpt import GPT, load_state_numpy, state_dict_numpy
     from meadow_golf.train.optim import muon_momentum
-    from meadow_golf.train.core import ema_due, schedule_lr
+    from meadow_golf.train.schedule import ema_due, schedule_lr
 
     args = trainer_args(traj)
     device = torch.device("cpu")
@@ -175,7 +184,7 @@ def replay_mlx(fx: dict, traj: dict) -> dict:
     from meadow_golf.model.gpt_mlx import GPT, load_state_numpy, param_groups, state_dict_numpy
     from meadow_golf.train.optim_common import muon_momentum  # the torch-free home of the schedule
     from meadow_golf.train.optim_mlx import build_optimizer
-    from meadow_golf.train.core import ema_due, schedule_lr
+    from meadow_golf.train.schedule import ema_due, schedule_lr
 
     args = trainer_args(traj)
     mx.set_default_device(mx.cpu)
@@ -223,6 +232,19 @@ def weight_diffs(ours: dict, ref: dict) -> dict:
     return out
 
 
+def weight_bound(name: str, tol: dict) -> float:
+    return tol.get("per_tensor", {}).get(name, tol["weight"])
+
+
+def per_tensor_text(tol: dict) -> str:
+    return "".join(f",{name}<={bound:g}" for name, bound in tol["per_tensor"].items())
+
+
+def within(diffs: dict, tol: dict) -> bool:
+    """Every tensor within its bound (the per-tensor one where stated, else the weight bound)."""
+    return all(d <= weight_bound(name, tol) for name, d in diffs.items())
+
+
 def compare(run: dict, result: dict, tol: dict) -> dict:
     steps = run["traj"]["steps"]
     per_step = []
@@ -245,7 +267,7 @@ def compare(run: dict, result: dict, tol: dict) -> dict:
     worst_ema = max(ema.values()) if ema else 0.0
     checks = {
         "ar_loss": d_ar <= tol["loss"], "cdm_loss": d_cdm <= tol["loss"], "lr_mul": d_lr <= LR_TOL,
-        "final_weights": worst <= tol["weight"], "ema_weights": worst_ema <= tol["weight"],
+        "final_weights": within(final, tol), "ema_weights": within(ema, tol) if ema else True,
     }
     return {
         "max_abs_delta": {"ar_loss": d_ar, "cdm_loss": d_cdm, "lr_mul": d_lr, "final_weight": worst,
@@ -291,7 +313,7 @@ def main(argv=None) -> int:
 
         torch.set_num_threads(args.threads)
     replay = replay_torch if args.backend == "torch" else replay_mlx
-    tol = TOLERANCES[args.backend]
+    tol = {**TOLERANCES[args.backend], "per_tensor": TENSOR_WEIGHT_TOL[args.backend]}
     out_dir.mkdir(parents=True, exist_ok=True)
     all_passed = True
     for run in fx["runs"]:
@@ -311,7 +333,7 @@ def main(argv=None) -> int:
               f"max_d_cdm_loss:{d['cdm_loss']:.3g} max_d_lr_mul:{d['lr_mul']:.3g} "
               f"max_d_weight:{d['final_weight']:.3g} ({report['worst_tensor']}) "
               f"max_d_ema_weight:{'n/a' if d['ema_weight'] is None else format(d['ema_weight'], '.3g')} "
-              f"tolerance:loss<={tol['loss']:g},weight<={tol['weight']:g} "
+              f"tolerance:loss<={tol['loss']:g},weight<={tol['weight']:g}{per_tensor_text(tol)} "
               f"{'PASS' if report['passed'] else 'FAIL ' + ','.join(k for k, v in report['checks'].items() if not v)}")
         all_passed &= report["passed"]
     return 0 if all_passed else 2

@@ -139,7 +139,7 @@ def make_torch_step(cfg: GPTConfig, mode: str, device, *, seq_len: int, batch_to
     from meadow_golf.model.gpt import GPT
     from meadow_golf.eval.torch_backend import autocast_for
     from meadow_golf.train.train_cdm import TorchStep, build_optimizers_for
-    from meadow_golf.train.core import build_parser
+    from meadow_golf.train.flags import build_parser
 
     weight, fused = MODES[mode]
     defaults = build_parser().parse_args(["--data_dir", "unused"])
@@ -381,6 +381,7 @@ def bench_cf(cfg: GPTConfig, device, *, n_windows: int, seq_len: int, batch_size
     """eval_cf's decoder loop on random windows of a random-init model: speed only."""
     import torch
 
+    from meadow_golf.eval import cf
     from meadow_golf.eval.eval_cf import score_decoders
     from meadow_golf.model.gpt import GPT
     from meadow_golf.eval.torch_backend import TorchScorer
@@ -391,7 +392,7 @@ def bench_cf(cfg: GPTConfig, device, *, n_windows: int, seq_len: int, batch_size
     ones = np.ones((n_windows, seq_len), dtype=np.int64)  # placeholder bytes: no BPB is reported
     t0 = time.perf_counter()
     res = score_decoders(TorchScorer(model, device), windows, ones, CF_DECODERS, batch_size=batch_size,
-                         vocab_size=cfg.vocab_size, cf_kwargs=dict(stride=2, rounds=2, n_random=3, seed=42))
+                         settings=cf.CFSettings(vocab_size=cfg.vocab_size, stride=2, rounds=2, n_random=3, seed=42))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0

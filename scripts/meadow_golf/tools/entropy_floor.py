@@ -41,7 +41,7 @@ from meadow_golf.train import train_cdm
 from meadow_golf.data.challenge_format import atomic_write_bytes
 from meadow_golf.common.cli_help import HelpFormatter
 from meadow_golf.report.compare_record import CompareError, comparison_lines
-from meadow_golf.eval.eval_cf import full_val_offsets, gather_windows
+from meadow_golf.eval.eval_common import full_val_offsets, gather_windows
 from meadow_golf.data.loader import load_byte_tables, load_validation, read_meta, resolve_tokenizer
 from meadow_golf.eval.torch_backend import TorchScorer, load_model, resolve_device
 
@@ -128,8 +128,8 @@ def score_run(run_dir: Path, data_dir: Path, args, device) -> dict:
     out = {}
     for name in DECODERS:
         nll = np.concatenate([
-            cf.decode_nll(scorer, windows[i : i + args.batch_size], name, vocab_size=config.vocab_size,
-                          n_random=args.n_random, seed=args.eval_seed)
+            cf.decode_nll(scorer, windows[i : i + args.batch_size], name,
+                          cf.CFSettings(vocab_size=config.vocab_size, n_random=args.n_random, seed=args.eval_seed))
             for i in range(0, len(windows), args.batch_size)])
         bpb, se = ratio_se(nll.sum(axis=1), target_bytes.sum(axis=1).astype(np.float64))
         out[name] = {"bpb": bpb, "se": se, "valid_code_length": bool(cf.VALID[name])}

@@ -1,6 +1,6 @@
 """Joint causal (AR) + D3PM-uniform denoising (CDM) training with shared weights (METHOD.md §4).
 
-(--noise absorbing and --cdm_loss elbo replace the noise and the loss below, see cdm_corrupt.)
+(--noise absorbing and --cdm_loss elbo replace the noise and the loss below: model/noise.py.)
 
 One model, one set of parameters. Each step:
   AR loss : causal next-token cross-entropy on (x, y)                         (weight 1)
@@ -45,46 +45,9 @@ from torch.nn.parallel import DistributedDataParallel
 from meadow_golf.data.loader import validation_result, validation_windows
 from meadow_golf.train.distributed import init_distributed
 from meadow_golf.eval.torch_backend import ar_nll_sum_windows, autocast_for, resolve_device
-from meadow_golf.train.core import MASK_RATE_RANGE, TrainerBase, build_parser, validate_args
-
-
-def cdm_corrupt(x: torch.Tensor, vocab_size: int, gen: torch.Generator, rank: int = 0, world_size: int = 1,
-                noise: str = "uniform", loss: str = "plain"):
-    """The denoising pass's corruption on the device (no host sync): (noisy input, weight, denominator).
-
-    The denoising loss is masked_cdm_loss(CE, weight, denominator) = sum(CE * weight) / denominator
-    (times world_size), so one function serves both --cdm_loss rules (trainer_core.CDM_LOSSES):
-      plain: one rate r ~ U(0.15, 0.50); weight = the bool mask, denominator = the global masked
-             count (the original's masked mean);
-      elbo:  row b of the global batch gets its mask time t_b (trainer_core.elbo_times), masked
-             with probability t_b; weight = mask / t_b, denominator = global B*T (NELBO per token).
-    noise (trainer_core.NOISES): uniform replaces a masked position by a token uniform on [0, V),
-    absorbing by the mask token V (GPTConfig.mask_token).
-    The draws are for the GLOBAL batch (world_size * B rows) and this rank keeps rows
-    [rank*B, (rank+1)*B), so the noise is the same whatever the number of ranks. The plain-uniform
-    path draws exactly what it always drew (rate, mask, noise in that order).
-    """
-    B, T = x.shape
-    n_rows = world_size * B
-    if loss == "plain":
-        lo, hi = MASK_RATE_RANGE
-        rate = lo + (hi - lo) * torch.rand((), generator=gen, device=x.device)
-    else:
-        u = torch.rand((), generator=gen, device=x.device)
-        rows_index = torch.arange(n_rows, device=x.device, dtype=torch.float32)
-        rate = (1.0 - (rows_index + u) / n_rows)[:, None]  # trainer_core.elbo_times, on the device
-    mask_all = torch.rand((n_rows, T), generator=gen, device=x.device) < rate
-    rows = slice(rank * B, (rank + 1) * B)
-    mask = mask_all[rows]
-    if noise == "uniform":
-        noise_all = torch.randint(0, vocab_size, (n_rows, T), generator=gen, device=x.device)
-        noisy = torch.where(mask, noise_all[rows], x)
-    else:
-        noisy = torch.where(mask, torch.full_like(x, vocab_size), x)
-    if loss == "plain":
-        return noisy, mask, mask_all.sum()
-    weight = mask.float() / rate[rows]
-    return noisy, weight, torch.tensor(float(n_rows * T), device=x.device)
+from meadow_golf.model.noise import check_noise_fits, corrupt_torch
+from meadow_golf.train.core import TrainerBase
+from meadow_golf.train.flags import build_parser, validate_args
 
 
 def token_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -96,7 +59,7 @@ def token_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def masked_cdm_loss(ce: torch.Tensor, mask: torch.Tensor, n_masked: torch.Tensor, world_size: int) -> torch.Tensor:
     """The denoising loss: CE summed over this rank's corrupted positions, divided by the GLOBAL
     count of corrupted positions, times world_size (so DDP's average over ranks is the global mean).
-    With --cdm_loss elbo, mask is cdm_corrupt's float weight (mask / t) and n_masked the global B*T."""
+    With --cdm_loss elbo, mask is noise.corrupt_torch's float weight (mask / t) and n_masked the global B*T."""
     return (ce * mask).sum() * world_size / n_masked.clamp_min(1)
 
 
@@ -130,14 +93,11 @@ def train_step(model, x, y, *, cdm_weight: float, vocab_size: int, gen: torch.Ge
     gradient; `no_sync` (DDP's) keeps all but the last backward from all-reducing.
     The returned losses are this rank's parts; their mean over the ranks is the global loss.
     corrupt(x) -> (noisy, mask, n_masked) replaces the drawn noise (scripts/replay_fixture.py
-    injects the noise recorded from the original); by default cdm_corrupt draws it from gen.
+    injects the noise recorded from the original); by default noise.corrupt_torch draws it from gen.
     """
     if corrupt is None:
         def corrupt(x):
-            # The original's noise and loss are cdm_corrupt's defaults: pass the rules only when they
-            # depart, so a stand-in with the original signature (tests' noise injection) still fits.
-            rules = {} if (noise, cdm_loss) == ("uniform", "plain") else dict(noise=noise, loss=cdm_loss)
-            return cdm_corrupt(x, vocab_size, gen, rank, world_size, **rules)
+            return corrupt_torch(x, vocab_size, gen, rank, world_size, noise=noise, loss=cdm_loss)
     last_sync = contextlib.nullcontext
     no_sync = no_sync or last_sync
     if fused:
@@ -197,11 +157,11 @@ class TorchStep:
 
     def __init__(self, model, forward_model, optimizers, gen, autocast, *, cdm_weight: float,
                  retro_alpha: float = 0.0, fused: bool = False, grad_clip: float = 0.0,
-                 rank: int = 0, world_size: int = 1, no_sync=None, corrupt=None, cdm_loss: str = "plain"):
+                 rank: int = 0, world_size: int = 1, no_sync=None, corrupt=None, noise: str = "uniform",
+                 cdm_loss: str = "plain"):
         self.model, self.forward_model, self.optimizers = model, forward_model, optimizers
         self.gen, self.autocast = gen, autocast
-        # The noise follows the model: a model with a mask token is trained with absorbing noise.
-        noise = "absorbing" if model.config.mask_token else "uniform"
+        check_noise_fits(model.config, noise)
         self.kwargs = dict(cdm_weight=cdm_weight, vocab_size=model.config.vocab_size, retro_alpha=retro_alpha,
                            fused=fused, rank=rank, world_size=world_size, no_sync=no_sync, corrupt=corrupt,
                            noise=noise, cdm_loss=cdm_loss)
@@ -259,7 +219,7 @@ class EMA:
 
 
 class Trainer(TrainerBase):
-    """The torch backend of trainer_core.TrainerBase."""
+    """The torch backend of core.TrainerBase."""
 
     backend = "torch"
     checkpoint_suffix = ".pt"
@@ -289,7 +249,8 @@ class Trainer(TrainerBase):
         self.step_fn = TorchStep(self.model, self.forward_model, self.optimizers, self.gen, self.autocast,
                                  cdm_weight=args.cdm_weight, retro_alpha=args.retro_alpha, fused=args.fuse_passes,
                                  grad_clip=args.grad_clip, rank=self.rank, world_size=self.world_size,
-                                 no_sync=ddp.no_sync if ddp is not None else None, cdm_loss=args.cdm_loss)
+                                 no_sync=ddp.no_sync if ddp is not None else None, noise=args.noise,
+                                 cdm_loss=args.cdm_loss)
         self._bad_step = None
         self.model.train()
 

@@ -46,8 +46,11 @@ from meadow_golf.eval.mlx_backend import (ar_val_bpb, cross_entropy, device_name
                                      resolve_dtype, save_step_checkpoint)
 from meadow_golf.model.gpt_mlx import GPT, load_state_numpy, param_groups, state_dict_numpy
 from meadow_golf.train.optim_mlx import build_optimizer
-from meadow_golf.train.core import MASK_RATE_RANGE, TrainerBase, launched_by_torchrun, validate_args
-from meadow_golf.train.core import build_parser as build_core_parser
+from meadow_golf.model.noise import check_noise_fits, corrupt_mlx
+from meadow_golf.train.core import TrainerBase
+from meadow_golf.train.flags import build_parser as build_core_parser
+from meadow_golf.train.flags import validate_args
+from meadow_golf.train.run_folder import launched_by_torchrun
 
 _HELP_OVERRIDES = {
     "save_every": "step_<N>.safetensors every N steps; 0 = final only",
@@ -62,7 +65,6 @@ _HELP_OVERRIDES = {
 # instead of being accepted and silently ignored.
 SUPPORTED_FLAGS = frozenset({
     "num_layers", "model_dim", "num_heads", "num_kv_heads", "mlp_mult", "vocab_size", "bigram_dim", "xsa_last_n",
-    "no_smear_gate", "no_unet_skips", "no_layer_scale", "no_resid_mix", "no_qk_norm",
     "cdm_weight", "noise", "cdm_loss", "retro_alpha", "train_budget_secs", "steps", "seq_len", "batch_tokens", "lr_schedule",
     "warmdown_steps", "warmdown_secs", "warmdown_frac", "muon_lr", "muon_wd", "muon_clip", "embed_lr", "scalar_lr",
     "adam_wd", "momentum_warmup_steps", "grad_clip", "ema_decay", "ema_start_step", "clock", "seed", "data_dir", "tokenizer_path", "checkpoint_dir", "save_path",
@@ -96,33 +98,6 @@ def build_parser():
 # ----------------------------------------------------------------------------- objective
 
 
-def cdm_corrupt(x: mx.array, vocab_size: int, key: mx.array, noise: str = "uniform",
-                loss: str = "plain") -> tuple[mx.array, mx.array]:
-    """The denoising corruption from an explicit key: (noisy input, weight); train_cdm.cdm_corrupt's rules.
-
-    plain: one rate r ~ U(0.15, 0.50) per call; weight = the bool mask (cdm_loss: masked mean).
-    elbo:  row b gets its mask time t_b = 1 - (b + u) / B (trainer_core.elbo_times), masked with
-           probability t_b; weight = mask / t_b as float32 (cdm_loss: sum over B*T).
-    noise: uniform puts a token uniform on [0, V) at a masked position, absorbing the mask token V.
-    The plain-uniform path splits and draws exactly as before.
-    """
-    k_rate, k_mask, k_noise = mx.random.split(key, 3)
-    if loss == "plain":
-        lo, hi = MASK_RATE_RANGE
-        rate = lo + (hi - lo) * mx.random.uniform(key=k_rate)
-    else:
-        n_rows = x.shape[0]
-        rate = (1.0 - (mx.arange(n_rows, dtype=mx.float32) + mx.random.uniform(key=k_rate)) / n_rows)[:, None]
-    mask = mx.random.uniform(shape=x.shape, key=k_mask) < rate
-    if noise == "uniform":
-        noisy = mx.where(mask, mx.random.randint(0, vocab_size, x.shape, dtype=x.dtype, key=k_noise), x)
-    else:
-        noisy = mx.where(mask, mx.full(x.shape, vocab_size, dtype=x.dtype), x)
-    if loss == "plain":
-        return noisy, mask
-    return noisy, mask.astype(mx.float32) / rate
-
-
 def ar_loss(model: GPT, x: mx.array, y: mx.array) -> mx.array:
     """Causal next-token cross-entropy, mean over all B*T targets."""
     return mx.mean(cross_entropy(model(x, is_causal=True), y))
@@ -137,7 +112,7 @@ def retro_loss(model: GPT, x: mx.array, y: mx.array) -> mx.array:
 
 def cdm_loss(model: GPT, noisy: mx.array, clean: mx.array, mask: mx.array, loss: str = "plain") -> mx.array:
     """Bidirectional in-place cross-entropy against the clean tokens. plain: mean over corrupted
-    positions (mask is bool); elbo: sum of CE * weight (mask = cdm_corrupt's mask / t) over B*T."""
+    positions (mask is bool); elbo: sum of CE * weight (mask = noise.corrupt_mlx's mask / t) over B*T."""
     ce = cross_entropy(model(noisy, is_causal=False), clean)
     m = mask.astype(mx.float32)
     if loss == "elbo":
@@ -184,7 +159,7 @@ def make_train_step(model: GPT, optimizer, *, cdm_weight: float, retro_alpha: fl
 
 
 def run_step(step_fn, model: GPT, optimizer, x: np.ndarray, y: np.ndarray, key: mx.array, *, cdm_weight: float,
-             loss: str = "plain"):
+             noise: str = "uniform", loss: str = "plain"):
     """One training step on numpy batches (the trainer's and benchmark.py's): -> (ar, cdm | None, next key).
 
     Evaluating the state every step ends the lazy graph and makes the wall-clock honest.
@@ -192,9 +167,7 @@ def run_step(step_fn, model: GPT, optimizer, x: np.ndarray, y: np.ndarray, key: 
     x, y = mx.array(x.astype(np.int32)), mx.array(y.astype(np.int32))
     if cdm_weight > 0:
         key, step_key = mx.random.split(key)
-        # The noise follows the model: a model with a mask token is trained with absorbing noise.
-        noise = "absorbing" if model.config.mask_token else "uniform"
-        noisy, mask = cdm_corrupt(x, model.config.vocab_size, step_key, noise=noise, loss=loss)
+        noisy, mask = corrupt_mlx(x, model.config.vocab_size, step_key, noise=noise, loss=loss)
         ar_v, cdm_v = step_fn(x, y, noisy, mask)
     else:
         (ar_v,), cdm_v = step_fn(x, y), None
@@ -217,7 +190,7 @@ def ema_step(ema: dict | None, model: GPT, decay: float) -> dict:
 
 
 class Trainer(TrainerBase):
-    """The MLX backend of trainer_core.TrainerBase."""
+    """The MLX backend of core.TrainerBase."""
 
     backend = "mlx"
     checkpoint_suffix = ".safetensors"
@@ -229,6 +202,7 @@ class Trainer(TrainerBase):
         self.dtype = resolve_dtype(args.dtype, self.device)
         mx.random.seed(args.seed)
         self.model = GPT(self.config, compute_dtype=self.dtype)
+        check_noise_fits(self.config, args.noise)
         mx.eval(self.model.parameters())
         self.optimizer = build_optimizer(
             param_groups(self.model), muon_lr=args.muon_lr, embed_lr=args.embed_lr, scalar_lr=args.scalar_lr,
@@ -259,7 +233,7 @@ class Trainer(TrainerBase):
                                             retro_alpha=args.retro_alpha, grad_clip=args.grad_clip,
                                             loss=args.cdm_loss)
         ar_v, cdm_v, self.cdm_key = run_step(self._step_fn, self.model, self.optimizer, x, y, self.cdm_key,
-                                             cdm_weight=args.cdm_weight, loss=args.cdm_loss)
+                                             cdm_weight=args.cdm_weight, noise=args.noise, loss=args.cdm_loss)
         return ar_v, cdm_v
 
     def scalar(self, value) -> float:

@@ -1,33 +1,20 @@
-"""The JSON side of the orchestrators (scripts/recipe_lib.sh): what state a cell is in, and its summary lines.
+"""What state a cell is in, its cell.json, and its summary lines (the JSON side of the recipes).
 
-A *cell* is one training run of the ablation in its own folder under CKPT_DIR: the trainer's
+A *cell* is one training run of an experiment in its own folder under CKPT_DIR: the trainer's
 step checkpoints, final_model.npz and results.json; the evaluation's eval_cf.json; and
-cell.json, written here before the first training call, which records what the cell is
-(name, scale, backend, preset, how a control was matched) and the recipe flags it trains with.
-
-    python -m meadow_golf.recipes.cell_status claim CELL --name N --scale 5L --backend torch --preset cpu \\
-        --match wallclock [--matched_to CELL2] -- --num_layers 3 ...   # write or verify cell.json
-        (--match: wallclock | steps (no clock: the step cap decided) | tokens)
-    python -m meadow_golf.recipes.cell_status train-status CELL            # done | partial | new
-    python -m meadow_golf.recipes.cell_status eval-status CELL --seq_len T (--n_seqs N | --full_val) --decoders a,b
-                                                       # done | stale | new   (error if untrained)
-    python -m meadow_golf.recipes.cell_status train-line CELL [--prefix P] # one-line summary from results.json
-    python -m meadow_golf.recipes.cell_status eval-line CELL [--prefix P]  # one-line summary from eval_cf.json
-    python -m meadow_golf.recipes.cell_status match-steps SHARED_CELL --batch_tokens N   # steps = tokens_seen / N
-
-Bad input or an inconsistent cell: one `error:` line on stderr and exit status 1.
-Only the standard library is used (no torch import: these calls are cheap).
+cell.json, written before the first training call, which records what the cell is (name,
+scale, backend, preset, how a control was matched) and the recipe flags it trains with.
+Logs are never parsed. Standard library only (no torch import: these calls are cheap).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
-from meadow_golf.common.cli_help import HelpFormatter
+
+from meadow_golf.recipes.presets import RecipeError
 
 CELL_JSON = "cell.json"
 RESULTS_JSON = "results.json"
@@ -38,19 +25,14 @@ STEP_SUFFIXES = (".pt", ".safetensors")
 # cell.json fields that must agree between the plan and an existing cell (others are labels).
 IDENTITY_FIELDS = ("backend", "recipe")
 # Label corrections a claim applies to an existing cell of the same identity: (field, stored,
-# now). recipe_lib.sh used to record MATCH=wallclock for cells trained with no clock
+# now). The bash recipes used to record MATCH=wallclock for cells trained with no clock
 # (BUDGET_SECS=0), where the step cap decided; it now records `steps`. The recipe (with its
 # --train_budget_secs 0) is unchanged, so such a cell is the same run and is kept, relabelled.
 RELABELS = (("match", "wallclock", "steps"),)
 
 
-class CellError(ValueError):
+class CellError(RecipeError):
     """A cell that cannot be used as asked (reported as one `error:` line)."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message):
-        raise CellError(message)
 
 
 def read_json(path: Path) -> dict:
@@ -150,8 +132,9 @@ def recipe_diff(old: list[str], new: list[str]) -> str:
     return ", ".join(f"{k} {a.get(k, '(none)')} -> {b.get(k, '(none)')}" for k in keys)
 
 
-def claim(cell: Path, meta: dict) -> str:
-    """Write cell.json for a new cell, or check that an existing one describes the same run."""
+def claim(cell: Path, meta: dict, dir_var: str = "CKPT_DIR") -> str:
+    """Write cell.json for a new cell, or check that an existing one describes the same run.
+    dir_var: the setting the user gave the cells' folder by (the quickstart's RUN_DIR)."""
     path = cell / CELL_JSON
     if path.is_file():
         old = read_json(path)
@@ -160,7 +143,7 @@ def claim(cell: Path, meta: dict) -> str:
                 what = (recipe_diff(old.get(field) or [], meta[field]) if field == "recipe"
                         else f"{old.get(field)} -> {meta[field]}")
                 raise CellError(f"{cell}: was set up with other settings ({field}: {what}); "
-                                "remove the folder or choose another CKPT_DIR")
+                                f"remove the folder or choose another {dir_var}")
         fixed = dict(old)
         for field, stored, now in RELABELS:
             if old.get(field) == stored and meta.get(field) == now:
@@ -170,7 +153,7 @@ def claim(cell: Path, meta: dict) -> str:
         return "kept"
     if (cell / RESULTS_JSON).is_file() or step_checkpoints(cell):
         raise CellError(f"{cell}: holds a run without {CELL_JSON} (not made by these scripts); "
-                        "remove it or choose another CKPT_DIR")
+                        f"remove it or choose another {dir_var}")
     write_json_atomic(path, meta)
     return "written"
 
@@ -238,88 +221,3 @@ def eval_line(cell: Path, prefix: str) -> str:
     return (f"{prefix} {cell.name} ar:{bpb('ar')} cf_published:{bpb('cf_published')} "
             f"(NOT a valid code length) cf_valid:{bpb('cf_valid')} "
             f"windows:{ev.get('windows', {}).get('count', 'n/a')} consistency:{check}")
-
-
-# ----------------------------------------------------------------------------- main
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(description=__doc__, formatter_class=HelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    # Every subcommand shows its defaults too (add_parser does not inherit formatter_class).
-    add = lambda name, text: sub.add_parser(name, help=text, description=text, formatter_class=HelpFormatter)  # noqa: E731
-    cell_help = "the cell's folder (CKPT_DIR/<name>)"
-    c = add("claim", "record the cell's recipe in cell.json (refused if the folder holds another recipe's run)")
-    c.add_argument("cell", type=Path, help=cell_help)
-    for flag, text in (("name", "cell name, e.g. 5L_w0.3_s1337"), ("scale", "5L or 11L"), ("backend", "torch or mlx"),
-                       ("preset", "h100, mac, cpu or smoke"), ("match", "wallclock, steps or tokens")):
-        c.add_argument(f"--{flag}", required=True, help=text)
-    c.add_argument("--matched_to", default="", help="the shared cell a token-matched control matches; '' for none")
-    for name, text in (("train-status", "print done, partial or new"), ("train-line", "print the finished training's line"),
-                       ("eval-line", "print the finished evaluation's line")):
-        s = add(name, text)
-        s.add_argument("cell", type=Path, help=cell_help)
-        s.add_argument("--prefix", default="", help="text printed before the line, e.g. '[skip ]'")
-    e = add("eval-status", "print done, stale or todo for this evaluation protocol")
-    e.add_argument("cell", type=Path, help=cell_help)
-    e.add_argument("--seq_len", type=int, required=True, help="targets per evaluation window")
-    e.add_argument("--n_seqs", type=int, default=None, help="random windows; none: with --full_val")
-    e.add_argument("--full_val", action="store_true", help="every non-overlapping window instead of random ones")
-    e.add_argument("--decoders", required=True, help="comma-separated eval_cf.py decoders")
-    e.add_argument("--elbo_samples", type=int, default=0, help="K > 0: done only with the ELBO at K samples per window")
-    b = add("best-weight", "print the shared weight (cdm_weight > 0) of the cell with the lowest final_val_bpb")
-    b.add_argument("cells", type=Path, nargs="+", help="the grid's cell folders, every one trained")
-    m = add("match-steps", "print the steps a token-matched control trains: the cell's tokens_seen / --batch_tokens")
-    m.add_argument("cell", type=Path, help="the finished shared cell the control matches")
-    m.add_argument("--batch_tokens", type=int, required=True, help="the control's tokens per step")
-    return p
-
-
-def split_recipe(argv: list[str]) -> tuple[list[str], list[str]]:
-    """(own arguments, recipe flags after `--`): the recipe is passed through verbatim."""
-    if "--" not in argv:
-        return argv, []
-    cut = argv.index("--")
-    return argv[:cut], argv[cut + 1:]
-
-
-def run(args, recipe: list[str]) -> str:
-    if recipe and args.command != "claim":
-        raise CellError(f"{args.command}: unexpected arguments after --: {' '.join(recipe)}")
-    if args.command == "best-weight":
-        return best_weight(args.cells)
-    if args.command == "claim":
-        meta = {"name": args.name, "scale": args.scale, "backend": args.backend, "preset": args.preset,
-                "match": args.match, "matched_to": args.matched_to, "recipe": recipe}
-        return claim(args.cell, meta)
-    if not args.cell.is_dir() and args.command in ("eval-status", "match-steps"):
-        raise CellError(f"{args.cell}: not trained yet (no cell folder); run the matching run_*.sh first")
-    if not args.cell.is_dir() and args.command != "train-status":
-        raise CellError(f"{args.cell}: no such cell folder")
-    if args.command == "train-status":
-        return train_status(args.cell) if args.cell.is_dir() else "new"
-    if args.command == "eval-status":
-        if not args.full_val and args.n_seqs is None:
-            raise CellError("eval-status: give --n_seqs N or --full_val")
-        decoders = [d for d in args.decoders.split(",") if d]
-        return eval_status(args.cell, seq_len=args.seq_len, n_seqs=args.n_seqs, full_val=args.full_val,
-                           decoders=decoders, elbo_samples=args.elbo_samples)
-    if args.command == "train-line":
-        return train_line(args.cell, args.prefix)
-    if args.command == "eval-line":
-        return eval_line(args.cell, args.prefix)
-    return str(match_steps(args.cell, args.batch_tokens))
-
-
-def main(argv=None) -> int:
-    own, recipe = split_recipe(list(sys.argv[1:] if argv is None else argv))
-    try:
-        print(run(build_parser().parse_args(own), recipe))
-    except CellError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The evaluation floor: backend-independent decoders, the ELBO, audits, and the torch / MLX scoring backends."""

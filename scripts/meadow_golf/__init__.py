@@ -15,6 +15,8 @@ Sub-packages, one floor each; a module imports only from its own floor or the fl
     report    summaries: tables, statistics, plots, the scale fit, record comparison
     recipes   the experiments' recipes: presets, settings, cells, train / evaluate / summarize
     tools     benchmark, profile_step, entropy_floor (each trains and evaluates)
+    retrofit  the LoRA retrofit of a pretrained causal LM (experiments/2026-12-06_lora_retrofit); it
+              uses common, data, model, eval, train and report; needs the extra `.[retrofit]`
 
 Entry scripts at the documented paths (experiments/<dated folder>/*.py, scripts/*.py) only call
 main() of one module, through common.entry.run (one `error:` line naming the install command when a

@@ -10,7 +10,9 @@ import importlib
 import sys
 
 # The extras of pyproject.toml that make each framework importable.
-INSTALL = {"torch": "pip install -e '.[torch]'", "mlx": "pip install -e '.[mlx]'"}
+INSTALL = {"torch": "pip install -e '.[torch]'", "mlx": "pip install -e '.[mlx]'",
+           # the LoRA retrofit needs both extras (scripts/meadow_golf/retrofit/)
+           "retrofit": "pip install -e '.[torch]' && pip install -e '.[retrofit]'"}
 
 
 def install_hint(extras: tuple[str, ...]) -> str:

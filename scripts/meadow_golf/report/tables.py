@@ -302,7 +302,7 @@ def footnote_scale(n_boot: int, boot_seed: int) -> str:
             "alone). Best valid decoder: the shared group's valid decoder of lowest seed-mean BPB on the evaluation "
             "windows (chosen on them, so its interval is slightly optimistic). Fit: ordinary least squares of every "
             "seed's own paired difference on log10(params of the control), the slope's t interval with "
-            "(points − 2) df (report/stats.py ols_line; METHOD.md §9 says why this method, §10 the intervals).")
+            "(points − 2) df (report/stats.py ols_line; METHOD.md §9 says why this method, §11 the intervals).")
 
 
 def markdown(s: dict) -> str:

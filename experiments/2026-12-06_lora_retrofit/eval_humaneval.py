@@ -1,0 +1,12 @@
+"""Causal HumanEval pass@1 of a base or its retrofit. The code: scripts/meadow_golf/retrofit/evaluate.py (humaneval_main)."""
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":
+    # Without the install the checkout's package is used (an installed one comes first); entry.run
+    # names the install command when a package is missing.
+    sys.path.append(str(Path(__file__).resolve().parents[2] / "scripts"))
+    from meadow_golf.common.entry import run
+
+    sys.exit(run("meadow_golf.retrofit.eval_humaneval", ("retrofit",)))

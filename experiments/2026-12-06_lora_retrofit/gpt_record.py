@@ -1,0 +1,12 @@
+"""The CPU record: the retrofit on our own pretrained 4L-d192 Shakespeare control (README.md here). The code: scripts/meadow_golf/retrofit/gpt_record.py."""
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":
+    # Without the install the checkout's package is used (an installed one comes first); entry.run
+    # names the install command when a package is missing.
+    sys.path.append(str(Path(__file__).resolve().parents[2] / "scripts"))
+    from meadow_golf.common.entry import run
+
+    sys.exit(run("meadow_golf.retrofit.gpt_record", ("retrofit",)))

@@ -1,0 +1,6 @@
+"""The 'infill' evaluation job of a retrofit (one script per job); the code and its definitions are
+in evaluate.py, which both jobs share."""
+
+from meadow_golf.retrofit.evaluate import infill_main as main
+
+__all__ = ["main"]

@@ -1,1 +1,0 @@
-"""The data floor: the challenge's shard format and bytes, corpora, tokenizers, the validation stream."""

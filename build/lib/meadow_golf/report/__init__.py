@@ -1,1 +1,0 @@
-"""Summaries of finished runs: rows, statistics, tables, plots, the scale fit, record comparison."""

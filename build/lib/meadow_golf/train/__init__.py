@@ -1,1 +1,0 @@
-"""The training floor: one trainer core, a torch and an MLX step, optimizers, torchrun / DDP."""

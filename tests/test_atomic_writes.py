@@ -220,6 +220,8 @@ DIRECT_WRITERS_ALLOWED = {
     ("scripts/meadow_golf/common/run_log.py", "__init__"): "append-only training logs",
     ("scripts/meadow_golf/recipes/running.py", "in_process"): "append-only cell logs (a cell's stdout+stderr)",
     ("scripts/meadow_golf/recipes/running.py", "in_child"): "append-only cell logs (a cell's stdout+stderr)",
+    ("scripts/meadow_golf/retrofit/recipe.py", "run"): "append-only stage logs (a stage's stdout+stderr)",
+    ("scripts/meadow_golf/retrofit/train.py", "save_adapter"): "writes into a staging folder renamed into place",
 }
 # Serializers that take a target (call -> index of the target argument): the target must be an
 # in-memory buffer named `buf`, whose bytes then go to an atomic helper.

@@ -32,6 +32,7 @@ PARSERS = {
     "original.replay_fixture": "build_parser",
     "report.compare_record": "build_parser",
     "common.python_deps": "build_parser",
+    "retrofit.train": "build_parser",
 }
 
 

@@ -25,6 +25,7 @@ not retrained or rescored (a rerun resumes); the references are always rescored 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import sys
@@ -112,6 +113,13 @@ def line_codes(scorer, items_tok, tables, fill_seed: int | None = None) -> dict:
         bid.append(float(bidir_line_nll(scorer, p, l, s, fill=fill).sum()))
         nbytes.append(int(tables.stream_bytes(np.array([p[-1]] + l)).sum()))
     return {"causal": np.array(causal), "bidir": np.array(bid), "bytes": np.array(nbytes)}
+
+
+def savez_atomic(path: Path, **arrays) -> None:
+    """An .npz written in one atomic step (a killed run leaves the old file or none)."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def main(argv=None) -> int:
@@ -244,9 +252,9 @@ def main(argv=None) -> int:
                             "causal_greedy_base": sp.decode(draft), "cf_fill": sp.decode(fill),
                             "bidir_oracle_length (upper bound, uses the true length)": sp.decode(oracle)})
         c["samples"] = samples
-        np.savez(cell / "eval_windows.npz", offsets=offsets, bytes=wbytes,
+        savez_atomic(cell / "eval_windows.npz", offsets=offsets, bytes=wbytes,
                  **{f"on_{k}": v for k, v in pw_on.items()}, off_nll_ar=pw_off["nll_ar"])
-        np.savez(cell / "eval_lines.npz", bytes=lines_on["bytes"], causal_on=lines_on["causal"],
+        savez_atomic(cell / "eval_lines.npz", bytes=lines_on["bytes"], causal_on=lines_on["causal"],
                  causal_off=lines_off["causal"], bidir_on=lines_on["bidir"], joint_causal=joint_lines["causal"],
                  joint_bidir=joint_lines["bidir"], length_bits=len_bits)
         atomic_write_bytes(cell / "eval_gpt.json", (json.dumps(c, indent=2, default=float) + "\n").encode())
@@ -261,7 +269,7 @@ def main(argv=None) -> int:
             "lines_bidir_minus_causal_on": bootstrap(ln["bidir_on"], ln["bytes"], ln["causal_on"]),
             "lines_joint_bidir_minus_joint_causal": bootstrap(ln["joint_bidir"], ln["bytes"], ln["joint_causal"]),
         }
-    np.savez(out / "reference_windows.npz", offsets=offsets, bytes=wbytes, control_nll_ar=ref["control"]["nll_ar"],
+    savez_atomic(out / "reference_windows.npz", offsets=offsets, bytes=wbytes, control_nll_ar=ref["control"]["nll_ar"],
              joint_nll_ar=ref["joint"]["nll_ar"], joint_nll_cf_valid=ref["joint"]["nll_cf_valid"],
              joint_lines_causal=joint_lines["causal"], joint_lines_bidir=joint_lines["bidir"],
              lines_bytes=joint_lines["bytes"])

@@ -122,7 +122,7 @@ def main(argv=None) -> int:
     from meadow_golf.eval.eval_common import gather_windows, random_offsets
     from meadow_golf.retrofit import infill
     from meadow_golf.retrofit.scoring import RetrofitScorer, bidir_line_nll, causal_line_nll
-    from meadow_golf.report.summarize import window_bootstrap
+    from meadow_golf.report.stats import window_bootstrap
 
     t0 = time.perf_counter()
     base, causal, bid, info = load_scorers(args)

@@ -18,7 +18,7 @@ bidirectional codes cf_valid and bidir_l2r with the mask fill, and the ELBO. Lin
 three validation plays: --n_lines verse lines, each given the --context lines before and after;
 the line's code length given its prefix only (causal) and given prefix AND suffix (bidirectional
 chain rule), per model; greedy CF infill samples. Differences carry paired percentile bootstrap
-CIs (summarize.window_bootstrap) over windows, or over lines. A cell whose eval_gpt.json exists is
+CIs (stats.window_bootstrap) over windows, or over lines. A cell whose eval_gpt.json exists is
 not retrained or rescored (a rerun resumes); the references are always rescored (minutes).
 """
 
@@ -75,7 +75,7 @@ def line_items(plays: dict[str, str], n: int, context: int, seed: int) -> list[d
 
 
 def bootstrap(nll: np.ndarray, nbytes: np.ndarray, other: np.ndarray | None = None) -> dict:
-    from meadow_golf.report.summarize import window_bootstrap
+    from meadow_golf.report.stats import window_bootstrap
 
     cells = [(nll, nbytes)] + ([(other, nbytes)] if other is not None else [])
     return window_bootstrap(cells, N_BOOT, BOOT_SEED)

@@ -6,7 +6,7 @@ Gate (the seed's first milestone): causal HumanEval pass@1 of the retrofit withi
 base (retrofit - base >= -2 points, on the point estimate; the paired bootstrap CI over problems
 is shown beside it), and coherent line-level infill under the CF decoder (its pass@1 beside the
 causal decoders'; "coherent" is judged by a person reading the items file, the table shows the
-numbers). Every CI is a percentile bootstrap (summarize.window_bootstrap, 2,000 draws, seed 0):
+numbers). Every CI is a percentile bootstrap (stats.window_bootstrap, 2,000 draws, seed 0):
 over problems / tasks for pass rates, over windows or tasks for bits per byte.
 """
 
@@ -34,7 +34,7 @@ def paired_pass_diff(a: list[dict], b: list[dict]) -> dict:
     """Bootstrap CI of pass-rate(a) - pass-rate(b) over the same tasks, paired. Uses
     window_bootstrap with per-task 'nll' = passed * ln 2 and 'bytes' = 1, whose statistic
     sum(nll) / (ln 2 * sum(bytes)) is then exactly the pass rate."""
-    from meadow_golf.report.summarize import window_bootstrap
+    from meadow_golf.report.stats import window_bootstrap
 
     kb = {it["task_id"]: it["passed"] for it in b}
     ids = [it["task_id"] for it in a if it["task_id"] in kb]

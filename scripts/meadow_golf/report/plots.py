@@ -22,6 +22,17 @@ def wrapped(title: str, fig) -> str:
     return textwrap.fill(title, width=max(40, int(fig.get_figwidth() * 7.5)))
 
 
+def finish(fig, plt, path: Path, title: str) -> str:
+    """Title wrapped to the figure, layout, png written atomically, figure closed."""
+    fig.suptitle(wrapped(title, fig), fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return f"{path.name}: written"
+
+
 def series_label(name: str, several_seeds: bool) -> str:
     """A line's legend entry: a std bar only exists where a point has two seeds or more."""
     return f"{name} (seed mean ± std)" if several_seeds else f"{name} (one seed)"
@@ -79,13 +90,7 @@ def plot(path: Path, title: str, groups: list[dict]) -> str:
         ax.set_ylabel(f"bits per byte ({LOWER})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(wrapped(title, fig), fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return f"{path.name}: written"
+    return finish(fig, plt, path, title)
 
 
 def plot_scale(path: Path, title: str, points: list[dict], fits: dict) -> str:
@@ -130,10 +135,4 @@ def plot_scale(path: Path, title: str, points: list[dict], fits: dict) -> str:
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(wrapped(title + " (below 0: lower BPB than the control)", fig), fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return f"{path.name}: written"
+    return finish(fig, plt, path, title + " (below 0: lower BPB than the control)")

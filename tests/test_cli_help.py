@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EXP = ROOT / "experiments" / "2026-04-09_matched_ablation"
 PACKAGE = ROOT / "scripts" / "meadow_golf"
 
-# meadow_golf module name -> the function that builds its parser (every CLI of the project).
+# meadow_golf module name -> the function that builds its parser (every CLI of the project); a module
+# with several CLIs names a tuple of builders (the first is build_parser, the others build_<name>_parser).
 PARSERS = {
     "train.flags": "build_parser",  # train_cdm.py and train_cdm_mlx.py
     "eval.eval_cf": "build_parser",
@@ -33,7 +35,17 @@ PARSERS = {
     "report.compare_record": "build_parser",
     "common.python_deps": "build_parser",
     "retrofit.train": "build_parser",
+    "retrofit.evaluate": ("build_parser", "build_infill_parser"),  # eval_humaneval.py, eval_infill.py
+    "retrofit.eval_bits": "build_parser",
+    "retrofit.gpt_record": "build_parser",
+    "retrofit.recipe": "build_parser",
+    "retrofit.report": "build_parser",
 }
+BUILDER = re.compile(r"^def (build_(?:\w+_)?parser)\(", re.MULTILINE)
+
+
+def builders(fns) -> tuple[str, ...]:
+    return (fns,) if isinstance(fns, str) else tuple(fns)
 
 
 def parsers_of(parser: argparse.ArgumentParser, name: str):
@@ -46,16 +58,20 @@ def parsers_of(parser: argparse.ArgumentParser, name: str):
 
 
 def all_parsers():
-    for module, fn in PARSERS.items():
-        yield from parsers_of(getattr(importlib.import_module(f"meadow_golf.{module}"), fn)(), module)
+    for module, fns in PARSERS.items():
+        for fn in builders(fns):
+            name = module if fn == "build_parser" else f"{module}:{fn}"
+            yield from parsers_of(getattr(importlib.import_module(f"meadow_golf.{module}"), fn)(), name)
 
 
 def test_every_parser_of_the_package_is_checked():
-    """A module of scripts/meadow_golf/ that builds a parser is in PARSERS, so a new CLI is checked too.
-    train_cdm_mlx's parser is trainer_core's plus the MLX flags (and importing it needs mlx)."""
-    builders = {".".join(p.relative_to(PACKAGE).with_suffix("").parts) for p in PACKAGE.rglob("*.py")
-                if "\ndef build_parser(" in p.read_text()}
-    assert builders - {"train.train_cdm_mlx"} == set(PARSERS)
+    """Every parser builder of scripts/meadow_golf/ (a module-level build_parser or build_<name>_parser)
+    is in PARSERS, so a new CLI is checked too. train_cdm_mlx's parser is trainer_core's plus the MLX
+    flags (and importing it needs mlx)."""
+    found = {(".".join(p.relative_to(PACKAGE).with_suffix("").parts), fn) for p in PACKAGE.rglob("*.py")
+             for fn in BUILDER.findall(p.read_text())}
+    listed = {(module, fn) for module, fns in PARSERS.items() for fn in builders(fns)}
+    assert {(m, fn) for m, fn in found if m != "train.train_cdm_mlx"} == listed
 
 
 def test_every_flag_has_help_and_shows_its_default():

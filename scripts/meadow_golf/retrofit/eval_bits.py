@@ -22,6 +22,7 @@ chain rule, scoring.bidir_line_nll), both given the line's token count L; the co
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import math
 import sys
@@ -87,21 +88,27 @@ def length_bits(L: int) -> float:
     return math.log2(L * (L + 1))
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     from meadow_golf.eval.eval_common import OneLineParser
-    from meadow_golf.retrofit.base import RetrofitError
-    from meadow_golf.retrofit.evaluate import add_model_flags, check_model_flags, load_scorers, progress, write_outputs
+    from meadow_golf.retrofit.evaluate import add_model_flags
 
     p = OneLineParser(description=__doc__, formatter_class=HelpFormatter)
     add_model_flags(p)
-    p.add_argument("--n_windows", type=int, default=64)
-    p.add_argument("--seq_len", type=int, default=512)
-    p.add_argument("--batch_size", type=int, default=8)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--elbo_samples", type=int, default=4)
+    p.add_argument("--n_windows", type=int, default=64, help="random windows of the stdlib stream scored")
+    p.add_argument("--seq_len", type=int, default=512, help="targets per window (a window holds seq_len + 1 tokens)")
+    p.add_argument("--batch_size", type=int, default=8, help="windows per forward")
+    p.add_argument("--seed", type=int, default=42, help="seed of the window offsets, the CF decoders and the ELBO noise")
+    p.add_argument("--elbo_samples", type=int, default=4, help="noise samples of the ELBO (0 skips it)")
     p.add_argument("--no_l2r", action="store_true", help="skip bidir_l2r (one forward per target)")
     p.add_argument("--stdlib_tokens", type=int, default=2_000_000, help="tokens of stdlib source read")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    from meadow_golf.retrofit.base import RetrofitError
+    from meadow_golf.retrofit.evaluate import check_model_flags, load_scorers, progress, write_outputs
+
+    args = build_parser().parse_args(argv)
     try:
         check_model_flags(args)
         if min(args.n_windows, args.seq_len - 1, args.batch_size, args.stdlib_tokens) < 1 or args.elbo_samples < 0:

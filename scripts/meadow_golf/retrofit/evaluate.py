@@ -55,11 +55,12 @@ def wilson(k: int, n: int, z: float = 1.959964) -> dict:
 
 
 def add_model_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--base_model", required=True)
+    p.add_argument("--base_model", required=True, help="the base the adapter was trained on: hub id, hub-format folder or our GPT checkpoint")
     p.add_argument("--adapter", help="the retrofit's adapter folder (train_retrofit.py's OUT/adapter)")
-    p.add_argument("--model", choices=("base", "retrofit"), default="retrofit")
-    p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
-    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--model", choices=("base", "retrofit"), default="retrofit",
+                   help="base: the adapter disabled; retrofit: the causal mode it was trained for and its bidirectional mode")
+    p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="auto: CUDA if available, else CPU")
+    p.add_argument("--bf16", action="store_true", help="base weights in bf16 + bf16 autocast (CUDA)")
     p.add_argument("--out", required=True, help="the JSON to write (items next to it: .items.jsonl)")
     p.add_argument("--limit", type=int, default=0, help="only the first N problems / tasks (0: all)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds per check program")
@@ -119,14 +120,20 @@ def progress(label: str, done: int, total: int, t0: float) -> None:
 # ----------------------------------------------------------------------------- HumanEval
 
 
-def humaneval_main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """eval_humaneval.py's parser."""
     from meadow_golf.eval.eval_common import OneLineParser
-    from meadow_golf.retrofit.base import RetrofitError
 
     p = OneLineParser(description=__doc__, formatter_class=HelpFormatter)
     add_model_flags(p)
-    p.add_argument("--max_new", type=int, default=512)
-    args = p.parse_args(argv)
+    p.add_argument("--max_new", type=int, default=512, help="tokens a completion may take (greedy)")
+    return p
+
+
+def humaneval_main(argv=None) -> int:
+    from meadow_golf.retrofit.base import RetrofitError
+
+    args = build_parser().parse_args(argv)
     try:
         check_model_flags(args)
         if args.max_new < 1:
@@ -222,17 +229,24 @@ def infill_completion(decoder: str, task: dict, base, causal, bid, args) -> dict
     return {"line": cands[best], "candidates": len(cands), "score": scores[best]}
 
 
-def infill_main(argv=None) -> int:
+def build_infill_parser() -> argparse.ArgumentParser:
+    """eval_infill.py's parser."""
     from meadow_golf.eval.eval_common import OneLineParser
-    from meadow_golf.retrofit.base import RetrofitError
 
     p = OneLineParser(description=__doc__, formatter_class=HelpFormatter)
     add_model_flags(p)
-    p.add_argument("--decoders", default=",".join(INFILL_DECODERS))
+    p.add_argument("--decoders", default=",".join(INFILL_DECODERS),
+                   help="comma-separated infilling decoders to run (see above; --model base: the causal ones)")
     p.add_argument("--max_line", type=int, default=64, help="tokens a causal line may take")
     p.add_argument("--rerank_n", type=int, default=8, help="sampled candidates besides the greedy one")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
+    p.add_argument("--seed", type=int, default=0, help="seed of the rerank decoder's sampling")
+    return p
+
+
+def infill_main(argv=None) -> int:
+    from meadow_golf.retrofit.base import RetrofitError
+
+    args = build_infill_parser().parse_args(argv)
     decoders = [d for d in args.decoders.split(",") if d]
     try:
         check_model_flags(args)

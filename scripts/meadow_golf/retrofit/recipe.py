@@ -62,16 +62,20 @@ def fetch(source: str, out: Path) -> str:
     return snapshot_download(source, local_dir=str(out / "base"))
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    p.add_argument("--preset", choices=sorted(PRESETS), required=True)
-    p.add_argument("--out_dir", required=True)
+    p.add_argument("--preset", choices=sorted(PRESETS), required=True, help="the run's size (see above)")
+    p.add_argument("--out_dir", required=True, help="folder of the run: the base, train/, each stage's JSON, recipe.log")
     p.add_argument("--base_model", default="", help="overrides the preset's base")
-    p.add_argument("--w", default="0.3")
-    p.add_argument("--mode", default="shared", choices=("shared", "adapter_off"))
-    p.add_argument("--deltanet", default="reverse", choices=("causal", "reverse"))
+    p.add_argument("--w", default="0.3", help="train_retrofit.py's --w (weight of the denoising loss)")
+    p.add_argument("--mode", default="shared", choices=("shared", "adapter_off"), help="train_retrofit.py's --mode")
+    p.add_argument("--deltanet", default="reverse", choices=("causal", "reverse"), help="train_retrofit.py's --deltanet")
     p.add_argument("--train_data", default="", help="overrides the preset's --train_data")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     preset = PRESETS[args.preset]
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)

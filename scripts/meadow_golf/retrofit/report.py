@@ -107,10 +107,14 @@ def build(run_dir: Path) -> tuple[dict, list[str]]:
     return summary, lines
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    p.add_argument("--run_dir", required=True)
-    args = p.parse_args(argv)
+    p.add_argument("--run_dir", required=True, help="the recipe's --out_dir (its stages' JSON files are read)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     run_dir = Path(args.run_dir)
     need = ["humaneval_base.json", "humaneval_retrofit.json", "infill_base.json", "infill_retrofit.json", "bits.json"]
     missing = [n for n in need if not (run_dir / n).is_file()]

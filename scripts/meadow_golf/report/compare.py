@@ -303,7 +303,7 @@ def scale_fits(points: list[dict]) -> dict:
             entry = {"quantity": quantity, "cdm_weight": weight, "noise": noise, "x": "log10(params of the control)",
                      "points": [p["group"] for p in usable], "fit": None, "reason": None, "other_methods": {}}
             if len({p["params"] for p in usable}) < 3:
-                entry["reason"] = f"{len(usable)} sizes (a trend needs 3)"
+                entry["reason"] = f"{len({p['params'] for p in usable})} sizes; a trend against size needs 3 or more"
             else:
                 entry["fit"] = stats.ols_line(x, y)
                 cis = [p[quantity]["ci"] for p in usable]

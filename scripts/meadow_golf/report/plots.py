@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,28 @@ import numpy as np
 from meadow_golf.data.challenge_format import atomic_write_bytes
 from meadow_golf.report.rows import metric_values, noise_text, reference_metric, weight_text
 from meadow_golf.report.tables import CI_LEVEL, LOWER
+
+
+def wrapped(title: str, fig) -> str:
+    """The title broken into lines that fit the figure (about 7.5 characters per inch at size 10):
+    an unbroken long title is cut off at both edges of the png."""
+    return textwrap.fill(title, width=max(40, int(fig.get_figwidth() * 7.5)))
+
+
+def finish(fig, plt, path: Path, title: str) -> str:
+    """Title wrapped to the figure, layout, png written atomically, figure closed."""
+    fig.suptitle(wrapped(title, fig), fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return f"{path.name}: written"
+
+
+def series_label(name: str, several_seeds: bool) -> str:
+    """A line's legend entry: a std bar only exists where a point has two seeds or more."""
+    return f"{name} (seed mean ± std)" if several_seeds else f"{name} (one seed)"
 
 
 def plot(path: Path, title: str, groups: list[dict]) -> str:
@@ -45,9 +68,10 @@ def plot(path: Path, title: str, groups: list[dict]) -> str:
                 pts = [(g["cdm_weight"], g["stats"][metric]) for g in on_line if g["stats"][metric] is not None]
                 if not pts:
                     continue
+                several = any(g["n"] > 1 for g in on_line)
                 bars = ax.errorbar([w for w, _ in pts], [s["mean"] for _, s in pts],
                                    yerr=[s["std"] or 0.0 for _, s in pts], linestyle=ls, marker=marker, capsize=4,
-                                   label=f"{label}{tag} (seed mean ± std)")
+                                   label=series_label(label + tag, several))
                 seeds = [(g["cdm_weight"], v) for g in on_line for v in metric_values(g["rows"], metric)]
                 if any(g["n"] > 1 for g in on_line):
                     ax.scatter([w for w, _ in seeds], [v for _, v in seeds], s=12, alpha=0.5,
@@ -60,18 +84,13 @@ def plot(path: Path, title: str, groups: list[dict]) -> str:
                            label=f"control w=0{tag}: Pure-AR {ref['mean']:.4f}")
         sizes = ", ".join(dict.fromkeys(r["size"] for g in mine for r in g["rows"]))
         # A size-named scale (3L96) is that size on every preset: nothing stands in for it.
-        ax.set_title(sizes if sizes.replace("-d", "") == scale else f"{sizes} (stands in for {scale})")
+        ax.set_title(sizes if sizes.replace("-d", "") == scale else f"{sizes} (stands in for {scale})",
+                     fontsize=9, wrap=True)
         ax.set_xlabel("cdm_weight")
         ax.set_ylabel(f"bits per byte ({LOWER})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return f"{path.name}: written"
+    return finish(fig, plt, path, title)
 
 
 def plot_scale(path: Path, title: str, points: list[dict], fits: dict) -> str:
@@ -116,10 +135,4 @@ def plot_scale(path: Path, title: str, points: list[dict], fits: dict) -> str:
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(title + " (below 0: lower BPB than the control)", fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return f"{path.name}: written"
+    return finish(fig, plt, path, title + " (below 0: lower BPB than the control)")

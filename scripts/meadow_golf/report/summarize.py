@@ -74,7 +74,7 @@ def summary_json(s: dict) -> dict:
     return {
         "title": s["title"],
         "notes": {"cf_published": "NOT a valid code length (METHOD.md §6)",
-                  "window_cis": tables.footnote_cis(n_boot, boot_seed),
+                  "window_cis": tables.footnote_cis(n_boot, boot_seed, s["cis"]),
                   "tests": tables.footnote_tests(n_boot, boot_seed),
                   "window_pairs": tables.footnote_pairs(n_boot, boot_seed),
                   "tax_cells": tables.footnote_tax_cells(n_boot, boot_seed),

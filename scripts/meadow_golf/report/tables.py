@@ -137,12 +137,14 @@ def footnote_pairs(n_boot: int, boot_seed: int) -> str:
             "offsets). It counts window sampling for these two trained models, not seed-to-seed spread.")
 
 
-def footnote_cis(n_boot: int, boot_seed: int) -> str:
+def footnote_cis(n_boot: int, boot_seed: int, cis: list[dict]) -> str:
+    """The method; the sentence on a missing per-window file only where some row lacks its CI."""
+    missing = (f" {NO_WINDOWS}: the eval JSON names no per-window file, so no CI is given."
+               if any(c["ci"] is None for c in cis) else "")
     return (f"Method: percentile bootstrap over the evaluation windows ({n_boot} resamples, numpy "
             f"default_rng({boot_seed})); each resample draws N windows with replacement and recomputes "
             "BPB = Σ NLL / (ln 2 · Σ bytes) on them. It counts the sampling of windows only, not the "
-            f"seed-to-seed spread of training. {NO_WINDOWS}: the eval JSON names no per-window file, so no "
-            "CI is given.")
+            f"seed-to-seed spread of training.{missing}")
 
 
 def tax_cells_table(entries: list[dict]) -> list[str]:
@@ -276,7 +278,7 @@ def fits_lines(fits: dict) -> list[str]:
     lines = []
     for name, f in fits.items():
         if f["fit"] is None:
-            lines.append(f"- {name}: no fit ({f['reason']}).")
+            lines.append(f"- {name}: no line against size ({f['reason']}).")
             continue
         fit = f["fit"]
         verdict = "excludes zero" if fit["slope_ci"]["lo"] > 0 or fit["slope_ci"]["hi"] < 0 else "includes zero"
@@ -321,7 +323,7 @@ def markdown(s: dict) -> str:
                   + "; ".join(f"{r['run']} seed {r['seed']} ← {r['matched_to']} ({r['tokens_seen']:,} tokens)"
                               for r in matched) + "."]
     sections = [
-        (s["cis"], "Bootstrap CIs over windows", cis_table, footnote_cis(n_boot, boot_seed)),
+        (s["cis"], "Bootstrap CIs over windows", cis_table, footnote_cis(n_boot, boot_seed, s["cis"])),
         ([g for g in s["groups"] if g["n"] > 1], "Seed groups (mean ± sample std over seeds)", groups_table, None),
         ([t for t in s["tests"] if t["n"] > 1 or t["control_n"] > 1], "Comparisons with the control over seeds",
          tests_table, footnote_tests(n_boot, boot_seed)),

@@ -254,14 +254,9 @@ def test_plot_is_a_valid_png_and_every_bpb_table_says_lower_is_better(tmp_path, 
 
 def _tables(text: str) -> list[list[str]]:
     """Each markdown table of the output as its lines (the header first)."""
-    out, current = [], []
-    for line in text.splitlines() + [""]:
-        if line.startswith("|"):
-            current.append(line)
-        elif current:
-            out.append(current)
-            current = []
-    return out
+    from test_record_tables import md_tables
+
+    return md_tables(text)
 
 
 def test_folder_arguments_and_the_alternative_eval_name(tmp_path, capsys):

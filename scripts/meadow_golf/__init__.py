@@ -12,7 +12,8 @@ Sub-packages, one floor each; a module imports only from its own floor or the fl
     train     the trainers (train_cdm, train_cdm_mlx) on their shared core (flags, schedule, run
               folder), optimizers, DDP
     original  the original work's fixture replay, checkpoint fetch and audit table
-    report    summaries: tables, statistics, plots, the scale fit, record comparison
+    report    summaries: rows, seed statistics and the line against size, tables, plots, record
+              comparison
     recipes   the experiments' recipes: presets, settings, cells, train / evaluate / summarize
     tools     benchmark, profile_step, entropy_floor (each trains and evaluates)
     retrofit  the LoRA retrofit of a pretrained causal LM (experiments/2026-12-06_lora_retrofit); it

@@ -15,13 +15,23 @@ def check_writable_folder(folder: Path, flag: str) -> None:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{folder}: {flag} is a file, not a folder")
-    existing = folder
-    while not existing.exists():
-        existing = existing.parent
+    existing = nearest_existing(folder)
     if not existing.is_dir():
         raise ValueError(f"{existing}: not a folder, so {flag} {folder} cannot be created")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if not can_write_in(existing):
         raise ValueError(f"{existing}: not writable ({flag} {folder})")
+
+
+def nearest_existing(path: Path) -> Path:
+    """`path` itself, or the nearest folder above it that exists (where creating it starts)."""
+    path = Path(path)
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def can_write_in(folder: Path) -> bool:
+    return os.access(folder, os.W_OK | os.X_OK)
 
 
 def check_writable_file(path: Path, flag: str) -> None:

@@ -49,6 +49,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from meadow_golf.common.paths import can_write_in, nearest_existing
 from meadow_golf.common.python_deps import missing, missing_line
 from meadow_golf.recipes.presets import PRESETS, Preset, RecipeError
 
@@ -138,12 +139,10 @@ class Settings:
 def check_writable(path: Path, var: str) -> None:
     """A folder the recipe will write: refused in one line before any compute when it (or the
     nearest folder above it that exists) cannot be written; nothing is created here."""
-    probe = path
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
+    probe = nearest_existing(path)
     if not probe.is_dir():
         raise RecipeError(f"{var}={path}: {probe} is not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
+    if not can_write_in(probe):
         raise RecipeError(f"{var}={path}: {probe} is not writable (choose another {var})")
 
 

@@ -80,7 +80,7 @@ def finished_run(shakespeare_data, tmp_path_factory) -> Path:
     ("--momentum_warmup_steps", "-1"), ("--save_every", "-1"), ("--val_every", "-1"), ("--val_tokens", "-1"),
     ("--cdm_weight", "-0.1"), ("--retro_alpha", "-1"), ("--muon_lr", "-0.01"), ("--muon_wd", "-1"),
     ("--muon_clip", "-1"), ("--embed_lr", "-1"), ("--scalar_lr", "-1"), ("--adam_wd", "-1"), ("--grad_clip", "-1"),
-    ("--muon_lr", "nan"), ("--cdm_weight", "inf"), ("--warmdown_frac", "1.5"), ("--ema_decay", "1"),
+    ("--muon_lr", "nan"), ("--cdm_weight", "inf"), ("--train_budget_secs", "nan"), ("--ema_decay", "1"),
     ("--ema_start_step", "-2"), ("--seed", "-1"), ("--val_tokens", "31"),
 ])
 def test_nonsense_numeric_flag_is_refused_naming_it(shakespeare_data, tmp_path, capsys, flag, value):

@@ -292,7 +292,7 @@ class TrainerBase:
         passes = 1 + (args.cdm_weight > 0) + (args.retro_alpha > 0)
         log.note(f"{ema_text} cdm_weight:{args.cdm_weight} retro_alpha:{args.retro_alpha} passes_per_step:{passes}")
         gone = departures(args)
-        log.note(f"lr_schedule:{args.lr_schedule} clock:{args.clock} muon_clip:{args.muon_clip} "
+        log.note(f"lr_schedule:original clock:{args.clock} muon_clip:{args.muon_clip} "
                  f"departures_from_original:{','.join(gone) if gone else 'none'}")
 
     def final_val_estimate(self) -> float:
@@ -492,7 +492,7 @@ class TrainerBase:
             "params": self.num_params(), "cdm_weight": args.cdm_weight,
             "ema": {"enabled": args.ema_decay > 0, "used": ema_used, "steps": self.ema_steps,
                     "decay": args.ema_decay, "start_step": ema_start_step(args) if args.ema_decay > 0 else None},
-            "rules": {"lr_schedule": args.lr_schedule, "clock": args.clock, "muon_clip": args.muon_clip,
+            "rules": {"lr_schedule": "original", "clock": args.clock, "muon_clip": args.muon_clip,
                       "departures_from_original": departures(args)},
             "tokenizer": self.tokenizer, "resume_changes": self.resume_changes,
             "val_history": self.val_history, "backend": self.backend, "device": self.device_name(),

@@ -17,11 +17,10 @@ from meadow_golf.model.config import GPTConfig
 ORIGINAL_STEPS = 9999
 ORIGINAL_WARMDOWN_SECS = 80.0
 ORIGINAL_EMA_START_FRAC = 0.8
-LR_SCHEDULES = ("original", "progress")
 CLOCKS = ("original", "train_only")
 # The flags whose value IS one of the original's rules, with that value: a run that sets another
 # value departs from the original on that rule (named in results.json, see departures()).
-ORIGINAL_RULES = {"noise": "uniform", "cdm_loss": "plain", "lr_schedule": "original", "warmdown_steps": 1000, "warmdown_secs": ORIGINAL_WARMDOWN_SECS,
+ORIGINAL_RULES = {"noise": "uniform", "cdm_loss": "plain", "warmdown_steps": 1000, "warmdown_secs": ORIGINAL_WARMDOWN_SECS,
                   "muon_clip": 0.3, "ema_decay": 0.997, "ema_start_step": -1, "clock": "original",
                   "val_tokens": 1_000_000, "grad_clip": 0.0, "steps": ORIGINAL_STEPS, "train_budget_secs": 540.0}
 
@@ -50,20 +49,14 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
                         "start (the original recipe passed 9999); 0 = none")
     t.add_argument("--seq_len", type=int, default=1024, help="training window length (tokens)")
     t.add_argument("--batch_tokens", type=int, default=64 * 1024, help="tokens per step (global)")
-    t.add_argument("--lr_schedule", default="original", choices=LR_SCHEDULES,
-                   help="original: linear decay over the last --warmdown_steps of --steps, and over the last "
-                        "--warmdown_secs of the budget; progress (the project's earlier rule): linear decay "
-                        "over the last --warmdown_frac of the run's progress")
     t.add_argument("--warmdown_steps", type=int, default=1000,
-                   help="lr_schedule original: step-based warmdown length. The original's 1000 is 10%% of its "
+                   help="LR warmdown: linear decay over the last N of --steps. The original's 1000 is 10%% of its "
                         "--steps 9999: for a shorter run scale it to round(steps * 1000 / 9999) (the recipes do: "
                         "--steps 120 --warmdown_steps 12); the default 1000 with --steps 60 would start the LR "
                         "at 0.06x (a warning says so)")
     t.add_argument("--warmdown_secs", type=float, default=ORIGINAL_WARMDOWN_SECS,
-                   help="lr_schedule original: time-based warmdown over the budget's last N seconds. The "
+                   help="LR warmdown over the budget's last N seconds (the multiplier is at most remaining/N). The "
                         "original's 80 of its 540 s budget scales as budget * 80 / 540 (the recipes do)")
-    t.add_argument("--warmdown_frac", type=float, default=0.2,
-                   help="lr_schedule progress: final fraction of progress with linear LR decay to 0")
     t.add_argument("--muon_lr", type=float, default=0.025, help="Muon learning rate (matrices)")
     t.add_argument("--muon_wd", type=float, default=0.04, help="Muon weight decay")
     t.add_argument("--muon_clip", type=float, default=0.3,
@@ -156,8 +149,6 @@ def validate_args(args) -> None:
         # val_tokens N gives N // seq_len whole windows (load_validation reads N + 1 tokens).
         raise ValueError(f"--val_tokens {args.val_tokens} holds no validation window of --seq_len {args.seq_len} "
                          f"(+1) tokens: give --val_tokens >= {args.seq_len} or 0 (all)")
-    if not 0 <= args.warmdown_frac <= 1:
-        raise ValueError(f"--warmdown_frac must lie in [0, 1], got {args.warmdown_frac}")
     if not 0 <= args.ema_decay < 1:
         raise ValueError(f"--ema_decay must lie in [0, 1), got {args.ema_decay}")
     if args.ema_decay > 0 and args.ema_start_step < 0 and args.steps <= 0:
@@ -194,8 +185,6 @@ def flag_warnings(args) -> list[str]:
     a warmdown that spans the whole run, so the LR never reaches its full value (the original's
     1000-step and 80 s warmdowns kept under a short --steps or --train_budget_secs)."""
     found = []
-    if args.lr_schedule != "original":
-        return found
     if args.steps > 0 and args.warmdown_steps >= args.steps:
         found.append(f"--warmdown_steps {args.warmdown_steps} >= --steps {args.steps}: the LR decays over the whole "
                      f"run, starting at {args.steps / max(args.warmdown_steps, 1):.3g}x; the original's share "

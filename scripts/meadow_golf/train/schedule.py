@@ -1,6 +1,6 @@
 """The schedule of a training run, read from its flags: the fraction of the run done, the LR
-multiplier of each step (--lr_schedule original: the original's step- and time-based warmdown;
-progress: the project's earlier rule) and when the EMA starts (METHOD.md §4).
+multiplier of each step (the original's step- and time-based warmdown) and when the EMA starts
+(METHOD.md §4).
 """
 
 from __future__ import annotations
@@ -30,13 +30,6 @@ def progress(step: int, elapsed: float, args) -> float:
     return min(1.0, max(fracs))
 
 
-def lr_multiplier(frac_done: float, warmdown_frac: float) -> float:
-    """lr_schedule progress: 1, then a linear decay to 0 over the final warmdown_frac of progress."""
-    if warmdown_frac <= 0:
-        return 1.0
-    return max(0.0, min(1.0, (1.0 - frac_done) / warmdown_frac))
-
-
 def original_lr_multiplier(step: int, steps: int, warmdown_steps: int, remaining_secs: float | None = None,
                            warmdown_secs: float = ORIGINAL_WARMDOWN_SECS) -> float:
     """The original recipe's LR multiplier for the 0-based step `step` (METHOD.md §4).
@@ -54,8 +47,6 @@ def original_lr_multiplier(step: int, steps: int, warmdown_steps: int, remaining
 
 
 def schedule_lr(args, step: int, elapsed: float) -> float:
-    """The LR multiplier of the 0-based step `step` after `elapsed` budget seconds, by --lr_schedule."""
-    if args.lr_schedule == "progress":
-        return lr_multiplier(progress(step, elapsed, args), args.warmdown_frac)
+    """The LR multiplier of the 0-based step `step` after `elapsed` budget seconds (the original's rule)."""
     remaining = args.train_budget_secs - elapsed if args.train_budget_secs > 0 else None
     return original_lr_multiplier(step, args.steps, args.warmdown_steps, remaining, args.warmdown_secs)

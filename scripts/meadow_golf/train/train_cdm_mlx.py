@@ -65,8 +65,8 @@ _HELP_OVERRIDES = {
 # instead of being accepted and silently ignored.
 SUPPORTED_FLAGS = frozenset({
     "num_layers", "model_dim", "num_heads", "num_kv_heads", "mlp_mult", "vocab_size", "bigram_dim", "xsa_last_n",
-    "cdm_weight", "noise", "cdm_loss", "retro_alpha", "train_budget_secs", "steps", "seq_len", "batch_tokens", "lr_schedule",
-    "warmdown_steps", "warmdown_secs", "warmdown_frac", "muon_lr", "muon_wd", "muon_clip", "embed_lr", "scalar_lr",
+    "cdm_weight", "noise", "cdm_loss", "retro_alpha", "train_budget_secs", "steps", "seq_len", "batch_tokens",
+    "warmdown_steps", "warmdown_secs", "muon_lr", "muon_wd", "muon_clip", "embed_lr", "scalar_lr",
     "adam_wd", "momentum_warmup_steps", "grad_clip", "ema_decay", "ema_start_step", "clock", "seed", "data_dir", "tokenizer_path", "checkpoint_dir", "save_path",
     "save_every", "val_every", "val_tokens", "val_batch_size", "log_every", "log_every_secs", "resume", "overwrite", "device",
     "compile",

@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     from meadow_golf.retrofit.base import RetrofitError
-    from meadow_golf.retrofit.evaluate import check_model_flags, load_scorers, progress, write_outputs
+    from meadow_golf.retrofit.evaluate import check_model_flags, load_scorers, write_outputs
 
     args = build_parser().parse_args(argv)
     try:
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     from meadow_golf.eval.eval_cf import score_decoders, score_elbo
-    from meadow_golf.eval.eval_common import gather_windows, random_offsets
+    from meadow_golf.eval.eval_common import Progress, gather_windows, random_offsets
     from meadow_golf.retrofit import infill
     from meadow_golf.retrofit.scoring import RetrofitScorer, bidir_line_nll, causal_line_nll
     from meadow_golf.report.stats import window_bootstrap
@@ -167,7 +167,7 @@ def main(argv=None) -> int:
 
     tasks = infill.single_line_tasks()
     tasks = tasks[: args.limit] if args.limit else tasks
-    items, t1 = [], time.perf_counter()
+    items, bar = [], Progress(len(tasks), "infill_code_length", every=1)
     enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
     for i, task in enumerate(tasks):
         prefix, line, suffix = enc(task["prompt"]) or [base.start_id], enc(task["canonical_solution"]), enc(task["suffix"])
@@ -176,7 +176,7 @@ def main(argv=None) -> int:
                       "causal_retrofit": float(causal_line_nll(causal, prefix, line).sum()),
                       "bidir_prefix_suffix": float(bidir_line_nll(bid, prefix, line, suffix).sum()),
                       "length_bits": length_bits(len(line))})
-        progress("infill_code_length", i + 1, len(tasks), t1)
+        bar.update(i + 1)
     lb = np.array([it["bytes"] for it in items])
     lines = {k: window_bootstrap([(np.array([it[k] for it in items]), lb)], 2000, 0)
              for k in ("causal_base", "causal_retrofit", "bidir_prefix_suffix")}

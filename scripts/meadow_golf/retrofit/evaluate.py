@@ -111,12 +111,6 @@ def write_outputs(out: Path, result: dict, items: list[dict]) -> None:
     atomic_write_bytes(out, (json.dumps(result, indent=2) + "\n").encode())
 
 
-def progress(label: str, done: int, total: int, t0: float) -> None:
-    elapsed = time.perf_counter() - t0
-    eta = elapsed / done * (total - done) if done else float("nan")
-    print(f"progress:{label} {done}/{total} elapsed_s:{elapsed:.1f} eta_s:{eta:.1f}", file=sys.stderr, flush=True)
-
-
 # ----------------------------------------------------------------------------- HumanEval
 
 
@@ -141,6 +135,7 @@ def humaneval_main(argv=None) -> int:
     except (RetrofitError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    from meadow_golf.eval.eval_common import Progress
     from meadow_golf.retrofit import execution, generate, infill
 
     base, causal, _, info = load_scorers(args)
@@ -151,13 +146,13 @@ def humaneval_main(argv=None) -> int:
     def stop(ids):
         return any(s in tok.decode(ids) for s in HUMANEVAL_STOPS)
 
-    t0, completions = time.perf_counter(), []
+    completions, bar = [], Progress(len(probs), "humaneval", every=1)
     for i, prob in enumerate(probs):
         ids = generate.greedy(causal, tok(prob["prompt"], add_special_tokens=False)["input_ids"], args.max_new, stop)
         text = tok.decode(ids)
         cut = min([text.find(s) for s in HUMANEVAL_STOPS if s in text] or [len(text)])
         completions.append(text[:cut])
-        progress("humaneval", i + 1, len(probs), t0)
+        bar.update(i + 1)
     checks = execution.check_all(list(zip(probs, completions)), args.timeout, args.memory_mb, args.workers)
     items = [{"task_id": pr["task_id"], "completion": c, **{k: r[k] for k in ("passed", "result")}}
              for pr, c, r in zip(probs, completions, checks)]
@@ -165,7 +160,7 @@ def humaneval_main(argv=None) -> int:
     result = {"tool": "eval_humaneval", "model": args.model, "base_model": args.base_model, "adapter": args.adapter,
               "retrofit": info, "causal_adapter": causal.adapter, "problems": len(items),
               "pass@1": wilson(k, len(items)), "decoding": f"greedy, max_new {args.max_new}, stops {HUMANEVAL_STOPS}",
-              "seconds": time.perf_counter() - t0}
+              "seconds": time.perf_counter() - bar.start}
     write_outputs(Path(args.out), result, items)
     print(f"humaneval model:{args.model} pass@1:{k}/{len(items)}")
     return 0
@@ -260,6 +255,7 @@ def infill_main(argv=None) -> int:
     except (RetrofitError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    from meadow_golf.eval.eval_common import Progress
     from meadow_golf.retrofit import execution, generate, infill
 
     base, causal, bid, info = load_scorers(args)
@@ -269,11 +265,11 @@ def infill_main(argv=None) -> int:
         skipped["fim"] = "the tokenizer has no FIM tokens " + ", ".join(generate.FIM_TOKENS)
     tasks = infill.single_line_tasks()
     tasks = tasks[: args.limit] if args.limit else tasks
-    t0, items = time.perf_counter(), []
+    items, bar = [], Progress(len(tasks), "infill", every=1)
     for i, task in enumerate(tasks):
         for d in decoders:
             items.append({"task_id": task["task_id"], "decoder": d, **infill_completion(d, task, base, causal, bid, args)})
-        progress("infill", i + 1, len(tasks), t0)
+        bar.update(i + 1)
     by_task = {t["task_id"]: t for t in tasks}
     jobs = [(infill.as_problem(by_task[it["task_id"]]), it["line"] + by_task[it["task_id"]]["suffix"]) for it in items]
     for it, r in zip(items, execution.check_all(jobs, args.timeout, args.memory_mb, args.workers)):
@@ -287,7 +283,7 @@ def infill_main(argv=None) -> int:
             per[d]["label"] = UPPER_BOUND
     result = {"tool": "eval_infill", "model": args.model, "base_model": args.base_model, "adapter": args.adapter,
               "retrofit": info, "causal_adapter": causal.adapter, "tasks": len(tasks), "decoders": per,
-              "skipped": skipped, "seconds": time.perf_counter() - t0,
+              "skipped": skipped, "seconds": time.perf_counter() - bar.start,
               "tasks_source": "rebuilt from HumanEval's canonical solutions (infill.py)"}
     write_outputs(Path(args.out), result, items)
     print("infill " + " ".join(f"{d}:{v['pass@1']['passed']}/{v['pass@1']['n']}" for d, v in per.items()))

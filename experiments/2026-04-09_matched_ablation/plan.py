@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from meadow_golf.recipes.cli import main as recipes_main
-from meadow_golf.recipes.plans import Cell, cell_name, check_list, check_scales, check_unique, one_scale
+from meadow_golf.recipes.plans import Cell, cell_name, check_list, check_scales, check_unique, one_scale, required_list
 from meadow_golf.recipes.presets import RecipeError
 from meadow_golf.recipes.settings import Settings, check_int, check_number, is_zero, resolve
 from meadow_golf.recipes.steps import Recipe
@@ -25,10 +25,7 @@ HERE = Path(__file__).resolve().parent
 
 def plan_ablation6(s: Settings) -> list[Cell]:
     scales = check_scales(s.get("SCALES", "5L 11L").split())
-    weights = s.get("WEIGHTS", "0 0.3 1.0").split()
-    if not weights:
-        raise RecipeError("WEIGHTS is empty")
-    check_list("WEIGHTS", weights, "number")
+    weights = required_list(s, "WEIGHTS", "0 0.3 1.0", "number")
     seed = check_int("SEED", s.get("SEED", "1337"))
     tok = s.match == "tokens"
     if tok:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from meadow_golf.model.noise import NOISES
 from meadow_golf.recipes.cli import main as recipes_main
-from meadow_golf.recipes.plans import Cell, cell_name, check_list, check_unique, no_token_matching, noise_suffix, one_scale
+from meadow_golf.recipes.plans import Cell, cell_name, check_unique, no_token_matching, noise_suffix, one_scale, required_list
 from meadow_golf.recipes.presets import RecipeError, default_by_preset
 from meadow_golf.recipes.settings import Settings, check_int, is_zero, resolve
 from meadow_golf.recipes.steps import Recipe
@@ -28,16 +29,13 @@ DECODERS = "ar,cf_published,cf_valid,bidir_l2r,bidir_confidence"
 
 def plan_noise(s: Settings) -> list[Cell]:
     scale = one_scale(s, "NOISE_SCALE", default_by_preset(s.preset, "11L", "3L96", "2L32"))
-    weights = s.get("NOISE_WEIGHTS", "0.3 1.0").split()
-    if not weights:
-        raise RecipeError("NOISE_WEIGHTS is empty")
-    check_list("NOISE_WEIGHTS", weights, "number")
+    weights = required_list(s, "NOISE_WEIGHTS", "0.3 1.0", "number")
     noises = s.get("NOISES", "uniform absorbing").split()
     if not noises:
         raise RecipeError("NOISES is empty")
     for noise in noises:
-        if noise not in ("uniform", "absorbing"):
-            raise RecipeError(f"NOISES: unknown noise '{noise}'; choose uniform or absorbing")
+        if noise not in NOISES:
+            raise RecipeError(f"NOISES: unknown noise '{noise}'; choose {' or '.join(NOISES)}")
     seed = check_int("SEED", s.get("SEED", "1337"))
     no_token_matching(s, "plan_noise")
     plan = []

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from meadow_golf.recipes import cells as cellstate
 from meadow_golf.recipes.cli import main as recipes_main
-from meadow_golf.recipes.plans import Cell, cell_name, check_list, check_scales, check_unique, no_token_matching, one_scale
+from meadow_golf.recipes.plans import Cell, cell_name, check_list, check_scales, check_unique, no_token_matching, one_scale, required_list
 from meadow_golf.recipes.presets import RecipeError, default_by_preset
 from meadow_golf.recipes.settings import Settings, check_int, is_zero, resolve
 from meadow_golf.recipes.steps import Recipe
@@ -29,10 +29,7 @@ RUNS = "share_ratio_and_scale"
 
 def plan_wgrid(s: Settings) -> list[Cell]:
     scale = one_scale(s, "GRID_SCALE", default_by_preset(s.preset, "11L", "3L96", "2L32"))
-    weights = s.get("GRID_WEIGHTS", "0 0.1 0.15 0.2 0.3 0.5 0.7 1.0").split()
-    if not weights:
-        raise RecipeError("GRID_WEIGHTS is empty")
-    check_list("GRID_WEIGHTS", weights, "number")
+    weights = required_list(s, "GRID_WEIGHTS", "0 0.1 0.15 0.2 0.3 0.5 0.7 1.0", "number")
     seed = check_int("SEED", s.get("SEED", "1337"))
     check_list("EXTRA_SEEDS", s.words("EXTRA_SEEDS", "42"), "int")
     no_token_matching(s, "plan_wgrid")
@@ -54,17 +51,11 @@ def plan_wgrid_seeds(s: Settings, grid: list[Cell]) -> tuple[str, list[Cell]]:
 def plan_scale(s: Settings) -> list[Cell]:
     scales = check_scales(s.get("SWEEP_SCALES", default_by_preset(
         s.preset, "5L256 7L384 9L448 11L512 13L640", "2L32 2L64 3L96 4L128", "2L32 3L48")).split(), "SWEEP_SCALES")
-    weights = s.get("SWEEP_WEIGHTS", "0.3").split()
-    if not weights:
-        raise RecipeError("SWEEP_WEIGHTS is empty")
-    check_list("SWEEP_WEIGHTS", weights, "number")
+    weights = required_list(s, "SWEEP_WEIGHTS", "0.3", "number")
     for w in weights:
         if is_zero(w):
             raise RecipeError(f"SWEEP_WEIGHTS: {w} is the control, which the sweep adds at every size and seed")
-    seeds = s.get("SEEDS", "1337 42").split()
-    if not seeds:
-        raise RecipeError("SEEDS is empty")
-    check_list("SEEDS", seeds, "int")
+    seeds = required_list(s, "SEEDS", "1337 42", "int")
     no_token_matching(s, "plan_scale")
     plan = []
     for scale in scales:

@@ -64,6 +64,14 @@ def check_list(name: str, values: list[str], kind: str) -> list[str]:
     return values
 
 
+def required_list(settings, name: str, default: str, kind: str) -> list[str]:
+    """The words of variable `name` (default when unset), at least one, each an int or a number."""
+    values = settings.get(name, default).split()
+    if not values:
+        raise RecipeError(f"{name} is empty")
+    return check_list(name, values, kind)
+
+
 def no_token_matching(settings: Settings, plan: str) -> None:
     """The plans that compare at equal steps or equal clock only."""
     if settings.match == "tokens":

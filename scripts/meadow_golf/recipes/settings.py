@@ -51,6 +51,7 @@ from pathlib import Path
 
 from meadow_golf.common.paths import can_write_in, nearest_existing
 from meadow_golf.common.python_deps import missing, missing_line
+from meadow_golf.model.noise import CDM_LOSSES, NOISES
 from meadow_golf.recipes.presets import PRESETS, Preset, RecipeError
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -202,11 +203,11 @@ def resolve(env: dict, exp_dir: Path, kind: str, *, decoders: str = DEFAULT_DECO
         raise RecipeError(f"THREADS={threads}: expected a positive integer (or empty)")
     match_weight = check_number("MATCH_WEIGHT", get("MATCH_WEIGHT", "0.3"))
     noise = get("NOISE", "uniform")
-    if noise not in ("uniform", "absorbing"):
-        raise RecipeError(f"NOISE: unknown noise '{noise}'; choose uniform or absorbing")
+    if noise not in NOISES:
+        raise RecipeError(f"NOISE: unknown noise '{noise}'; choose {' or '.join(NOISES)}")
     cdm_loss = get("CDM_LOSS", "plain")
-    if cdm_loss not in ("plain", "elbo"):
-        raise RecipeError(f"CDM_LOSS={cdm_loss}: choose plain or elbo")
+    if cdm_loss not in CDM_LOSSES:
+        raise RecipeError(f"CDM_LOSS={cdm_loss}: choose {' or '.join(CDM_LOSSES)}")
     elbo = check_int("ELBO_SAMPLES", get("ELBO_SAMPLES", elbo_samples))
     compare_to = str(abs_path(get("COMPARE_TO"), cwd)) if get("COMPARE_TO") else ""
     if compare_to and not Path(compare_to).exists():

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from meadow_golf.eval import cf
+
 EVAL_NAMES = ("eval_cf.json", "final_model.eval_cf.json")
 HELDOUT_NAME = "eval_heldout.json"
 # The bidirectional decoders of a random-fill cell re-scored with ONE fill (eval_cf.py --n_random 1),
@@ -43,12 +45,11 @@ EXTRA_METRICS = (("ar_heldout", "Pure-AR BPB, held-out windows"),)
 METRIC_HEADER = dict(METRICS + EXTRA_METRICS)
 # Decoders whose per-window NLL eval_cf.py stores (the val_bpb metric has no windows).
 WINDOW_METRICS = ("ar", "cf_published", "cf_valid")
-# The valid code lengths a cell's best decoder is chosen from (cf.py: the fill mixtures are
-# valid too); cf_published is never a candidate (METHOD.md §6).
-VALID_DECODERS = ("ar", "cf_valid", "cf_bidir_skeleton", "cf_valid_mix", "cf_bidir_skeleton_mix",
-                  "bidir_l2r", "bidir_confidence")
+# The valid code lengths a cell's best decoder is chosen from, as cf.DECODERS declares them (the
+# fill mixtures are valid too); cf_published is never a candidate (METHOD.md §6).
+VALID_DECODERS = cf.decoders_where(valid=True)
 # The bidirectional pass's own codes (METHOD.md §8), shown with the ELBO in their own table.
-BIDIR_DECODERS = ("bidir_l2r", "bidir_confidence")
+BIDIR_DECODERS = cf.decoders_where(family="bidir")
 NO_WINDOWS = "unavailable (no per-window file)"
 
 
